@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitopsd/gitopsd/internal/api"
+)
+
+// queryCommand is a read-only command that asks the daemon for a T and
+// prints it as a table, or as JSON with --json.
+func queryCommand[T any](g *globals, cmd *cobra.Command, query func(context.Context, *api.Client, string) (T, error), print func(io.Writer, T) error) *cobra.Command {
+	var asJSON bool
+	cmd.Args = args(cobra.MaximumNArgs(1))
+	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
+			v, err := query(ctx, c, first(a))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), v)
+			}
+			return print(cmd.OutOrStdout(), v)
+		})
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the documented JSON")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return queryCommand(g, &cobra.Command{Use: "status [STACK]", Short: "Show stacks: revision, sync, health, services"},
+		func(ctx context.Context, c *api.Client, stack string) (api.Status, error) {
+			return c.Status(ctx, stack)
+		},
+		printStatus)
+}
+
+func printStatus(w io.Writer, st api.Status) error {
+	head := st.Source.Head
+	fmt.Fprintf(w, "host %s  source %s@%s  head %s", st.Host, st.Source.URL, st.Source.Branch, short(head))
+	if st.Source.FetchedAt != "" {
+		fmt.Fprintf(w, "  fetched %s", st.Source.FetchedAt)
+	}
+	fmt.Fprintln(w)
+	if st.Source.Error != "" {
+		fmt.Fprintf(w, "source error: %s\n", st.Source.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STACK\tREVISION\tSYNC\tHEALTH\tSERVICES\tERROR")
+	for _, s := range st.Stacks {
+		var svcs []string
+		for _, sv := range s.Services {
+			svcs = append(svcs, fmt.Sprintf("%s %d/%d", sv.Name, sv.Healthy, sv.Replicas))
+		}
+		rev := short(s.Revision)
+		if s.Pinned {
+			rev += " (pinned)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, s.Sync, s.Health, strings.Join(svcs, ", "), oneLine(s.Error))
+	}
+	return tw.Flush()
+}
+
+func newHistoryCmd(g *globals) *cobra.Command {
+	var limit int
+	cmd := queryCommand(g, &cobra.Command{Use: "history [STACK]", Short: "List deployments: when, trigger, from, to, outcome, error"},
+		func(ctx context.Context, c *api.Client, stack string) ([]api.Deployment, error) {
+			return c.History(ctx, stack, limit)
+		},
+		func(w io.Writer, ds []api.Deployment) error {
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTACK\tTRIGGER\tFROM\tTO\tSTARTED\tOUTCOME\tSTEPS\tERROR")
+			for _, d := range ds {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.Stack, d.Trigger, short(d.From), short(d.To), d.StartedAt, d.Outcome, len(d.Steps), oneLine(d.Error))
+			}
+			return tw.Flush()
+		})
+	cmd.Flags().IntVar(&limit, "limit", 50, "most deployments to list (0: all)")
+	return cmd
+}
+
+func newDiffCmd(g *globals) *cobra.Command {
+	return queryCommand(g, &cobra.Command{Use: "diff [STACK]", Short: "Show what a sync would change, without changing it"},
+		func(ctx context.Context, c *api.Client, stack string) ([]api.Diff, error) { return c.Diff(ctx, stack) },
+		func(w io.Writer, ds []api.Diff) error {
+			for _, d := range ds {
+				switch {
+				case d.Error != "":
+					fmt.Fprintf(w, "%s: error: %s\n", d.Stack, d.Error)
+				case len(d.Actions) == 0:
+					fmt.Fprintf(w, "%s: in sync\n", d.Stack)
+				default:
+					fmt.Fprintf(w, "%s:\n", d.Stack)
+					for _, act := range d.Actions {
+						fmt.Fprintf(w, "  %s\n", act)
+					}
+				}
+				for _, v := range d.OrphanVolumes {
+					fmt.Fprintf(w, "  volume %s is no longer declared (kept)\n", v)
+				}
+			}
+			return nil
+		})
+}
+
+func newSyncCmd(g *globals) *cobra.Command {
+	return actionCommand(g, &cobra.Command{Use: "sync [STACK]", Short: "Reconcile now (retries a revision that failed its health gate)", Args: args(cobra.MaximumNArgs(1))},
+		"synced", "sync queued",
+		func(ctx context.Context, c *api.Client, a []string, wait bool) error {
+			return c.Sync(ctx, first(a), wait)
+		})
+}
+
+func newRollbackCmd(g *globals) *cobra.Command {
+	var to string
+	cmd := actionCommand(g, &cobra.Command{Use: "rollback STACK", Short: "Return a stack to its last healthy revision (or --to REV) and pin it there", Args: args(cobra.ExactArgs(1))},
+		"rolled back and pinned", "rollback queued",
+		func(ctx context.Context, c *api.Client, a []string, wait bool) error {
+			return c.Rollback(ctx, a[0], to, wait)
+		})
+	cmd.Flags().StringVar(&to, "to", "", "revision (full or abbreviated SHA) to return to")
+	return cmd
+}
+
+func newUnpinCmd(g *globals) *cobra.Command {
+	return actionCommand(g, &cobra.Command{Use: "unpin STACK", Short: "Let a pinned stack follow the branch again", Args: args(cobra.ExactArgs(1))},
+		"unpinned and synced", "unpin queued",
+		func(ctx context.Context, c *api.Client, a []string, wait bool) error { return c.Unpin(ctx, a[0], wait) })
+}
+
+// actionCommand is a command that asks the daemon to change something, with
+// --wait to block until it is done (and exit 1 if it failed).
+func actionCommand(g *globals, cmd *cobra.Command, done, queued string, act func(context.Context, *api.Client, []string, bool) error) *cobra.Command {
+	var wait bool
+	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
+			if err := act(ctx, c, a, wait); err != nil {
+				return err
+			}
+			if wait {
+				fmt.Fprintln(cmd.OutOrStdout(), done)
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), queued)
+			}
+			return nil
+		})
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until it has finished; exit 1 if it failed")
+	return cmd
+}
+
+// withClient runs fn with a client of the daemon's socket and a context
+// that a signal cancels.
+func withClient(g *globals, cmd *cobra.Command, fn func(context.Context, *api.Client) error) error {
+	c, err := newClient(g)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withSignals(cmd.Context())
+	defer cancel()
+	return fn(ctx, c)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func first(a []string) string {
+	if len(a) > 0 {
+		return a[0]
+	}
+	return ""
+}
+
+func short(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}

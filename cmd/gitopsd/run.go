@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+
+	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/config"
+	"github.com/gitopsd/gitopsd/internal/daemon"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon (systemd's ExecStart)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			routeComposeLogs(log)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := daemon.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return d.Run(ctx, func() { _, _ = sdnotify.SdNotify(false, sdnotify.SdNotifyReady) })
+		},
+	}
+}
+
+// loadConfig finds the config as `run` does: --config, $GITOPSD_CONFIG, or
+// the default path (which may be absent: then defaults and env apply).
+func loadConfig(g *globals) (*config.Config, error) {
+	path, explicit := g.config, g.config != ""
+	if !explicit {
+		if env := os.Getenv("GITOPSD_CONFIG"); env != "" {
+			path, explicit = env, true
+		} else {
+			path = config.DefaultPath
+		}
+	}
+	return config.LoadOrDefault(path, explicit)
+}
+
+// newClient returns the API client for the daemon the flags point at:
+// --socket, else the socket of the config `run` would use.
+func newClient(g *globals) (*api.Client, error) {
+	if g.socket != "" {
+		return api.NewClient(g.socket), nil
+	}
+	cfg, err := loadConfig(g)
+	if err != nil {
+		if g.config != "" || os.Getenv("GITOPSD_CONFIG") != "" {
+			return nil, err
+		}
+		// No config named: a client needs only the socket, so a config that
+		// would not start a daemon (no source.url) still finds the default one.
+		cfg = config.Default()
+		if env := os.Getenv("GITOPSD_SOCKET"); env != "" {
+			cfg.Socket = env
+		}
+	}
+	return api.NewClient(cfg.Socket), nil
+}
+
+func withSignals(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}

@@ -1,0 +1,105 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+)
+
+// Client talks to a running daemon over its socket. It is the only thing
+// the subcommands know about the daemon.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the daemon listening on socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+}
+
+func (c *Client) Status(ctx context.Context, stack string) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", url.Values{"stack": {stack}}, &st)
+	return st, err
+}
+
+func (c *Client) History(ctx context.Context, stack string, limit int) ([]Deployment, error) {
+	var ds []Deployment
+	err := c.do(ctx, http.MethodGet, "/v1/history", url.Values{"stack": {stack}, "limit": {strconv.Itoa(limit)}}, &ds)
+	return ds, err
+}
+
+func (c *Client) Diff(ctx context.Context, stack string) ([]Diff, error) {
+	var ds []Diff
+	err := c.do(ctx, http.MethodGet, "/v1/diff", url.Values{"stack": {stack}}, &ds)
+	return ds, err
+}
+
+// Sync asks for a reconcile; with wait it returns the reconcile's error.
+func (c *Client) Sync(ctx context.Context, stack string, wait bool) error {
+	return c.act(ctx, "/v1/sync", url.Values{"stack": {stack}, "wait": {strconv.FormatBool(wait)}})
+}
+
+// Rollback returns a stack to a revision ("" for its last healthy one) and
+// pins it there.
+func (c *Client) Rollback(ctx context.Context, stack, to string, wait bool) error {
+	return c.act(ctx, "/v1/rollback", url.Values{"stack": {stack}, "to": {to}, "wait": {strconv.FormatBool(wait)}})
+}
+
+// Unpin lets a pinned stack follow the branch again.
+func (c *Client) Unpin(ctx context.Context, stack string, wait bool) error {
+	return c.act(ctx, "/v1/unpin", url.Values{"stack": {stack}, "wait": {strconv.FormatBool(wait)}})
+}
+
+func (c *Client) act(ctx context.Context, path string, q url.Values) error {
+	var res SyncResult
+	if err := c.do(ctx, http.MethodPost, path, q, &res); err != nil {
+		return err
+	}
+	if res.Error != "" {
+		return errors.New(res.Error)
+	}
+	return nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://gitopsd"+path+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("cannot reach gitopsd at %s: is the daemon running? (gitopsd run, or systemctl status gitopsd)", c.socket)
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("cannot reach gitopsd at %s: permission denied (run as root or as a member of group gitopsd)", c.socket)
+		}
+		return fmt.Errorf("call gitopsd at %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read answer of gitopsd: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e errorBody
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("gitopsd answered %s", resp.Status)
+	}
+	return json.Unmarshal(body, out)
+}

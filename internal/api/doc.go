@@ -1,0 +1,17 @@
+// Package api owns the local API between the daemon and its subcommands:
+// HTTP with JSON over a unix socket (DESIGN.md `socket`). The JSON types in
+// types.go are the documented `--json` contract; the server adapts a
+// Backend (the daemon) to HTTP, and the Client is all the CLI knows of the
+// daemon.
+//
+// Routes:
+//
+//	GET  /v1/status[?stack=S]         Status
+//	GET  /v1/history[?stack=S&limit=N] []Deployment, newest first
+//	GET  /v1/diff[?stack=S]           []Diff
+//	POST /v1/sync[?stack=S&wait=true] SyncResult (a manual sync retries a revision that failed its gate)
+//	POST /v1/rollback?stack=S[&to=REV&wait=true]  SyncResult; pins S to REV (default: last healthy)
+//	POST /v1/unpin?stack=S[&wait=true]            SyncResult; S follows the branch again
+//
+// Errors answer a non-2xx status with {"error": "..."}.
+package api

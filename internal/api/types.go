@@ -1,0 +1,111 @@
+package api
+
+// The JSON documents below are the stable contract of `--json` output
+// (DESIGN.md, "Commands"). Add fields; never rename or remove one.
+
+// Status is `gitopsd status --json`.
+type Status struct {
+	Host   string        `json:"host"`
+	Source SourceStatus  `json:"source"`
+	Stacks []StackStatus `json:"stacks"`
+}
+
+// SourceStatus is what the daemon knows of the Git source.
+type SourceStatus struct {
+	URL       string `json:"url"`
+	Branch    string `json:"branch"`
+	Head      string `json:"head"`
+	FetchedAt string `json:"fetched_at"`
+	Error     string `json:"error"`
+}
+
+// StackStatus is one stack of `status`.
+type StackStatus struct {
+	Name           string           `json:"name"`
+	Revision       string           `json:"revision"`
+	Target         string           `json:"target"`
+	Sync           string           `json:"sync"`
+	Health         string           `json:"health"`
+	Pinned         bool             `json:"pinned"`
+	Error          string           `json:"error"`
+	LastDeployment *DeploymentBrief `json:"last_deployment"`
+	Services       []ServiceStatus  `json:"services"`
+	Drift          []DriftBrief     `json:"drift"`
+	Backups        []BackupBrief    `json:"backups"`
+}
+
+// DeploymentBrief is the last deployment of a stack, in `status`.
+type DeploymentBrief struct {
+	ID      int64  `json:"id"`
+	Trigger string `json:"trigger"`
+	Outcome string `json:"outcome"`
+	Error   string `json:"error"`
+}
+
+// ServiceStatus is what runs of one service.
+type ServiceStatus struct {
+	Name       string   `json:"name"`
+	Replicas   int      `json:"replicas"`
+	Healthy    int      `json:"healthy"`
+	Image      string   `json:"image"`
+	Containers []string `json:"containers"`
+}
+
+// DriftBrief is an open drift of a stack, in `status`.
+type DriftBrief struct {
+	Kind    string `json:"kind"`
+	Service string `json:"service"`
+	Since   string `json:"since"`
+}
+
+// BackupBrief is the backup state of one volume, in `status`.
+type BackupBrief struct {
+	Volume      string `json:"volume"`
+	LastSuccess string `json:"last_success"`
+	LastTest    string `json:"last_test"`
+	LastTestOK  bool   `json:"last_test_ok"`
+}
+
+// Deployment is one element of `history --json`.
+type Deployment struct {
+	ID         int64  `json:"id"`
+	Stack      string `json:"stack"`
+	Trigger    string `json:"trigger"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	StartedAt  string `json:"started_at"`
+	FinishedAt string `json:"finished_at"`
+	Outcome    string `json:"outcome"`
+	Error      string `json:"error"`
+	Steps      []Step `json:"steps"`
+}
+
+// Step is one action of a deployment.
+type Step struct {
+	At        string `json:"at"`
+	Action    string `json:"action"`
+	Service   string `json:"service"`
+	Container string `json:"container"`
+	Detail    string `json:"detail"`
+	Error     string `json:"error"`
+}
+
+// Diff is what a sync of one stack would change.
+type Diff struct {
+	Stack         string   `json:"stack"`
+	Revision      string   `json:"revision"`
+	Actions       []string `json:"actions"`
+	OrphanVolumes []string `json:"orphan_volumes"`
+	Error         string   `json:"error"`
+}
+
+// SyncResult answers a sync request.
+type SyncResult struct {
+	Queued bool   `json:"queued"`
+	Error  string `json:"error"`
+}
+
+// errorBody is the body of every non-2xx answer.
+type errorBody struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,94 @@
+// Package config is the daemon's own configuration: where it reads it, its
+// defaults, its environment overrides, and what makes it invalid.
+//
+// # Where
+//
+// The file is /etc/gitopsd/gitopsd.yaml, or the path given by --config or
+// the GITOPSD_CONFIG variable. When the default file does not exist, the
+// defaults and the GITOPSD_* variables below are the whole configuration, so
+// a daemon can be configured from the environment alone; a file given with
+// --config or GITOPSD_CONFIG must exist.
+//
+// # Every key
+//
+//	source:
+//	  # Required. The Git repository of the desired state: https://, http://,
+//	  # ssh://, git://, file://, scp-like (git@git.example.com:ops/fleet.git),
+//	  # or a local path, which is also watched so a local push converges at
+//	  # once. Never printed in errors: it may carry a token.
+//	  # Env: GITOPSD_SOURCE_URL
+//	  url: https://git.example.com/ops/fleet.git
+//
+//	  # The branch to follow, as a name ("main", not "refs/heads/main").
+//	  # Default: main. Env: GITOPSD_SOURCE_BRANCH
+//	  branch: main
+//
+//	  # Poll period, a Go duration (30s, 1m, 1h30m); each poll waits this
+//	  # long plus jitter so a fleet does not poll in step. At least 5s.
+//	  # Default: 1m. Env: GITOPSD_SOURCE_INTERVAL
+//	  interval: 1m
+//
+//	  # Credentials, all optional. ssh_key is a private key for ssh:// and
+//	  # scp-like URLs and requires known_hosts, the host keys to trust;
+//	  # token_file holds an HTTPS token. Only the paths are configuration:
+//	  # the secrets themselves never reach logs, the database or status.
+//	  auth:
+//	    ssh_key: /etc/gitopsd/deploy_key
+//	    known_hosts: /etc/gitopsd/known_hosts
+//	    token_file: /etc/gitopsd/token
+//
+//	  # Optional. When set, only commits signed by a key this file allows
+//	  # are applied.
+//	  verify:
+//	    allowed_signers: /etc/gitopsd/allowed_signers
+//
+//	host:
+//	  # This host's name, matched by x-gitopsd.targets.hosts and seen by
+//	  # compose files as GITOPSD_HOST. Lower-cased when loaded; letters,
+//	  # digits, '-', '_' and '.'.
+//	  # Default: the machine's hostname. Env: GITOPSD_HOST_NAME
+//	  name: edge-01
+//	  # Labels matched by x-gitopsd.targets.labels and seen by compose files
+//	  # as GITOPSD_LABEL_<KEY> (key upper-cased). Keys: letters, digits, '_',
+//	  # '.', '-'. Default: none.
+//	  labels: {site: berlin}
+//
+//	# The SQLite database, the Git mirror and checkouts, snapshots.
+//	# Default: /var/lib/gitopsd. Env: GITOPSD_STATE_DIR
+//	state_dir: /var/lib/gitopsd
+//
+//	# The local API socket the subcommands (status, sync, ...) talk to.
+//	# Default: /run/gitopsd/gitopsd.sock. Env: GITOPSD_SOCKET
+//	socket: /run/gitopsd/gitopsd.sock
+//
+//	# host:port of the HTTP server for /metrics and /healthz; ":9469" listens
+//	# on every interface; "" disables it.
+//	# Default: 127.0.0.1:9469. Env: GITOPSD_METRICS
+//	metrics: 127.0.0.1:9469
+//
+//	# Optional push trigger: POST /webhook (GitHub, GitLab, Gitea/Forgejo
+//	# signatures) and POST /sync (Authorization: Bearer <secret>). listen is a
+//	# host:port, "" (the default) disables it; secret_file is then required.
+//	webhook:
+//	  listen: ""
+//	  secret_file: ""
+//
+// # Rules
+//
+//   - Unknown keys are errors, so a typo is not silently ignored. A key that
+//     is absent, or present with no value, keeps its default.
+//   - Environment variables are applied over the file. A variable that is set
+//     wins even when it is empty: GITOPSD_METRICS= disables metrics.
+//   - Relative paths (state_dir, socket, the auth and verify files,
+//     webhook.secret_file, a local source.url) are resolved against the
+//     working directory of the process loading the configuration, so
+//     `state_dir: ./state` works from a checkout. Under systemd the working
+//     directory is /, and the subcommands must resolve the same socket as the
+//     daemon: use absolute paths there.
+//   - A bad configuration is one error on one line naming the file, the line
+//     when known, and the key, for instance
+//     "config /etc/gitopsd/gitopsd.yaml: line 4: unknown key source.urll",
+//     "config /etc/gitopsd/gitopsd.yaml: line 3: source.interval: must be at least 5s",
+//     "config: source.url: required (from GITOPSD_SOURCE_URL)".
+//     The daemon does not start with it.
+package config

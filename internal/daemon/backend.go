@@ -1,0 +1,223 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/source"
+	"github.com/gitopsd/gitopsd/internal/stack"
+	"github.com/gitopsd/gitopsd/internal/store"
+	"github.com/gitopsd/gitopsd/internal/sync"
+)
+
+// The methods below make the Daemon the api.Backend: they read the store
+// and the engine, and hand changes to the reconcile loop.
+
+// Status reports every stack known to the store (or only one).
+func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
+	src, err := d.store.SourceState(ctx)
+	if err != nil {
+		return api.Status{}, err
+	}
+	st := api.Status{
+		Host: d.host.Name,
+		Source: api.SourceStatus{
+			URL: source.Redact(d.cfg.Source.URL), Branch: d.cfg.Source.Branch,
+			Head: src.Head, FetchedAt: rfc3339(src.FetchedAt), Error: src.Error,
+		},
+		Stacks: []api.StackStatus{},
+	}
+	states, err := d.store.Stacks(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, s := range states {
+		if only != "" && s.Name != only {
+			continue
+		}
+		ss := api.StackStatus{
+			Name: s.Name, Revision: s.Revision, Target: s.Target, Sync: s.Sync, Health: s.Health,
+			Pinned: s.Pinned, Error: s.Error,
+			Services: []api.ServiceStatus{}, Drift: []api.DriftBrief{}, Backups: []api.BackupBrief{},
+		}
+		if ds, err := d.store.Deployments(ctx, s.Name, 1); err == nil && len(ds) > 0 {
+			ss.LastDeployment = &api.DeploymentBrief{ID: ds[0].ID, Trigger: ds[0].Trigger, Outcome: ds[0].Outcome, Error: ds[0].Error}
+		}
+		cs, err := d.engine.Containers(ctx, s.Name)
+		if err != nil {
+			return st, err
+		}
+		ss.Services = services(cs)
+		st.Stacks = append(st.Stacks, ss)
+	}
+	if only != "" && len(st.Stacks) == 0 {
+		return st, fmt.Errorf("stack %s: %w", only, api.ErrNotFound)
+	}
+	return st, nil
+}
+
+func services(cs []engine.Container) []api.ServiceStatus {
+	by := map[string]*api.ServiceStatus{}
+	var names []string
+	for _, c := range cs {
+		s, ok := by[c.Service]
+		if !ok {
+			s = &api.ServiceStatus{Name: c.Service, Image: c.Image, Containers: []string{}}
+			by[c.Service] = s
+			names = append(names, c.Service)
+		}
+		s.Replicas++
+		if c.State == "running" && (c.Health == "" || c.Health == "healthy") {
+			s.Healthy++
+		}
+		s.Containers = append(s.Containers, c.ID)
+	}
+	sort.Strings(names)
+	out := make([]api.ServiceStatus, 0, len(names))
+	for _, n := range names {
+		out = append(out, *by[n])
+	}
+	return out
+}
+
+// History lists deployments, newest first.
+func (d *Daemon) History(ctx context.Context, stackName string, limit int) ([]api.Deployment, error) {
+	ds, err := d.store.Deployments(ctx, stackName, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Deployment, 0, len(ds))
+	for _, dep := range ds {
+		out = append(out, deploymentJSON(dep))
+	}
+	return out, nil
+}
+
+func deploymentJSON(dep store.Deployment) api.Deployment {
+	a := api.Deployment{
+		ID: dep.ID, Stack: dep.Stack, Trigger: dep.Trigger, From: dep.From, To: dep.To,
+		StartedAt: rfc3339(dep.StartedAt), FinishedAt: rfc3339(dep.FinishedAt),
+		Outcome: dep.Outcome, Error: dep.Error, Steps: []api.Step{},
+	}
+	for _, s := range dep.Steps {
+		a.Steps = append(a.Steps, api.Step{At: rfc3339(s.At), Action: s.Action, Service: s.Service, Container: s.Container, Detail: s.Detail, Error: s.Error})
+	}
+	return a
+}
+
+// Diff plans every stack of the revision last fetched against what runs,
+// changing nothing (images are not pulled).
+func (d *Daemon) Diff(ctx context.Context, only string) ([]api.Diff, error) {
+	d.mu.Lock()
+	dir, head := d.checkout, d.head
+	d.mu.Unlock()
+	if dir == "" {
+		return nil, fmt.Errorf("no revision loaded yet: the first fetch has not succeeded")
+	}
+	res := stack.LoadAll(ctx, dir, d.host)
+	if res.Err != nil {
+		return nil, fmt.Errorf("load revision %s: %w", head, res.Err)
+	}
+	var out []api.Diff
+	present := map[string]bool{}
+	for _, st := range res.Stacks {
+		present[st.Name] = true
+		if only != "" && st.Name != only {
+			continue
+		}
+		diff := api.Diff{Stack: st.Name, Revision: head, Actions: []string{}, OrphanVolumes: []string{}}
+		plan, err := d.rec.Diff(ctx, st, head)
+		if err != nil {
+			diff.Error = err.Error()
+		}
+		out = append(out, fillDiff(diff, plan))
+	}
+	for name, err := range res.Invalid {
+		present[name] = true
+		if only != "" && name != only {
+			continue
+		}
+		out = append(out, api.Diff{Stack: name, Revision: head, Actions: []string{}, OrphanVolumes: []string{}, Error: err.Error()})
+	}
+	states, err := d.store.Stacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range states {
+		if present[s.Name] || (only != "" && s.Name != only) {
+			continue
+		}
+		observed, err := d.rec.Observe(ctx, s.Name)
+		if err != nil {
+			return nil, err
+		}
+		plan, err := sync.MakePlan(sync.Desired{Stack: s.Name, Revision: head}, observed)
+		diff := api.Diff{Stack: s.Name, Revision: head, Actions: []string{}, OrphanVolumes: []string{}}
+		if err != nil {
+			diff.Error = err.Error()
+		}
+		out = append(out, fillDiff(diff, plan))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Stack < out[j].Stack })
+	if only != "" && len(out) == 0 {
+		return nil, fmt.Errorf("stack %s: %w", only, api.ErrNotFound)
+	}
+	return out, nil
+}
+
+func fillDiff(diff api.Diff, plan sync.Plan) api.Diff {
+	for _, a := range plan.Actions {
+		diff.Actions = append(diff.Actions, a.String())
+	}
+	diff.OrphanVolumes = append(diff.OrphanVolumes, plan.OrphanVolumes...)
+	return diff
+}
+
+// Sync queues a reconcile; with wait it returns its result.
+func (d *Daemon) Sync(ctx context.Context, stackName string, wait bool) error {
+	return d.queue(ctx, request{trigger: sync.TriggerManual, stack: stackName}, wait)
+}
+
+// Rollback queues an operator's rollback of a stack (to "" = the last
+// healthy revision) and its pin.
+func (d *Daemon) Rollback(ctx context.Context, stackName, to string, wait bool) error {
+	return d.queue(ctx, request{op: opRollback, stack: stackName, to: to}, wait)
+}
+
+// Unpin queues the unpinning of a stack.
+func (d *Daemon) Unpin(ctx context.Context, stackName string, wait bool) error {
+	return d.queue(ctx, request{op: opUnpin, stack: stackName}, wait)
+}
+
+// queue hands a request to the loop, which runs one at a time, and waits
+// for its result when asked to.
+func (d *Daemon) queue(ctx context.Context, req request, wait bool) error {
+	if wait {
+		req.done = make(chan error, 1)
+	}
+	select {
+	case d.requests <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !wait {
+		return nil
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

@@ -1,0 +1,230 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"sort"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// Network is an observed network of a compose project.
+type Network struct {
+	ID, Name, Project, Key string // Key: the network's key in the compose file
+	Managed                bool
+}
+
+// EnsureNetwork creates the project's network key if it does not exist
+// (external networks must exist) and returns its ID. A network that exists
+// under the name is used as it is, as compose uses it.
+func (e *Engine) EnsureNetwork(ctx context.Context, project *types.Project, key string, extraLabels map[string]string) (string, error) {
+	n, ok := project.Networks[key]
+	if !ok {
+		return "", fmt.Errorf("network %s is not declared", key)
+	}
+	res, err := e.cli.NetworkInspect(ctx, n.Name, client.NetworkInspectOptions{})
+	if err == nil && (res.Network.Name == n.Name || res.Network.ID == n.Name) {
+		return res.Network.ID, nil
+	}
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("inspect network %s: %w", n.Name, err)
+	}
+	if n.External {
+		return "", fmt.Errorf("external network %s not found", n.Name)
+	}
+	labels := objectLabels(n.Labels, LabelNetwork, key, project.Name, extraLabels)
+	opts := client.NetworkCreateOptions{
+		Labels: labels, Driver: n.Driver, Options: n.DriverOpts, Internal: n.Internal,
+		Attachable: n.Attachable, EnableIPv6: n.EnableIPv6, EnableIPv4: n.EnableIPv4,
+	}
+	if n.Ipam.Driver != "" || len(n.Ipam.Config) > 0 {
+		opts.IPAM = &network.IPAM{Driver: n.Ipam.Driver}
+		for _, pool := range n.Ipam.Config {
+			c := network.IPAMConfig{AuxAddress: map[string]netip.Addr{}}
+			if pool.Subnet != "" {
+				if c.Subnet, err = netip.ParsePrefix(pool.Subnet); err != nil {
+					return "", fmt.Errorf("network %s: subnet %q: %w", key, pool.Subnet, err)
+				}
+			}
+			if pool.IPRange != "" {
+				if c.IPRange, err = netip.ParsePrefix(pool.IPRange); err != nil {
+					return "", fmt.Errorf("network %s: ip_range %q: %w", key, pool.IPRange, err)
+				}
+			}
+			if pool.Gateway != "" {
+				if c.Gateway, err = netip.ParseAddr(pool.Gateway); err != nil {
+					return "", fmt.Errorf("network %s: gateway %q: %w", key, pool.Gateway, err)
+				}
+			}
+			for name, a := range pool.AuxiliaryAddresses {
+				addr, err := netip.ParseAddr(a)
+				if err != nil {
+					return "", fmt.Errorf("network %s: aux_addresses %s: %w", key, name, err)
+				}
+				c.AuxAddress[name] = addr
+			}
+			opts.IPAM.Config = append(opts.IPAM.Config, c)
+		}
+	}
+	created, err := e.cli.NetworkCreate(ctx, n.Name, opts)
+	if err != nil {
+		return "", fmt.Errorf("create network %s: %w", n.Name, err)
+	}
+	return created.ID, nil
+}
+
+// Networks lists the networks carrying the project's compose label.
+func (e *Engine) Networks(ctx context.Context, project string) ([]Network, error) {
+	res, err := e.cli.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("label", LabelProject+"="+project)})
+	if err != nil {
+		return nil, fmt.Errorf("list networks of %s: %w", project, err)
+	}
+	out := make([]Network, 0, len(res.Items))
+	for _, n := range res.Items {
+		_, managed := n.Labels[LabelStack]
+		out = append(out, Network{ID: n.ID, Name: n.Name, Project: n.Labels[LabelProject], Key: n.Labels[LabelNetwork], Managed: managed})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// RemoveNetwork removes a network; a missing one is no error.
+func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
+	if _, err := e.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove network %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// Volume is an observed volume of a compose project.
+type Volume struct {
+	Name, Project, Key string
+	Managed            bool
+}
+
+// EnsureVolume creates the project's volume key if it does not exist.
+// External volumes must exist. An existing volume is never recreated: its
+// data is worth more than a changed driver option.
+func (e *Engine) EnsureVolume(ctx context.Context, project *types.Project, key string, extraLabels map[string]string) error {
+	v, ok := project.Volumes[key]
+	if !ok {
+		return fmt.Errorf("volume %s is not declared", key)
+	}
+	_, err := e.cli.VolumeInspect(ctx, v.Name, client.VolumeInspectOptions{})
+	if err == nil {
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect volume %s: %w", v.Name, err)
+	}
+	if v.External {
+		return fmt.Errorf("external volume %s not found", v.Name)
+	}
+	labels := objectLabels(v.Labels, LabelVolume, key, project.Name, extraLabels)
+	if _, err := e.cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: v.Name, Driver: v.Driver, DriverOpts: v.DriverOpts, Labels: labels}); err != nil {
+		return fmt.Errorf("create volume %s: %w", v.Name, err)
+	}
+	return nil
+}
+
+// Volumes lists the volumes carrying the project's compose label.
+func (e *Engine) Volumes(ctx context.Context, project string) ([]Volume, error) {
+	res, err := e.cli.VolumeList(ctx, client.VolumeListOptions{Filters: client.Filters{}.Add("label", LabelProject+"="+project)})
+	if err != nil {
+		return nil, fmt.Errorf("list volumes of %s: %w", project, err)
+	}
+	out := make([]Volume, 0, len(res.Items))
+	for _, v := range res.Items {
+		_, managed := v.Labels[LabelStack]
+		out = append(out, Volume{Name: v.Name, Project: v.Labels[LabelProject], Key: v.Labels[LabelVolume], Managed: managed})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Pull policies of the compose specification (and their aliases).
+const (
+	PullAlways  = "always"
+	PullNever   = "never"
+	PullMissing = "missing"
+	PullBuild   = "build"
+)
+
+// EnsureImage makes the image available per compose's pull_policy and returns
+// its local ID. Nothing is pulled when policy allows the local image.
+func (e *Engine) EnsureImage(ctx context.Context, ref, pullPolicy string) (string, error) {
+	local := func() (string, bool, error) {
+		res, err := e.cli.ImageInspect(ctx, ref)
+		if cerrdefs.IsNotFound(err) {
+			return "", false, nil
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("inspect image %s: %w", ref, err)
+		}
+		return res.ID, true, nil
+	}
+	switch pullPolicy {
+	case PullNever, PullBuild:
+		id, ok, err := local()
+		if err != nil || ok {
+			return id, err
+		}
+		return "", fmt.Errorf("image %s is not present locally and pull_policy is %s", ref, pullPolicy)
+	case PullAlways:
+	case "", PullMissing, "if_not_present":
+		if id, ok, err := local(); err != nil || ok {
+			return id, err
+		}
+	default:
+		// daily, weekly, every_<duration>: without a record of the last pull,
+		// a present image is good enough; gitopsd's image drift check pulls.
+		if id, ok, err := local(); err != nil || ok {
+			return id, err
+		}
+	}
+	if err := e.pull(ctx, ref); err != nil {
+		return "", err
+	}
+	id, ok, err := local()
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("image %s: pulled but not found", ref)
+	}
+	return id, nil
+}
+
+func (e *Engine) pull(ctx context.Context, ref string) error {
+	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	defer resp.Close()
+	for msg, err := range resp.JSONMessages(ctx) {
+		if err != nil {
+			return fmt.Errorf("pull image %s: %w", ref, err)
+		}
+		if msg.Error != nil {
+			return fmt.Errorf("pull image %s: %s", ref, msg.Error.Message)
+		}
+	}
+	return nil
+}
+
+// objectLabels are the labels of a network or volume as compose writes them
+// (its own, then compose's key, project and version), plus gitopsd's extra.
+func objectLabels(own map[string]string, keyLabel, key, project string, extra map[string]string) map[string]string {
+	labels := map[string]string{}
+	maps.Copy(labels, own)
+	labels[keyLabel] = key
+	labels[LabelProject] = project
+	labels[LabelVersion] = ComposeVersion
+	maps.Copy(labels, extra)
+	return labels
+}

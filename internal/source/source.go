@@ -1,0 +1,865 @@
+package source
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// Auth is how to authenticate to the remote.
+type Auth struct {
+	SSHKey     string // path of a private key for ssh:// and scp-like URLs
+	KnownHosts string // path of a known_hosts file; required with SSH
+	TokenFile  string // path of a file holding an HTTPS token
+}
+
+// Options configure a Source.
+type Options struct {
+	URL    string // https, ssh, scp-like, file://, or a local path
+	Branch string
+	Auth   Auth
+	Dir    string // working folder under state_dir: holds the mirror and checkouts
+	Keep   int    // checkouts to keep besides the pinned ones (default 5)
+}
+
+// Revision is one commit of the branch.
+type Revision struct {
+	SHA     string
+	Message string // first line
+	Author  string
+	Time    time.Time
+}
+
+// DefaultKeep is how many unpinned checkouts Prune leaves when Options.Keep
+// is zero: enough for a few rollbacks without growing without bound.
+const DefaultKeep = 5
+
+const (
+	remoteName     = "origin"
+	mirrorName     = "mirror"
+	mirrorTmp      = ".mirror-tmp-"
+	checkoutsName  = "checkouts"
+	checkoutTmp    = ".tmp-"
+	tokenUsername  = "gitopsd" // servers that take a token as basic-auth password ignore the user, but it must not be empty
+	defaultSSHUser = "git"
+)
+
+// Source is a local mirror of one branch of a Git repository.
+type Source struct {
+	opts Options
+
+	ep       *transport.Endpoint
+	fetchURL string   // what go-git dials: opts.URL, with a local path made absolute
+	secrets  []string // credentials inside opts.URL, scrubbed from every error
+
+	// mu serialises everything that touches the mirror or the checkouts:
+	// go-git's file storage is not safe for concurrent writers, and Prune
+	// must not see an export in progress as a stale temporary folder.
+	mu        sync.Mutex
+	repo      *git.Repository
+	sweptTemp bool
+}
+
+// New prepares a Source; it does no network I/O.
+func New(opts Options) (*Source, error) {
+	if strings.TrimSpace(opts.URL) == "" {
+		return nil, errors.New("source.url is required")
+	}
+	opts.Branch = strings.TrimPrefix(strings.TrimSpace(opts.Branch), "refs/heads/")
+	if opts.Branch == "" {
+		return nil, errors.New("source.branch is required")
+	}
+	if err := plumbing.NewBranchReferenceName(opts.Branch).Validate(); err != nil {
+		return nil, fmt.Errorf("source.branch %q is not a valid branch name", opts.Branch)
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("source: working folder (Dir) is required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("source: working folder %s: %w", opts.Dir, err)
+	}
+	opts.Dir = dir
+	if opts.Keep < 0 {
+		return nil, fmt.Errorf("source: keep must not be negative, got %d", opts.Keep)
+	}
+	if opts.Keep == 0 {
+		opts.Keep = DefaultKeep
+	}
+
+	s := &Source{opts: opts, secrets: urlSecrets(opts.URL)}
+	ep, err := transport.NewEndpoint(opts.URL)
+	if err != nil {
+		return nil, scrub(fmt.Errorf("source.url %s: %w", Redact(opts.URL), err), s.secrets)
+	}
+	s.ep = ep
+	switch ep.Protocol {
+	case "file":
+		// A local path is resolved now, against the folder gitopsd was
+		// started in, so it cannot change meaning later.
+		s.fetchURL = opts.URL
+		if !strings.HasPrefix(opts.URL, "file://") {
+			s.fetchURL = ep.Path
+		}
+	case "http", "https":
+		s.fetchURL = opts.URL
+	case "ssh":
+		if opts.Auth.KnownHosts == "" {
+			return nil, errors.New("source.auth.known_hosts is required for SSH (host keys are never skipped)")
+		}
+		s.fetchURL = opts.URL
+	default:
+		return nil, fmt.Errorf("source.url %s: unsupported scheme %q (use https, ssh, scp-like, file:// or a local path)", Redact(opts.URL), ep.Protocol)
+	}
+	return s, nil
+}
+
+// Fetch clones on first use, then fetches, and returns the branch's head.
+func (s *Source) Fetch(ctx context.Context) (Revision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	auth, token, err := s.auth()
+	if err != nil {
+		return Revision{}, s.fetchError(err, "")
+	}
+	rev, err := s.fetch(ctx, auth)
+	if err != nil {
+		return Revision{}, s.fetchError(err, token)
+	}
+	return rev, nil
+}
+
+func (s *Source) fetchError(err error, token string) error {
+	if errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) {
+		switch {
+		case token != "":
+			err = fmt.Errorf("%w (the token in %s was rejected)", err, s.opts.Auth.TokenFile)
+		case s.ep.User != "":
+			err = fmt.Errorf("%w (the credentials in source.url were rejected)", err)
+		default:
+			err = fmt.Errorf("%w (no credentials: set source.auth.token_file)", err)
+		}
+	}
+	if s.ep.Protocol == "file" && errors.Is(err, exec.ErrNotFound) {
+		// go-git reads a local repository by running git-upload-pack.
+		err = fmt.Errorf("%w (a local or file:// source needs git installed)", err)
+	}
+	secrets := s.secrets
+	if token != "" {
+		secrets = append(append([]string(nil), secrets...), token)
+	}
+	return scrub(fmt.Errorf("fetch %s: %w", Redact(s.opts.URL), err), secrets)
+}
+
+func (s *Source) fetch(ctx context.Context, auth transport.AuthMethod) (Revision, error) {
+	if err := os.MkdirAll(s.opts.Dir, 0o750); err != nil {
+		return Revision{}, fmt.Errorf("create working folder: %w", err)
+	}
+	if !s.sweptTemp {
+		// Left by a clone that a crash cut off; nothing else writes them.
+		if err := removeGlob(filepath.Join(s.opts.Dir, mirrorTmp+"*")); err != nil {
+			return Revision{}, err
+		}
+		s.sweptTemp = true
+	}
+	repo, err := s.open()
+	switch {
+	case errors.Is(err, git.ErrRepositoryNotExists):
+		if repo, err = s.clone(ctx, auth); err != nil {
+			return Revision{}, err
+		}
+	case err != nil:
+		return Revision{}, err
+	default:
+		if err := s.configure(repo); err != nil {
+			return Revision{}, err
+		}
+		if err := s.fetchInto(ctx, repo, auth); err != nil {
+			return Revision{}, err
+		}
+	}
+	ref, err := repo.Reference(s.branchRef(), true)
+	if err != nil {
+		return Revision{}, fmt.Errorf("read branch %q in the mirror: %w", s.opts.Branch, err)
+	}
+	c, err := repo.CommitObject(ref.Hash())
+	if err != nil {
+		return Revision{}, fmt.Errorf("read head %s of branch %q: %w", ref.Hash(), s.opts.Branch, err)
+	}
+	return revisionOf(c), nil
+}
+
+// clone builds the mirror under a temporary name and renames it into place,
+// so a crash mid-clone never leaves a mirror that looks complete.
+func (s *Source) clone(ctx context.Context, auth transport.AuthMethod) (*git.Repository, error) {
+	tmp, err := os.MkdirTemp(s.opts.Dir, mirrorTmp)
+	if err != nil {
+		return nil, fmt.Errorf("create mirror: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	repo, err := git.PlainInit(tmp, true)
+	if err != nil {
+		return nil, fmt.Errorf("create mirror: %w", err)
+	}
+	if err := s.configure(repo); err != nil {
+		return nil, err
+	}
+	if err := s.fetchInto(ctx, repo, auth); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, s.mirrorDir()); err != nil {
+		return nil, fmt.Errorf("create mirror: %w", err)
+	}
+	done = true
+	s.repo = nil
+	return s.open()
+}
+
+// configure records the remote in the mirror's config, updating it when the
+// URL or branch changed since the mirror was made, and points HEAD at the
+// branch so plain git commands in the mirror show what gitopsd sees.
+func (s *Source) configure(repo *git.Repository) error {
+	cfg, err := repo.Config()
+	if err != nil {
+		return fmt.Errorf("read mirror config: %w", err)
+	}
+	// Credentials stay out of the mirror's config: the URL with them is
+	// passed to each fetch instead.
+	want := &config.RemoteConfig{
+		Name:  remoteName,
+		URLs:  []string{Redact(s.fetchURL)},
+		Fetch: []config.RefSpec{s.refSpec()},
+	}
+	if have, ok := cfg.Remotes[remoteName]; !ok || !slices.Equal(have.URLs, want.URLs) || !slices.Equal(have.Fetch, want.Fetch) {
+		cfg.Remotes[remoteName] = want
+		if err := repo.Storer.SetConfig(cfg); err != nil {
+			return fmt.Errorf("update mirror remote: %w", err)
+		}
+	}
+	head := plumbing.NewSymbolicReference(plumbing.HEAD, s.branchRef())
+	if cur, err := repo.Storer.Reference(plumbing.HEAD); err != nil || cur.Target() != head.Target() {
+		if err := repo.Storer.SetReference(head); err != nil {
+			return fmt.Errorf("point mirror HEAD at %s: %w", s.opts.Branch, err)
+		}
+	}
+	return nil
+}
+
+func (s *Source) fetchInto(ctx context.Context, repo *git.Repository, auth transport.AuthMethod) error {
+	err := repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName,
+		RemoteURL:  s.fetchURL,
+		RefSpecs:   []config.RefSpec{s.refSpec()},
+		Auth:       auth,
+		Tags:       git.NoTags,
+		Force:      true,
+	})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+		return nil
+	case errors.Is(err, git.NoMatchingRefSpecError{}):
+		return fmt.Errorf("branch %q not found", s.opts.Branch)
+	case errors.Is(err, transport.ErrEmptyRemoteRepository):
+		return fmt.Errorf("branch %q not found: the repository is empty", s.opts.Branch)
+	}
+	return err
+}
+
+// auth builds the credentials for this fetch. The files are read every time
+// so a rotated token or key applies without a restart. The token is returned
+// so errors can be scrubbed of it.
+func (s *Source) auth() (transport.AuthMethod, string, error) {
+	a := s.opts.Auth
+	switch s.ep.Protocol {
+	case "http", "https":
+		if a.TokenFile == "" {
+			// go-git falls back to user:password from the URL by itself.
+			return nil, "", nil
+		}
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("read source.auth.token_file: %w", err)
+		}
+		token := strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, "", fmt.Errorf("source.auth.token_file %s is empty", a.TokenFile)
+		}
+		return &githttp.BasicAuth{Username: tokenUsername, Password: token}, token, nil
+	case "ssh":
+		return s.sshAuth()
+	}
+	return nil, "", nil
+}
+
+func (s *Source) sshAuth() (transport.AuthMethod, string, error) {
+	a := s.opts.Auth
+	if _, err := os.Stat(a.KnownHosts); err != nil {
+		// Checked here because go-git's own message for a missing file
+		// talks about SSH_KNOWN_HOSTS, which gitopsd does not use.
+		return nil, "", fmt.Errorf("read source.auth.known_hosts: %w", err)
+	}
+	// go-git's HostKeyDB (skeema/knownhosts over x/crypto's knownhosts) also
+	// tells the server which host key types are on file; with a bare
+	// callback the server may offer a type that is not, and a host that is
+	// known fails as "key mismatch".
+	db, err := gitssh.NewKnownHostsDb(a.KnownHosts)
+	if err != nil {
+		return nil, "", fmt.Errorf("read source.auth.known_hosts %s: %w", a.KnownHosts, err)
+	}
+	port := s.ep.Port
+	if port == 0 {
+		port = 22
+	}
+	helper := gitssh.HostKeyCallbackHelper{
+		HostKeyCallback:   db.HostKeyCallback(),
+		HostKeyAlgorithms: db.HostKeyAlgorithms(strings.Trim(s.ep.Host, "[]") + ":" + strconv.Itoa(port)),
+	}
+	user := s.ep.User
+	if user == "" {
+		user = defaultSSHUser
+	}
+	if a.SSHKey == "" {
+		agent, err := gitssh.NewSSHAgentAuth(user)
+		if err != nil {
+			return nil, "", fmt.Errorf("no source.auth.ssh_key and no usable ssh-agent: %w", err)
+		}
+		agent.HostKeyCallbackHelper = helper
+		return agent, "", nil
+	}
+	keys, err := gitssh.NewPublicKeysFromFile(user, a.SSHKey, "")
+	if err != nil {
+		return nil, "", fmt.Errorf("read source.auth.ssh_key %s: %w", a.SSHKey, err)
+	}
+	keys.HostKeyCallbackHelper = helper
+	return keys, "", nil
+}
+
+// Checkout exports the tree of rev to a folder of its own and returns its
+// path; exporting the same revision twice returns the existing folder.
+func (s *Source) Checkout(ctx context.Context, sha string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	root := filepath.Join(s.opts.Dir, checkoutsName)
+	if isFullSHA(sha) {
+		final := filepath.Join(root, strings.ToLower(sha))
+		if fi, err := os.Stat(final); err == nil && fi.IsDir() {
+			touch(final)
+			return final, nil
+		}
+	}
+	repo, err := s.open()
+	if err != nil {
+		return "", fmt.Errorf("checkout %s: %w", sha, err)
+	}
+	c, err := resolve(repo, sha)
+	if err != nil {
+		return "", fmt.Errorf("checkout %s: %w", sha, err)
+	}
+	full := c.Hash.String()
+	final := filepath.Join(root, full)
+	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
+		touch(final)
+		return final, nil
+	}
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		return "", fmt.Errorf("checkout %s: %w", full, err)
+	}
+	tmp, err := os.MkdirTemp(root, checkoutTmp+full+"-")
+	if err != nil {
+		return "", fmt.Errorf("checkout %s: %w", full, err)
+	}
+	if err := s.export(ctx, repo, c, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("checkout %s: %w", full, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("checkout %s: %w", full, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("checkout %s: %w", full, err)
+	}
+	touch(final)
+	return final, nil
+}
+
+// export writes the tree of c under dir. Symlinks are created last: until
+// then no path under dir is a link, so a crafted tree cannot make a later
+// file land outside dir by writing through one.
+func (s *Source) export(ctx context.Context, repo *git.Repository, c *object.Commit, dir string) error {
+	objects := repo.Storer.(storer.EncodedObjectStorer)
+	if fs, ok := repo.Storer.(*filesystem.Storage); ok {
+		// By default go-git opens and closes the packfile for every object
+		// it reads, which is most of an export's time; keep the packs open
+		// for this export only, so a long-lived mirror holds no descriptors.
+		st := filesystem.NewStorageWithOptions(fs.Filesystem(), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
+		defer st.Close()
+		objects = st
+	}
+	tree, err := object.GetTree(objects, c.TreeHash)
+	if err != nil {
+		return fmt.Errorf("read tree: %w", err)
+	}
+	type link struct{ name, target string }
+	var links []link
+	w := object.NewTreeWalker(tree, true, nil)
+	defer w.Close()
+	for n := 0; ; n++ {
+		if n%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		name, entry, err := w.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("walk tree: %w", err)
+		}
+		if err := checkPath(name); err != nil {
+			return err
+		}
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		switch entry.Mode {
+		case filemode.Dir:
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return fmt.Errorf("write %s: %w", name, err)
+			}
+		case filemode.Regular, filemode.Deprecated:
+			if err := writeBlob(objects, entry.Hash, p, 0o644); err != nil {
+				return fmt.Errorf("write %s: %w", name, err)
+			}
+		case filemode.Executable:
+			if err := writeBlob(objects, entry.Hash, p, 0o755); err != nil {
+				return fmt.Errorf("write %s: %w", name, err)
+			}
+		case filemode.Symlink:
+			target, err := readBlob(objects, entry.Hash)
+			if err != nil {
+				return fmt.Errorf("read link %s: %w", name, err)
+			}
+			links = append(links, link{p, target})
+		case filemode.Submodule:
+			// Submodules are not fetched; their commits live elsewhere.
+		default:
+			return fmt.Errorf("%s: unsupported file mode %s", name, entry.Mode)
+		}
+	}
+	for _, l := range links {
+		if err := os.Symlink(l.target, l.name); err != nil {
+			return fmt.Errorf("write link: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkPath refuses tree paths that git itself would refuse to check out,
+// since a crafted tree could otherwise write outside the export folder or
+// plant a .git folder in it.
+func checkPath(name string) error {
+	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsRune(name, 0) || strings.ContainsRune(name, '\\') {
+		return fmt.Errorf("refusing unsafe path %q in tree", name)
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == "" || part == "." || part == ".." || strings.EqualFold(part, ".git") {
+			return fmt.Errorf("refusing unsafe path %q in tree", name)
+		}
+	}
+	return nil
+}
+
+func writeBlob(objects storer.EncodedObjectStorer, h plumbing.Hash, p string, mode os.FileMode) error {
+	b, err := object.GetBlob(objects, h)
+	if err != nil {
+		return err
+	}
+	r, err := b.Reader()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// O_EXCL: a tree listing the same name twice is an error, not an overwrite.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	// The umask must not decide whether a script stays executable.
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readBlob(objects storer.EncodedObjectStorer, h plumbing.Hash) (string, error) {
+	b, err := object.GetBlob(objects, h)
+	if err != nil {
+		return "", err
+	}
+	r, err := b.Reader()
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, 4096))
+	return string(data), err
+}
+
+// touch marks a checkout as just used, so Prune's "newest" means the
+// revisions gitopsd ran most recently rather than the ones exported last.
+func touch(p string) {
+	now := time.Now()
+	_ = os.Chtimes(p, now, now)
+}
+
+// Prune removes checkouts other than keep and the newest Options.Keep.
+func (s *Source) Prune(keep ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	root := filepath.Join(s.opts.Dir, checkoutsName)
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("prune checkouts: %w", err)
+	}
+	pinned := map[string]bool{}
+	for _, k := range keep {
+		if k != "" {
+			pinned[strings.ToLower(k)] = true
+		}
+	}
+	type checkout struct {
+		name string
+		mod  time.Time
+	}
+	var (
+		candidates []checkout
+		errs       []error
+	)
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, checkoutTmp):
+			// Holding mu means no export is in progress: this one was cut off.
+			if err := os.RemoveAll(filepath.Join(root, name)); err != nil {
+				errs = append(errs, err)
+			}
+		case isFullSHA(name) && !pinned[name]:
+			info, err := e.Info()
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			candidates = append(candidates, checkout{name, info.ModTime()})
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].mod.After(candidates[j].mod) })
+	for i, c := range candidates {
+		if i < s.opts.Keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(root, c.name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("prune checkouts: %w", err)
+	}
+	return nil
+}
+
+// Lookup returns a revision known to the mirror (a full or abbreviated SHA).
+func (s *Source) Lookup(ctx context.Context, rev string) (Revision, error) {
+	if err := ctx.Err(); err != nil {
+		return Revision{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	repo, err := s.open()
+	if err != nil {
+		return Revision{}, fmt.Errorf("look up revision %s: %w", rev, err)
+	}
+	c, err := resolve(repo, rev)
+	if err != nil {
+		return Revision{}, err
+	}
+	return revisionOf(c), nil
+}
+
+// resolve finds the commit a full or abbreviated SHA names. Unlike go-git's
+// ResolveRevision it takes no ref names (a branch called "deadbeef" must not
+// shadow a commit) and reports an ambiguous prefix instead of picking one.
+func resolve(repo *git.Repository, rev string) (*object.Commit, error) {
+	rev = strings.ToLower(strings.TrimSpace(rev))
+	if len(rev) < 4 || len(rev) > 40 || !isHex(rev) {
+		return nil, fmt.Errorf("revision %q is not a commit SHA (4 to 40 hex digits)", rev)
+	}
+	if len(rev) == 40 {
+		c, err := repo.CommitObject(plumbing.NewHash(rev))
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			return nil, fmt.Errorf("revision %s not found", rev)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read revision %s: %w", rev, err)
+		}
+		return c, nil
+	}
+	prefixer, ok := repo.Storer.(interface {
+		HashesWithPrefix(prefix []byte) ([]plumbing.Hash, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("revision %s: abbreviated SHAs are not supported by this storage", rev)
+	}
+	prefix, err := hex.DecodeString(rev[:len(rev)&^1])
+	if err != nil {
+		return nil, fmt.Errorf("revision %q is not a commit SHA", rev)
+	}
+	hashes, err := prefixer.HashesWithPrefix(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("look up revision %s: %w", rev, err)
+	}
+	var found []*object.Commit
+	for _, h := range hashes {
+		if !strings.HasPrefix(h.String(), rev) {
+			continue
+		}
+		if c, err := repo.CommitObject(h); err == nil {
+			found = append(found, c)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("revision %s not found", rev)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("revision %s is ambiguous: %d commits start with it", rev, len(found))
+}
+
+// open returns the mirror, or git.ErrRepositoryNotExists before the first
+// successful Fetch.
+func (s *Source) open() (*git.Repository, error) {
+	if s.repo != nil {
+		return s.repo, nil
+	}
+	repo, err := git.PlainOpen(s.mirrorDir())
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		return nil, fmt.Errorf("no mirror yet (nothing fetched): %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open mirror: %w", err)
+	}
+	s.repo = repo
+	return repo, nil
+}
+
+// LocalPath is the repository's folder when the URL is a local path or
+// file:// URL, so the daemon can watch it.
+func (s *Source) LocalPath() (string, bool) {
+	if s.ep == nil || s.ep.Protocol != "file" {
+		return "", false
+	}
+	return filepath.Clean(s.ep.Path), true
+}
+
+// Jitter spreads d by up to ±10% so a fleet does not poll in step.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	spread := int64(d / 10)
+	if spread == 0 {
+		return d
+	}
+	j := d + time.Duration(rand.Int64N(2*spread+1)-spread)
+	if j < 0 {
+		return 0
+	}
+	return j
+}
+
+func (s *Source) mirrorDir() string { return filepath.Join(s.opts.Dir, mirrorName) }
+
+func (s *Source) branchRef() plumbing.ReferenceName {
+	return plumbing.NewBranchReferenceName(s.opts.Branch)
+}
+
+func (s *Source) refSpec() config.RefSpec {
+	b := s.branchRef()
+	return config.RefSpec("+" + b + ":" + b)
+}
+
+func revisionOf(c *object.Commit) Revision {
+	msg, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
+	return Revision{
+		SHA:     c.Hash.String(),
+		Message: strings.TrimSpace(msg),
+		Author:  c.Author.Name,
+		Time:    c.Committer.When,
+	}
+}
+
+// Redact hides credentials in a URL before it reaches an error, a log or
+// status: a password becomes REDACTED, and so does a lone HTTP(S) user name,
+// since tokens are often passed that way (https://<token>@host/...). It works
+// on the raw string because URLs that url.Parse rejects must be redacted too.
+func Redact(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return raw
+	}
+	scheme := strings.ToLower(raw[:i])
+	rest := raw[i+3:]
+	authority := rest
+	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return raw
+	}
+	userinfo := authority[:at]
+	var repl string
+	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+		repl = user + ":REDACTED"
+	} else if scheme == "http" || scheme == "https" {
+		repl = "REDACTED"
+	} else {
+		return raw
+	}
+	return raw[:i+3] + repl + rest[at:]
+}
+
+// urlSecrets are the credentials inside a URL, raw and decoded, for scrub.
+func urlSecrets(raw string) []string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return nil
+	}
+	authority := raw[i+3:]
+	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return nil
+	}
+	user, pass, hasPass := strings.Cut(authority[:at], ":")
+	secret := pass
+	if !hasPass {
+		scheme := strings.ToLower(raw[:i])
+		if scheme != "http" && scheme != "https" {
+			return nil
+		}
+		secret = user
+	}
+	if secret == "" {
+		return nil
+	}
+	out := []string{secret}
+	if dec, err := url.PathUnescape(secret); err == nil && dec != secret {
+		out = append(out, dec)
+	}
+	return out
+}
+
+// scrubbedError is err with secrets cut out of its text. It still unwraps, so
+// errors.Is keeps working for callers who check for cancellation.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// scrub removes secrets from err's text. go-git redacts the URLs it prints,
+// but not every message it passes on (url.Parse errors quote the input), so
+// the known secrets are cut out of the final text as a second line of defence.
+// It also folds the text onto one line: servers' reasons arrive with
+// newlines, and the message ends up in a log line and in status.
+func scrub(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := msg
+	if strings.ContainsAny(clean, "\r\n") {
+		clean = strings.Join(strings.Fields(clean), " ")
+	}
+	for _, s := range secrets {
+		if s != "" {
+			clean = strings.ReplaceAll(clean, s, "REDACTED")
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+func removeGlob(pattern string) error {
+	matches, err := filepath.Glob(pattern)
+	if err != nil {
+		return fmt.Errorf("clean up %s: %w", pattern, err)
+	}
+	for _, m := range matches {
+		if err := os.RemoveAll(m); err != nil {
+			return fmt.Errorf("clean up %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+func isFullSHA(s string) bool { return len(s) == 40 && isHex(s) }
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,307 @@
+package sync
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/health"
+)
+
+// Desired is what one stack should look like on this host: the output of
+// loading a revision and resolving its images, ready to compare.
+type Desired struct {
+	Stack    string
+	Revision string
+	Services []DesiredService
+	Networks []string // compose keys of the networks the stack declares or uses
+	Volumes  []string // compose keys of the named volumes the stack declares
+}
+
+// DesiredService is one service with the container it wants per replica.
+type DesiredService struct {
+	Name       string
+	DependsOn  []string
+	ConfigHash string
+	ImageID    string
+	// Specs holds the container for replica i+1; len(Specs) is the replica count.
+	Specs []engine.ContainerSpec
+	// Gate is what a new container of the service must show to be kept.
+	Gate health.Gate
+	// StartFirst: a changed replica's new container starts beside the old
+	// one, which stops only once the new one passed its gate.
+	StartFirst bool
+}
+
+// Observed is what runs now for one stack.
+type Observed struct {
+	Containers []engine.Container
+	Networks   []engine.Network
+	Volumes    []engine.Volume
+}
+
+// ActionKind names one step of a plan. The applier runs them in plan order.
+type ActionKind string
+
+const (
+	ActCreateNetwork ActionKind = "create-network"
+	ActCreateVolume  ActionKind = "create-volume"
+	ActCreate        ActionKind = "create"
+	ActRecreate      ActionKind = "recreate"
+	ActStart         ActionKind = "start"
+	ActRemove        ActionKind = "remove"
+	ActRemoveNetwork ActionKind = "remove-network"
+)
+
+// Action is one thing the applier must do.
+type Action struct {
+	Kind    ActionKind
+	Service string
+	Number  int    // replica number for create/recreate/start/remove
+	ID      string // existing container or network ID
+	Name    string // container, network or volume name (for people)
+	Key     string // compose key of a network or volume
+	Reasons []string
+}
+
+func (a Action) String() string {
+	var b strings.Builder
+	b.WriteString(string(a.Kind))
+	switch {
+	case a.Service != "":
+		fmt.Fprintf(&b, " %s", a.Service)
+		if a.Number > 0 {
+			fmt.Fprintf(&b, "#%d", a.Number)
+		}
+	case a.Key != "":
+		fmt.Fprintf(&b, " %s", a.Key)
+	}
+	if a.Name != "" {
+		fmt.Fprintf(&b, " (%s)", a.Name)
+	}
+	if len(a.Reasons) > 0 {
+		fmt.Fprintf(&b, ": %s", strings.Join(a.Reasons, ", "))
+	}
+	return b.String()
+}
+
+// Plan is the ordered list of actions that takes Observed to Desired, plus
+// what gitopsd leaves alone on purpose but reports.
+type Plan struct {
+	Stack   string
+	Actions []Action
+	// OrphanVolumes are volumes of the project that the desired state no
+	// longer declares. Volumes are never removed by a sync.
+	OrphanVolumes []string
+}
+
+// Empty reports whether the plan changes nothing.
+func (p Plan) Empty() bool { return len(p.Actions) == 0 }
+
+// MakePlan compares desired with observed and returns the actions, in the
+// order they must run:
+//
+//  1. networks and volumes the stack needs and that do not exist;
+//  2. containers of services that left the stack, removed;
+//  3. services in depends_on order: per replica create, recreate (when the
+//     container differs from its spec, field by field) or start (when it
+//     exists as specified but is not running); surplus replicas removed;
+//  4. networks of the project that no service needs any more, removed.
+//
+// It is a pure function: no I/O, the same inputs give the same plan.
+func MakePlan(desired Desired, observed Observed) (Plan, error) {
+	plan := Plan{Stack: desired.Stack}
+	order, err := serviceOrder(desired.Services)
+	if err != nil {
+		return plan, fmt.Errorf("plan %s: %w", desired.Stack, err)
+	}
+
+	haveNetworks := map[string]bool{}
+	for _, n := range observed.Networks {
+		haveNetworks[n.Key] = true
+	}
+	for _, key := range desired.Networks {
+		if !haveNetworks[key] {
+			plan.Actions = append(plan.Actions, Action{Kind: ActCreateNetwork, Key: key})
+		}
+	}
+	wantVolumes := map[string]bool{}
+	haveVolumes := map[string]bool{}
+	for _, v := range observed.Volumes {
+		haveVolumes[v.Key] = true
+	}
+	for _, key := range desired.Volumes {
+		wantVolumes[key] = true
+		if !haveVolumes[key] {
+			plan.Actions = append(plan.Actions, Action{Kind: ActCreateVolume, Key: key})
+		}
+	}
+	for _, v := range observed.Volumes {
+		if !wantVolumes[v.Key] {
+			plan.OrphanVolumes = append(plan.OrphanVolumes, v.Name)
+		}
+	}
+	sort.Strings(plan.OrphanVolumes)
+
+	byService := map[string][]engine.Container{}
+	for _, c := range observed.Containers {
+		byService[c.Service] = append(byService[c.Service], c)
+	}
+	wanted := map[string]bool{}
+	for _, s := range desired.Services {
+		wanted[s.Name] = true
+	}
+	var gone []string
+	for name := range byService {
+		if !wanted[name] {
+			gone = append(gone, name)
+		}
+	}
+	sort.Strings(gone)
+	for _, name := range gone {
+		for _, c := range byService[name] {
+			plan.Actions = append(plan.Actions, Action{Kind: ActRemove, Service: name, Number: c.Number, ID: c.ID, Name: c.Name, Reasons: []string{"service removed"}})
+		}
+	}
+
+	for _, svc := range order {
+		plan.Actions = append(plan.Actions, planService(svc, byService[svc.Name])...)
+	}
+
+	usedNetworks := map[string]bool{}
+	for _, key := range desired.Networks {
+		usedNetworks[key] = true
+	}
+	for _, n := range observed.Networks {
+		if !usedNetworks[n.Key] && n.Managed {
+			plan.Actions = append(plan.Actions, Action{Kind: ActRemoveNetwork, Key: n.Key, ID: n.ID, Name: n.Name, Reasons: []string{"network no longer used"}})
+		}
+	}
+	return plan, nil
+}
+
+// planService decides, replica by replica, what one service needs.
+func planService(svc DesiredService, have []engine.Container) []Action {
+	var actions []Action
+	byNumber := map[int][]engine.Container{}
+	for _, c := range have {
+		byNumber[c.Number] = append(byNumber[c.Number], c)
+	}
+	for i, spec := range svc.Specs {
+		number := i + 1
+		candidates := byNumber[number]
+		delete(byNumber, number)
+		if len(candidates) == 0 {
+			actions = append(actions, Action{Kind: ActCreate, Service: svc.Name, Number: number, Name: spec.Name})
+			continue
+		}
+		// Keep the best candidate (running, newest first); duplicates left by an
+		// interrupted recreate are removed.
+		sort.SliceStable(candidates, func(a, b int) bool { return betterCandidate(candidates[a], candidates[b], spec.Name) })
+		keep := candidates[0]
+		for _, dup := range candidates[1:] {
+			actions = append(actions, Action{Kind: ActRemove, Service: svc.Name, Number: number, ID: dup.ID, Name: dup.Name, Reasons: []string{"duplicate replica"}})
+		}
+		if reasons := containerDifferences(svc, spec, keep); len(reasons) > 0 {
+			actions = append(actions, Action{Kind: ActRecreate, Service: svc.Name, Number: number, ID: keep.ID, Name: keep.Name, Reasons: reasons})
+			continue
+		}
+		if keep.State != "running" {
+			actions = append(actions, Action{Kind: ActStart, Service: svc.Name, Number: number, ID: keep.ID, Name: keep.Name, Reasons: []string{"container " + keep.State}})
+		}
+	}
+	var surplus []int
+	for number := range byNumber {
+		surplus = append(surplus, number)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(surplus)))
+	for _, number := range surplus {
+		for _, c := range byNumber[number] {
+			actions = append(actions, Action{Kind: ActRemove, Service: svc.Name, Number: number, ID: c.ID, Name: c.Name, Reasons: []string{"scaled down"}})
+		}
+	}
+	return actions
+}
+
+func betterCandidate(a, b engine.Container, canonical string) bool {
+	if (a.State == "running") != (b.State == "running") {
+		return a.State == "running"
+	}
+	// The container carrying the canonical name is the one a roll left in
+	// place; the other is a half-made replacement or a parked old one.
+	return a.Name == canonical && b.Name != canonical
+}
+
+// containerDifferences says why an existing container does not match its
+// spec: the compose config hash first (what docker compose itself checks),
+// then the image it runs, then field by field, so a container changed by
+// hand under an unchanged hash label is still caught.
+func containerDifferences(svc DesiredService, spec engine.ContainerSpec, c engine.Container) []string {
+	var reasons []string
+	if c.Name != spec.Name {
+		// A roll cut off before the new container got its name.
+		reasons = append(reasons, "name "+c.Name)
+	}
+	if c.ConfigHash != svc.ConfigHash {
+		reasons = append(reasons, "config changed")
+	}
+	if svc.ImageID != "" && c.ImageID != "" && c.ImageID != svc.ImageID {
+		reasons = append(reasons, "image changed")
+	}
+	for _, field := range engine.Differences(spec, c.Inspect) {
+		if field == "image" && len(reasons) > 0 {
+			continue
+		}
+		reasons = append(reasons, field)
+	}
+	return reasons
+}
+
+// serviceOrder sorts services so that every service comes after those it
+// depends on; ties keep the order by name. A cycle is an error.
+func serviceOrder(services []DesiredService) ([]DesiredService, error) {
+	byName := map[string]DesiredService{}
+	names := make([]string, 0, len(services))
+	for _, s := range services {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var ordered []DesiredService
+	var visit func(name string, path []string) error
+	visit = func(name string, path []string) error {
+		switch state[name] {
+		case done:
+			return nil
+		case visiting:
+			return fmt.Errorf("depends_on cycle: %s", strings.Join(append(path, name), " -> "))
+		}
+		state[name] = visiting
+		deps := append([]string(nil), byName[name].DependsOn...)
+		sort.Strings(deps)
+		for _, dep := range deps {
+			if _, ok := byName[dep]; !ok {
+				continue // a dependency that is not deployed here (profile, not targeted)
+			}
+			if err := visit(dep, append(path, name)); err != nil {
+				return err
+			}
+		}
+		state[name] = done
+		ordered = append(ordered, byName[name])
+		return nil
+	}
+	for _, name := range names {
+		if err := visit(name, nil); err != nil {
+			return nil, err
+		}
+	}
+	return ordered, nil
+}

@@ -1,0 +1,601 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/stack"
+	"github.com/gitopsd/gitopsd/internal/store"
+)
+
+// Status is a stack's sync status, as `status` shows it.
+type Status string
+
+const (
+	Synced      Status = "Synced"
+	OutOfSync   Status = "OutOfSync"
+	Progressing Status = "Progressing"
+	Invalid     Status = "Invalid"
+	Failed      Status = "Failed"
+)
+
+// Health is a stack's health. The order of the constants is the order of
+// worseness, so a stack's health is the worst of its containers'.
+type Health string
+
+const (
+	Healthy           Health = "Healthy"
+	HealthProgressing Health = "Progressing"
+	Degraded          Health = "Degraded"
+	Unknown           Health = "Unknown"
+)
+
+var healthRank = map[Health]int{Healthy: 0, HealthProgressing: 1, Degraded: 2, Unknown: 3}
+
+// Worse returns the worse of two health values.
+func Worse(a, b Health) Health {
+	if healthRank[b] > healthRank[a] {
+		return b
+	}
+	return a
+}
+
+// Triggers record why a deployment ran.
+const (
+	TriggerPoll     = "poll"
+	TriggerWebhook  = "webhook"
+	TriggerManual   = "manual"
+	TriggerHeal     = "heal"
+	TriggerRollback = "rollback"
+)
+
+// Deployment outcomes.
+const (
+	OutcomeRunning    = "running"
+	OutcomeSucceeded  = "succeeded"
+	OutcomeFailed     = "failed"
+	OutcomeRolledBack = "rolled_back"
+)
+
+// ErrRestored marks a failed recreate after which the old container was
+// put back and started again.
+var ErrRestored = errors.New("the old container was restored")
+
+// Reconciler brings stacks to their desired state and records what it did.
+type Reconciler struct {
+	Engine *engine.Engine
+	Store  *store.Store
+	Log    *slog.Logger
+}
+
+// Desire resolves a loaded stack into the containers it wants: images made
+// available per pull_policy (with dryRun nothing is pulled), config hashes
+// computed, one container spec per replica.
+func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision string, dryRun bool) (Desired, error) {
+	d := Desired{Stack: st.Name, Revision: revision}
+	p := st.Project
+	extra := map[string]string{engine.LabelStack: st.Name, engine.LabelRevision: revision}
+	used := map[string]bool{}
+	for _, name := range p.ServiceNames() {
+		svc := p.Services[name]
+		imageID, err := r.image(ctx, svc.Image, svc.PullPolicy, dryRun)
+		if err != nil {
+			return d, fmt.Errorf("service %s: %w", name, err)
+		}
+		hash, err := stack.ServiceHash(svc)
+		if err != nil {
+			return d, fmt.Errorf("service %s: config hash: %w", name, err)
+		}
+		ds := DesiredService{Name: name, ConfigHash: hash, ImageID: imageID, DependsOn: svc.GetDependencies(), Gate: health.GateFor(svc), StartFirst: startFirst(svc)}
+		for n := 1; n <= svc.GetScale(); n++ {
+			spec, err := engine.ServiceSpec(p, svc, n, hash, imageID, extra)
+			if err != nil {
+				return d, fmt.Errorf("service %s: %w", name, err)
+			}
+			ds.Specs = append(ds.Specs, spec)
+		}
+		d.Services = append(d.Services, ds)
+		for key := range svc.Networks {
+			used[key] = true
+		}
+	}
+	for key := range used {
+		if n, ok := p.Networks[key]; ok && bool(n.External) {
+			if dryRun {
+				continue
+			}
+			// External networks are not ours to create; they must exist.
+			if _, err := r.Engine.EnsureNetwork(ctx, p, key, nil); err != nil {
+				return d, err
+			}
+			continue
+		}
+		d.Networks = append(d.Networks, key)
+	}
+	sort.Strings(d.Networks)
+	for key, v := range p.Volumes {
+		if bool(v.External) {
+			continue
+		}
+		d.Volumes = append(d.Volumes, key)
+	}
+	sort.Strings(d.Volumes)
+	return d, nil
+}
+
+// image returns the local ID of ref, pulling it when pull_policy says so.
+// In a dry run a missing image is not an error: its ID is simply unknown.
+func (r *Reconciler) image(ctx context.Context, ref, pullPolicy string, dryRun bool) (string, error) {
+	if dryRun {
+		id, err := r.Engine.EnsureImage(ctx, ref, "never")
+		if err != nil {
+			return "", nil
+		}
+		return id, nil
+	}
+	return r.Engine.EnsureImage(ctx, ref, pullPolicy)
+}
+
+// Observe reads what runs now for a stack.
+func (r *Reconciler) Observe(ctx context.Context, name string) (Observed, error) {
+	var o Observed
+	var err error
+	if o.Containers, err = r.Engine.Containers(ctx, name); err != nil {
+		return o, fmt.Errorf("observe %s containers: %w", name, err)
+	}
+	if o.Networks, err = r.Engine.Networks(ctx, name); err != nil {
+		return o, fmt.Errorf("observe %s networks: %w", name, err)
+	}
+	if o.Volumes, err = r.Engine.Volumes(ctx, name); err != nil {
+		return o, fmt.Errorf("observe %s volumes: %w", name, err)
+	}
+	return o, nil
+}
+
+// Diff returns the plan a sync of st would run, changing nothing.
+func (r *Reconciler) Diff(ctx context.Context, st *stack.Stack, revision string) (Plan, error) {
+	desired, err := r.Desire(ctx, st, revision, true)
+	if err != nil {
+		return Plan{}, fmt.Errorf("diff %s: %w", st.Name, err)
+	}
+	observed, err := r.Observe(ctx, st.Name)
+	if err != nil {
+		return Plan{}, err
+	}
+	return MakePlan(desired, observed)
+}
+
+// Sync brings one stack to st at revision. A deployment is recorded only
+// when there is something to do; either way the stack's row ends with a
+// status and, on failure, the reason.
+func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigger string) error {
+	log := r.Log.With("stack", st.Name, "revision", short(revision))
+	prev, _, err := r.Store.Stack(ctx, st.Name)
+	if err != nil {
+		return fmt.Errorf("sync %s: read state: %w", st.Name, err)
+	}
+	state := prev
+	state.Name = st.Name
+	state.Target = revision
+	if prev.FailedRevision == revision && trigger != TriggerManual {
+		// A revision that failed its health gate is not retried until the
+		// branch moves or an operator asks (a manual sync).
+		return nil
+	}
+
+	desired, derr := r.Desire(ctx, st, revision, false)
+	var observed Observed
+	var plan Plan
+	if derr == nil {
+		if observed, derr = r.Observe(ctx, st.Name); derr == nil {
+			plan, derr = MakePlan(desired, observed)
+		}
+	}
+	if derr != nil {
+		// Nothing was changed: record the failed attempt once per revision so
+		// history says why, without filling it on every poll.
+		if prev.Sync != string(Failed) || prev.Target != revision || prev.Error != derr.Error() {
+			id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
+			if err == nil {
+				_ = r.Store.FinishDeployment(ctx, id, OutcomeFailed, derr.Error(), now())
+			}
+		}
+		state.Sync, state.Error = string(Failed), derr.Error()
+		state.Health = string(r.health(ctx, st.Name))
+		log.Error("sync failed before any change", "err", derr)
+		return errors.Join(derr, r.putStack(ctx, state))
+	}
+
+	if plan.Empty() && prev.Sync == string(Progressing) {
+		// A roll was cut off (a crash): what it started never passed its gate.
+		if err := r.gateAll(ctx, desired); err != nil {
+			state.Sync, state.Error, state.FailedRevision = string(Failed), err.Error(), revision
+			state.Health = string(r.health(ctx, st.Name))
+			log.Error("a roll cut off by a restart left containers that fail their gate", "err", err)
+			return errors.Join(err, r.putStack(ctx, state))
+		}
+	}
+	if plan.Empty() {
+		state.Revision = revision
+		state.Sync, state.Error = string(Synced), ""
+		state.Health = string(healthOf(observed.Containers))
+		if state.Health == string(Healthy) {
+			state.LastHealthyRevision = revision
+		}
+		return r.putStack(ctx, state)
+	}
+
+	id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
+	if err != nil {
+		return fmt.Errorf("sync %s: record deployment: %w", st.Name, err)
+	}
+	log = log.With("deployment", id)
+	state.Sync = string(Progressing)
+	if err := r.putStack(ctx, state); err != nil {
+		return err
+	}
+	log.Info("applying plan", "actions", len(plan.Actions))
+	applyErr := r.apply(ctx, log, id, st, desired, plan)
+	if applyErr == nil && prev.Sync == string(Progressing) {
+		// A roll was cut off (a crash): what it started never passed its
+		// gate, and this plan only tidied up around it.
+		applyErr = r.gateAll(ctx, desired)
+	}
+
+	state.Health = string(r.health(ctx, st.Name))
+	outcome := OutcomeSucceeded
+	if applyErr != nil {
+		outcome = OutcomeFailed
+		state.Sync, state.Error = string(Failed), applyErr.Error()
+		if health.IsFailure(applyErr) {
+			state.FailedRevision = revision
+			if errors.Is(applyErr, ErrRestored) {
+				outcome = OutcomeRolledBack
+			}
+		}
+		log.Error("sync failed", "err", applyErr)
+	} else {
+		state.FailedRevision = ""
+		state.Revision = revision
+		state.Sync, state.Error = string(Synced), ""
+		if state.Health == string(Healthy) {
+			state.LastHealthyRevision = revision
+		}
+		log.Info("sync succeeded")
+	}
+	errMsg := ""
+	if applyErr != nil {
+		errMsg = applyErr.Error()
+	}
+	if err := r.Store.FinishDeployment(ctx, id, outcome, errMsg, now()); err != nil {
+		return errors.Join(applyErr, fmt.Errorf("sync %s: finish deployment: %w", st.Name, err))
+	}
+	return errors.Join(applyErr, r.putStack(ctx, state))
+}
+
+// Rollback rolls st back to good, its last healthy revision, after its roll
+// to failed did not pass the health gate. The stack stays marked Failed with
+// the reason, and failed is remembered so polls do not retry it.
+func (r *Reconciler) Rollback(ctx context.Context, st *stack.Stack, good, failed string, cause error) error {
+	err := r.Sync(ctx, st, good, TriggerRollback)
+	state, _, serr := r.Store.Stack(ctx, st.Name)
+	if serr != nil {
+		return errors.Join(err, serr)
+	}
+	state.Target = failed
+	state.FailedRevision = failed
+	state.Sync = string(Failed)
+	state.Error = fmt.Sprintf("revision %s failed its health gate and was rolled back to %s: %v", short(failed), short(good), cause)
+	if err != nil {
+		state.Error += fmt.Sprintf("; the rollback failed too: %v", err)
+	}
+	return errors.Join(err, r.putStack(ctx, state))
+}
+
+// gateAll puts every observed container of the desired services through
+// its service's gate; a container that is healthy already passes at once.
+func (r *Reconciler) gateAll(ctx context.Context, desired Desired) error {
+	gates := map[string]health.Gate{}
+	for _, s := range desired.Services {
+		gates[s.Name] = s.Gate
+	}
+	cs, err := r.Engine.Containers(ctx, desired.Stack)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		gate, ok := gates[c.Service]
+		if !ok {
+			continue
+		}
+		if err := health.Wait(ctx, r.Engine.Client(), c.ID, gate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MarkInvalid records that a stack's revision did not load; its running
+// containers are left as they are.
+func (r *Reconciler) MarkInvalid(ctx context.Context, name, revision string, loadErr error) error {
+	prev, _, err := r.Store.Stack(ctx, name)
+	if err != nil {
+		return err
+	}
+	state := prev
+	state.Name = name
+	state.Target = revision
+	state.Sync = string(Invalid)
+	state.Error = loadErr.Error()
+	state.Health = string(r.health(ctx, name))
+	return r.putStack(ctx, state)
+}
+
+// Remove takes down a stack that left the repository (or no longer targets
+// this host): its containers and networks go, its volumes stay.
+func (r *Reconciler) Remove(ctx context.Context, name, revision, trigger string) error {
+	log := r.Log.With("stack", name, "revision", short(revision))
+	prev, _, err := r.Store.Stack(ctx, name)
+	if err != nil {
+		return err
+	}
+	observed, err := r.Observe(ctx, name)
+	if err != nil {
+		return err
+	}
+	plan, err := MakePlan(Desired{Stack: name, Revision: revision}, observed)
+	if err != nil {
+		return err
+	}
+	if !plan.Empty() {
+		id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: name, Trigger: trigger, From: prev.Revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
+		if err != nil {
+			return fmt.Errorf("remove %s: record deployment: %w", name, err)
+		}
+		log = log.With("deployment", id)
+		log.Info("removing stack", "actions", len(plan.Actions), "kept_volumes", plan.OrphanVolumes)
+		applyErr := r.apply(ctx, log, id, nil, Desired{Stack: name}, plan)
+		outcome, msg := OutcomeSucceeded, ""
+		if applyErr != nil {
+			outcome, msg = OutcomeFailed, applyErr.Error()
+		}
+		if err := r.Store.FinishDeployment(ctx, id, outcome, msg, now()); err != nil {
+			return errors.Join(applyErr, err)
+		}
+		if applyErr != nil {
+			return applyErr
+		}
+	}
+	return r.Store.DeleteStack(ctx, name)
+}
+
+// apply runs a plan's actions in order, recording each as a step. It stops
+// at the first failure: later actions may depend on earlier ones.
+func (r *Reconciler) apply(ctx context.Context, log *slog.Logger, deployment int64, st *stack.Stack, desired Desired, plan Plan) error {
+	services := map[string]DesiredService{}
+	for _, s := range desired.Services {
+		services[s.Name] = s
+	}
+	for _, a := range plan.Actions {
+		step := store.Step{DeploymentID: deployment, At: now(), Action: string(a.Kind), Service: a.Service, Container: a.Name, Detail: strings.Join(a.Reasons, ", ")}
+		err := r.do(ctx, st, services, a)
+		if err != nil {
+			step.Error = err.Error()
+		}
+		if _, serr := r.Store.AddStep(ctx, step); serr != nil {
+			log.Error("record step", "err", serr)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", a, err)
+		}
+		log.Info("step done", "action", a.Kind, "service", a.Service, "container", a.Name, "detail", step.Detail)
+	}
+	return nil
+}
+
+func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[string]DesiredService, a Action) error {
+	extra := func() map[string]string {
+		return map[string]string{engine.LabelStack: st.Name}
+	}
+	switch a.Kind {
+	case ActCreateNetwork:
+		_, err := r.Engine.EnsureNetwork(ctx, st.Project, a.Key, extra())
+		return err
+	case ActCreateVolume:
+		return r.Engine.EnsureVolume(ctx, st.Project, a.Key, extra())
+	case ActCreate:
+		svc := services[a.Service]
+		id, err := r.Engine.CreateContainer(ctx, svc.Specs[a.Number-1])
+		if err != nil {
+			return err
+		}
+		if err := r.Engine.StartContainer(ctx, id); err != nil {
+			return err
+		}
+		return health.Wait(ctx, r.Engine.Client(), id, svc.Gate)
+	case ActRecreate:
+		svc := services[a.Service]
+		if svc.StartFirst {
+			return r.recreateStartFirst(ctx, a, svc.Specs[a.Number-1], svc.Gate)
+		}
+		return r.recreate(ctx, a, svc.Specs[a.Number-1], svc.Gate)
+	case ActStart:
+		return r.Engine.StartContainer(ctx, a.ID)
+	case ActRemove:
+		if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
+			return err
+		}
+		return r.Engine.RemoveContainer(ctx, a.ID)
+	case ActRemoveNetwork:
+		return r.Engine.RemoveNetwork(ctx, a.ID)
+	}
+	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+// recreate replaces a container stop-first, keeping the old one (renamed and
+// stopped) until the new one has passed its health gate, so a failure puts
+// the old one back: the same container, restarted, not a re-creation.
+func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate) error {
+	oldName := a.Name
+	parked := fmt.Sprintf("%s_%s", shortID(a.ID), spec.Name)
+	// A roll cut off by a crash may have parked it already.
+	if oldName != parked {
+		if err := r.Engine.RenameContainer(ctx, a.ID, parked); err != nil {
+			return fmt.Errorf("park old container: %w", err)
+		}
+	}
+	restore := func(cause error) error {
+		// Best effort, even when ctx is done: the next reconcile converges
+		// from whatever is left.
+		bg := context.WithoutCancel(ctx)
+		var rerr error
+		if oldName != parked {
+			rerr = r.Engine.RenameContainer(bg, a.ID, oldName)
+		}
+		serr := r.Engine.StartContainer(bg, a.ID)
+		if rerr == nil && serr == nil {
+			return errors.Join(cause, ErrRestored)
+		}
+		return errors.Join(cause, rerr, serr)
+	}
+	id, err := r.Engine.CreateContainer(ctx, spec)
+	if err != nil {
+		return restore(fmt.Errorf("create: %w", err))
+	}
+	crashPoint(CrashStopFirstCreated)
+	if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
+		_ = r.Engine.RemoveContainer(ctx, id)
+		return restore(fmt.Errorf("stop old: %w", err))
+	}
+	crashPoint(CrashStopFirstOldStopped)
+	if err := r.Engine.StartContainer(ctx, id); err != nil {
+		_ = r.Engine.RemoveContainer(ctx, id)
+		return restore(fmt.Errorf("start: %w", err))
+	}
+	crashPoint(CrashStopFirstNewStarted)
+	if err := health.Wait(ctx, r.Engine.Client(), id, gate); err != nil {
+		// The new container is removed before the old one gets its name back.
+		rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
+		return restore(errors.Join(err, rmErr))
+	}
+	if err := r.Engine.RemoveContainer(ctx, a.ID); err != nil {
+		return fmt.Errorf("remove old: %w", err)
+	}
+	return nil
+}
+
+// startFirst says how a service's changed replicas are rolled: compose's
+// deploy.update_config.order when the service can run twice, which is also
+// the default; stop-first when it cannot (a container_name or a fixed host
+// port would collide), whatever the file asks.
+func startFirst(svc types.ServiceConfig) bool {
+	canRunTwice := svc.ContainerName == ""
+	for _, p := range svc.Ports {
+		if p.Published != "" && !strings.Contains(p.Published, "-") {
+			canRunTwice = false
+		}
+	}
+	if !canRunTwice {
+		return false
+	}
+	if svc.Deploy != nil && svc.Deploy.UpdateConfig != nil && svc.Deploy.UpdateConfig.Order != "" {
+		return svc.Deploy.UpdateConfig.Order == "start-first"
+	}
+	return true
+}
+
+// recreateStartFirst starts the new container beside the old one and stops
+// the old one only after the new one passed its gate, so the service keeps
+// answering throughout. On failure the new container goes and the old one
+// never stopped. A crash in between leaves two replicas with one number; the
+// planner keeps the one with the canonical name and removes the other.
+func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate) error {
+	next := spec
+	next.Name = fmt.Sprintf("%s_next_%s", shortID(a.ID), spec.Name)
+	id, err := r.Engine.CreateContainer(ctx, next)
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	discard := func(cause error) error {
+		rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
+		if rmErr != nil {
+			return errors.Join(cause, rmErr)
+		}
+		return errors.Join(cause, ErrRestored)
+	}
+	if err := r.Engine.StartContainer(ctx, id); err != nil {
+		return discard(fmt.Errorf("start: %w", err))
+	}
+	crashPoint(CrashStartFirstNewStarted)
+	if err := health.Wait(ctx, r.Engine.Client(), id, gate); err != nil {
+		return discard(err)
+	}
+	if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
+		return fmt.Errorf("stop old: %w", err)
+	}
+	if err := r.Engine.RemoveContainer(ctx, a.ID); err != nil {
+		return fmt.Errorf("remove old: %w", err)
+	}
+	crashPoint(CrashStartFirstOldRemoved)
+	if err := r.Engine.RenameContainer(ctx, id, spec.Name); err != nil {
+		return fmt.Errorf("give the new container its name: %w", err)
+	}
+	return nil
+}
+
+// health observes a stack's containers now.
+func (r *Reconciler) health(ctx context.Context, name string) Health {
+	cs, err := r.Engine.Containers(ctx, name)
+	if err != nil {
+		return Unknown
+	}
+	return healthOf(cs)
+}
+
+// healthOf is the worst health of the containers.
+func healthOf(cs []engine.Container) Health {
+	h := Healthy
+	for _, c := range cs {
+		switch {
+		case c.State == "running" && (c.Health == "" || c.Health == "healthy"):
+		case c.State == "running" && c.Health == "starting", c.State == "created", c.State == "restarting":
+			h = Worse(h, HealthProgressing)
+		default:
+			h = Worse(h, Degraded)
+		}
+	}
+	return h
+}
+
+func (r *Reconciler) putStack(ctx context.Context, st store.StackState) error {
+	st.UpdatedAt = now()
+	if err := r.Store.PutStack(ctx, st); err != nil {
+		return fmt.Errorf("record stack %s: %w", st.Name, err)
+	}
+	return nil
+}
+
+func now() time.Time { return time.Now().UTC() }
+
+func short(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,196 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// GitRepo is a bare repository on disk with a working clone to commit from.
+type GitRepo struct {
+	Bare string // path of the bare repository
+	Work string // path of the working clone
+	home string // HOME for every git run, so the host's config never applies
+}
+
+// NewGitRepo creates an empty bare repository with branch main.
+func NewGitRepo(t testing.TB) *GitRepo {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("git CLI not found: %v", err)
+	}
+	root := t.TempDir()
+	r := &GitRepo{
+		Bare: filepath.Join(root, "remote", "repo.git"),
+		Work: filepath.Join(root, "work"),
+		home: filepath.Join(root, "home"),
+	}
+	for _, dir := range []string{r.Bare, r.Work, r.home} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatalf("create git test dir: %v", err)
+		}
+	}
+	r.git(t, r.Bare, "init", "-q", "--bare", "-b", "main")
+	r.git(t, r.Work, "init", "-q", "-b", "main")
+	r.git(t, r.Work, "config", "user.name", "gitopsd test")
+	r.git(t, r.Work, "config", "user.email", "test@gitopsd.invalid")
+	r.git(t, r.Work, "config", "commit.gpgsign", "false")
+	r.git(t, r.Work, "remote", "add", "origin", r.Bare)
+	return r
+}
+
+// Commit writes files (path -> content; "" content with Delete semantics is
+// expressed by a nil entry in Remove), removes remove, commits and pushes to
+// main, and returns the new commit's SHA.
+func (r *GitRepo) Commit(t testing.TB, msg string, files map[string]string, remove ...string) string {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.Work, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatalf("commit %q: create dir for %s: %v", msg, name, err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatalf("commit %q: write %s: %v", msg, name, err)
+		}
+	}
+	for _, name := range remove {
+		r.git(t, r.Work, "rm", "-r", "-q", "--ignore-unmatch", "--", filepath.FromSlash(name))
+		// git rm leaves untracked files behind; a removed path must be gone
+		// from the tree so the next `add -A` does not resurrect it.
+		if err := os.RemoveAll(filepath.Join(r.Work, filepath.FromSlash(name))); err != nil {
+			t.Fatalf("commit %q: remove %s: %v", msg, name, err)
+		}
+	}
+	r.git(t, r.Work, "add", "-A")
+	r.git(t, r.Work, "commit", "-q", "--allow-empty", "-m", msg)
+	r.git(t, r.Work, "push", "-q", "origin", "HEAD:main")
+	return strings.TrimSpace(r.git(t, r.Work, "rev-parse", "HEAD"))
+}
+
+// ServeHTTP serves the bare repository over git's smart HTTP protocol on
+// 127.0.0.1 until the test ends and returns its URL. With token != "", every
+// request must carry it (HTTP basic auth password, any user).
+func (r *GitRepo) ServeHTTP(t testing.TB, token string) string {
+	t.Helper()
+	execPath := strings.TrimSpace(r.git(t, r.Work, "--exec-path"))
+	backend := filepath.Join(execPath, "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		t.Fatalf("git http-backend not available: %v", err)
+	}
+
+	// net/http/cgi passes only PATH and a few loader variables from our
+	// environment, so GIT_* settings of the host cannot leak into the backend.
+	cgiHandler := &cgi.Handler{
+		Path: backend,
+		Dir:  filepath.Dir(r.Bare),
+		Env: []string{
+			"HOME=" + r.home,
+			"XDG_CONFIG_HOME=" + filepath.Join(r.home, ".config"),
+			"GIT_CONFIG_NOSYSTEM=1",
+			"GIT_PROJECT_ROOT=" + filepath.Dir(r.Bare),
+			"GIT_HTTP_EXPORT_ALL=1",
+		},
+		Stderr: testLogWriter{t},
+	}
+	var handler http.Handler = cgiHandler
+	if token != "" {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			_, pass, ok := req.BasicAuth()
+			if !ok || subtle.ConstantTimeCompare([]byte(pass), []byte(token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+				return
+			}
+			cgiHandler.ServeHTTP(w, req)
+		})
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen for git http server: %v", err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Logf("shut down git http server: %v", err)
+		}
+		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Logf("git http server: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String() + "/" + filepath.Base(r.Bare)
+}
+
+// git runs the git CLI in dir with a hermetic environment and returns its
+// stdout; it fails the test with the combined output on error.
+func (r *GitRepo) git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	if r.home == "" {
+		// A GitRepo built by hand still must not read the host's config.
+		r.home = t.TempDir()
+	}
+	out, err := runGit(r.home, dir, args...)
+	if err != nil {
+		t.Fatalf("git %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// runGit runs the git CLI in dir with HOME=home and no system config or GIT_*
+// variables from the caller's environment, so results do not depend on the
+// host. It returns stdout; the error carries stderr.
+func runGit(home, dir string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv(home)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), errors.Join(err, errors.New(strings.TrimSpace(stderr.String())))
+	}
+	return stdout.String(), nil
+}
+
+// gitEnv is the environment for git: the caller's variables minus anything
+// that changes git's behaviour, plus a private HOME.
+func gitEnv(home string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "GIT_"), k == "HOME", k == "XDG_CONFIG_HOME", k == "EMAIL":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"HOME="+home,
+		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_TERMINAL_PROMPT=0",
+		"LC_ALL=C",
+	)
+}
+
+// testLogWriter forwards a subprocess's stderr to the test log.
+type testLogWriter struct{ t testing.TB }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}

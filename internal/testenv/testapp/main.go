@@ -1,0 +1,265 @@
+// Command testapp is the only content of the images that gitopsd's tests and
+// demo deploy. Images are built FROM scratch, so everything a test needs inside
+// a container (serving, health probing, fetching, load generation) lives in
+// this one static binary.
+//
+// Subcommands:
+//
+//	serve                        HTTP app on :$PORT (default)
+//	probe [URL]                  exit 0 if URL (default own /healthz) answers 200
+//	get URL                      print the body, exit 0 on 2xx
+//	load URL --duration D --out F  request URL in a loop for D, write JSON stats
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	cmd, args := "serve", []string(nil)
+	if len(os.Args) > 1 {
+		cmd, args = os.Args[1], os.Args[2:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve()
+	case "probe":
+		url := "http://127.0.0.1:" + envOr("PORT", "8080") + "/healthz"
+		if len(args) > 0 {
+			url = args[0]
+		}
+		err = probe(url)
+	case "get":
+		if len(args) != 1 {
+			err = errors.New("usage: testapp get URL")
+			break
+		}
+		err = get(args[0])
+	case "load":
+		err = load(args)
+	default:
+		err = fmt.Errorf("unknown subcommand %q", cmd)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func serve() error {
+	version := envOr("VERSION", "dev")
+	var failing atomic.Bool
+	failing.Store(os.Getenv("FAIL_HEALTH") == "1")
+
+	if wf := os.Getenv("WRITE_FILE"); wf != "" {
+		// Split at the first "=" after the path, so content may contain "=".
+		path, content, _ := strings.Cut(wf, "=")
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write WRITE_FILE %s: %w", path, err)
+		}
+	}
+
+	crash := make(chan struct{}, 1)
+	mux := http.NewServeMux()
+	showVersion := func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, version) }
+	mux.HandleFunc("GET /{$}", showVersion)
+	mux.HandleFunc("GET /version", showVersion)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if failing.Load() {
+			http.Error(w, "failing", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("POST /fail", func(w http.ResponseWriter, _ *http.Request) {
+		failing.Store(true)
+		fmt.Fprintln(w, "health now failing")
+	})
+	mux.HandleFunc("POST /recover", func(w http.ResponseWriter, _ *http.Request) {
+		failing.Store(false)
+		fmt.Fprintln(w, "health now passing")
+	})
+	mux.HandleFunc("POST /crash", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "crashing")
+		// Exit outside the handler so the response reaches the client first.
+		crash <- struct{}{}
+	})
+	mux.HandleFunc("GET /file", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(r.URL.Query().Get("path"))
+		if errors.Is(err, os.ErrNotExist) {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		} else if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Write(b)
+	})
+	mux.HandleFunc("PUT /file", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err == nil {
+			err = os.WriteFile(r.URL.Query().Get("path"), b, 0o644)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+
+	srv := &http.Server{Addr: ":" + envOr("PORT", "8080"), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	fmt.Printf("testapp %s listening on %s\n", version, srv.Addr)
+
+	var crashAfter <-chan time.Time
+	if d := os.Getenv("CRASH_AFTER"); d != "" {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			return fmt.Errorf("parse CRASH_AFTER: %w", err)
+		}
+		crashAfter = time.After(dur)
+	}
+	// As PID 1 in a container there is no default signal handling, so
+	// without this `docker stop` would wait out its timeout and SIGKILL us.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-crashAfter:
+		fmt.Println("CRASH_AFTER elapsed, exiting 1")
+		os.Exit(1)
+	case <-crash:
+		time.Sleep(100 * time.Millisecond) // let the response flush
+		fmt.Println("crash requested, exiting 1")
+		os.Exit(1)
+	case s := <-sigs:
+		fmt.Printf("got %v, shutting down\n", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+func probe(url string) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("probe %s: status %s", url, resp.Status)
+	}
+	return nil
+}
+
+func get(url string) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return fmt.Errorf("get: %w", err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		return fmt.Errorf("get %s: read body: %w", url, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("get %s: status %s", url, resp.Status)
+	}
+	return nil
+}
+
+func load(args []string) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	dur := fs.Duration("duration", 10*time.Second, "how long to send requests")
+	out := fs.String("out", "", "file for the JSON result (default stdout)")
+	// Pacing keeps a long run from exhausting ephemeral ports with sockets in
+	// TIME_WAIT, since every request opens a new connection.
+	interval := fs.Duration("interval", 5*time.Millisecond, "pause between requests")
+	// The URL comes first in the documented usage; flag stops at it.
+	var url string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		url, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if url == "" && fs.NArg() > 0 {
+		url = fs.Arg(0)
+	}
+	if url == "" {
+		return errors.New("usage: testapp load URL --duration D --out FILE")
+	}
+
+	res := struct {
+		Requests int      `json:"requests"`
+		Failures int      `json:"failures"`
+		Errors   []string `json:"errors"`
+	}{Errors: []string{}}
+	// No keep-alive: each request must find a live backend on its own, which
+	// is what a zero-downtime rollout has to guarantee for new connections.
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for deadline := time.Now().Add(*dur); time.Now().Before(deadline); {
+		res.Requests++
+		if err := probe2xx(client, url); err != nil {
+			res.Failures++
+			if len(res.Errors) < 10 {
+				res.Errors = append(res.Errors, err.Error())
+			}
+		}
+		time.Sleep(*interval)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	b = append(b, '\n')
+	if *out == "" {
+		_, err = os.Stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(*out, b, 0o644); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	return nil
+}
+
+func probe2xx(client *http.Client, url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	return nil
+}
