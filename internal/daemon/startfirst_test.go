@@ -36,9 +36,10 @@ networks:
 
 // loadResult is what `testapp load` prints.
 type loadResult struct {
-	Requests int      `json:"requests"`
-	Failures int      `json:"failures"`
-	Errors   []string `json:"errors"`
+	Requests  int      `json:"requests"`
+	Failures  int      `json:"failures"`
+	Fallbacks int      `json:"fallbacks"`
+	Errors    []string `json:"errors"`
 }
 
 // startLoad runs a client on the stack's network that requests the service
@@ -49,7 +50,9 @@ func startLoad(t *testing.T, h *harness, project, image string, d time.Duration)
 	res, err := h.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
 			Image: image, Tty: true, Labels: map[string]string{testenv.TestLabel: "1"},
-			Cmd: []string{"load", "http://web:8080/", "--duration", d.String(), "--interval", "10ms"},
+			// A connect timeout per address: see testapp's load and the
+			// README's "Zero-downtime rolls" for the Docker DNS window it covers.
+			Cmd: []string{"load", "http://web:8080/", "--duration", d.String(), "--interval", "10ms", "--connect-timeout", "500ms"},
 		},
 		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(project + "_default")},
 		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
@@ -126,12 +129,9 @@ func TestStartFirstRollKeepsServing(t *testing.T) {
 		}
 	}
 	lr := result()
-	t.Logf("roll of 2 replicas took %s; load: %d requests, %d failed", rolled.Round(time.Millisecond), lr.Requests, lr.Failures)
-	// Issue 3 asks for zero failed requests; runs here see 0 or 1 of ~800
-	// (a request accepted by the old replica as it stops). Until that window
-	// is closed, the test holds the roll to under 1% so a regression (say,
-	// stop-first by mistake) fails it.
-	if lr.Requests < 100 || lr.Failures*100 > lr.Requests {
+	t.Logf("roll of 2 replicas took %s; load: %d requests, %d failed, %d connects moved to another replica",
+		rolled.Round(time.Millisecond), lr.Requests, lr.Failures, lr.Fallbacks)
+	if lr.Requests < 100 || lr.Failures > 0 {
 		t.Fatalf("load during the roll: %+v", lr)
 	}
 }

@@ -18,7 +18,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/signal"
 	"strings"
@@ -203,6 +205,13 @@ func load(args []string) error {
 	// Pacing keeps a long run from exhausting ephemeral ports with sockets in
 	// TIME_WAIT, since every request opens a new connection.
 	interval := fs.Duration("interval", 5*time.Millisecond, "pause between requests")
+	// Docker's embedded DNS can still hand out a replica's address for a few
+	// milliseconds after its interface is gone (measured in issue 3's note),
+	// and a SYN to that address is never answered. A client with a connect
+	// timeout per address moves on to the next replica, as nginx's
+	// proxy_next_upstream does; without one, Go's dialer spends the whole
+	// request timeout on the first address.
+	connectTimeout := fs.Duration("connect-timeout", 0, "per-address connect timeout; then try the next address (0: Go's default dialer)")
 	// The URL comes first in the documented usage; flag stops at it.
 	var url string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -219,19 +228,32 @@ func load(args []string) error {
 	}
 
 	res := struct {
-		Requests int      `json:"requests"`
-		Failures int      `json:"failures"`
-		Errors   []string `json:"errors"`
+		Requests int `json:"requests"`
+		Failures int `json:"failures"`
+		// Fallbacks counts connects that found an address dead and moved on.
+		Fallbacks int      `json:"fallbacks"`
+		Errors    []string `json:"errors"`
 	}{Errors: []string{}}
 	// No keep-alive: each request must find a live backend on its own, which
 	// is what a zero-downtime rollout has to guarantee for new connections.
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for deadline := time.Now().Add(*dur); time.Now().Before(deadline); {
+	transport := &http.Transport{DisableKeepAlives: true}
+	if *connectTimeout > 0 {
+		transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, skipped, err := dialEach(ctx, network, addr, *connectTimeout)
+			res.Fallbacks += skipped
+			return conn, err
+		}
+	}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: transport}
+	start := time.Now()
+	for deadline := start.Add(*dur); time.Now().Before(deadline); {
 		res.Requests++
+		sent := time.Since(start)
 		if err := probe2xx(client, url); err != nil {
 			res.Failures++
 			if len(res.Errors) < 10 {
-				res.Errors = append(res.Errors, err.Error())
+				// When it was sent tells which step of a roll it met.
+				res.Errors = append(res.Errors, fmt.Sprintf("at %s: %v", sent.Round(time.Millisecond), err))
 			}
 		}
 		time.Sleep(*interval)
@@ -251,10 +273,49 @@ func load(args []string) error {
 	return nil
 }
 
+// dialEach resolves addr's host and dials its addresses in turn, each with
+// its own timeout, returning how many it skipped.
+func dialEach(ctx context.Context, network, addr string, timeout time.Duration) (net.Conn, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	ips, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err != nil {
+		return nil, 0, err
+	}
+	var errs []error
+	for i, ip := range ips {
+		d := net.Dialer{Timeout: timeout}
+		conn, err := d.DialContext(ctx, network, net.JoinHostPort(ip, port))
+		if err == nil {
+			return conn, i, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, len(ips), errors.Join(errs...)
+}
+
 func probe2xx(client *http.Client, url string) error {
-	resp, err := client.Get(url)
+	// The addresses dialled tell a failure's cause: a replica that had
+	// already gone, or one that was still there but did not answer.
+	var dialled []string
+	trace := &httptrace.ClientTrace{
+		ConnectStart: func(_, addr string) { dialled = append(dialled, addr) },
+		ConnectDone: func(_, addr string, err error) {
+			if err == nil {
+				dialled = append(dialled, "connected")
+			}
+		},
+		WroteRequest: func(httptrace.WroteRequestInfo) { dialled = append(dialled, "sent") },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("dialled %v: %w", dialled, err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
