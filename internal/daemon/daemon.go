@@ -237,8 +237,8 @@ func (d *Daemon) heldStacks(ctx context.Context, head, trigger string) (map[stri
 		case s.Pinned && s.Target != "":
 			rev = s.Target
 			pins[s.Name] = rev
-		case trigger == sync.TriggerManual:
-			continue // an operator's sync retries a failed revision
+		case trigger == sync.TriggerRetry:
+			continue // `sync --retry` retries a failed revision
 		case s.FailedRevision == head && s.Revision != "" && s.Revision != head:
 			rev = s.Revision
 		default:

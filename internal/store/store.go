@@ -308,6 +308,9 @@ type Step struct {
 	Container    string
 	Detail       string
 	Error        string
+	// Duration is how long the step took; a create or recreate includes
+	// the new container's health gate.
+	Duration time.Duration
 }
 
 // Outcomes the store itself relies on; the sync package owns the others.
@@ -351,9 +354,9 @@ func (s *Store) AddStep(ctx context.Context, st Step) (int64, error) {
 		st.At = time.Now()
 	}
 	res, err := s.db.ExecContext(ctx, `
-		INSERT INTO deployment_steps (deployment_id, at, action, service, container, detail, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		st.DeploymentID, timeArg(st.At), st.Action, st.Service, st.Container, st.Detail, st.Error)
+		INSERT INTO deployment_steps (deployment_id, at, action, service, container, detail, error, duration_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		st.DeploymentID, timeArg(st.At), st.Action, st.Service, st.Container, st.Detail, st.Error, st.Duration.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("add step %s to deployment %d: %w", st.Action, st.DeploymentID, err)
 	}
@@ -459,7 +462,7 @@ func (s *Store) FailRunningDeployments(ctx context.Context, reason string, at ti
 }
 
 const deploymentCols = `id, stack, "trigger", from_rev, to_rev, started_at, finished_at, outcome, error`
-const stepCols = `id, deployment_id, at, action, service, container, detail, error`
+const stepCols = `id, deployment_id, at, action, service, container, detail, error, duration_ms`
 
 // queryDeployments returns the deployments matching where (a constant SQL
 // condition over deployments, with args), newest first, at most limit (<= 0:
@@ -520,9 +523,11 @@ func (s *Store) queryDeployments(ctx context.Context, where string, limit int, a
 	for rows.Next() {
 		var st Step
 		var at sql.NullString
-		if err := rows.Scan(&st.ID, &st.DeploymentID, &at, &st.Action, &st.Service, &st.Container, &st.Detail, &st.Error); err != nil {
+		var ms int64
+		if err := rows.Scan(&st.ID, &st.DeploymentID, &at, &st.Action, &st.Service, &st.Container, &st.Detail, &st.Error, &ms); err != nil {
 			return nil, err
 		}
+		st.Duration = time.Duration(ms) * time.Millisecond
 		if st.At, err = parseTime(at); err != nil {
 			return nil, fmt.Errorf("step %d: %w", st.ID, err)
 		}

@@ -51,9 +51,12 @@ func Worse(a, b Health) Health {
 
 // Triggers record why a deployment ran.
 const (
-	TriggerPoll     = "poll"
-	TriggerWebhook  = "webhook"
-	TriggerManual   = "manual"
+	TriggerPoll    = "poll"
+	TriggerWebhook = "webhook"
+	TriggerManual  = "manual"
+	// TriggerRetry is a manual sync that also retries a revision which
+	// failed its health gate (`gitopsd sync STACK --retry`).
+	TriggerRetry    = "retry"
 	TriggerHeal     = "heal"
 	TriggerRollback = "rollback"
 )
@@ -186,9 +189,9 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	state := prev
 	state.Name = st.Name
 	state.Target = revision
-	if prev.FailedRevision == revision && trigger != TriggerManual {
+	if prev.FailedRevision == revision && trigger != TriggerRetry {
 		// A revision that failed its health gate is not retried until the
-		// branch moves or an operator asks (a manual sync).
+		// branch moves or an operator asks (`sync --retry`).
 		return nil
 	}
 
