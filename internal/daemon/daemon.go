@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	gosync "sync"
@@ -19,7 +20,6 @@ import (
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/config"
 	"github.com/gitopsd/gitopsd/internal/engine"
-	"github.com/gitopsd/gitopsd/internal/health"
 	"github.com/gitopsd/gitopsd/internal/source"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
@@ -195,7 +195,7 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 			rev = pin // converge to the pinned revision, whatever the branch says
 		}
 		err := d.rec.Sync(ctx, st, rev, trigger)
-		if err != nil && health.IsFailure(err) && rev == head {
+		if err != nil && sync.WantsRollback(err) && rev == head {
 			err = errors.Join(err, d.rollback(ctx, st.Name, head, dir, held, err))
 		}
 		if err != nil {
@@ -222,9 +222,11 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 }
 
 // heldStacks are the stacks that do not follow the head: pinned ones (by
-// an operator's rollback) stay on their pinned revision, and ones whose head
-// failed its health gate stay, for polls, on the revision they run. It
-// returns each one's checkout, and the pinned revisions.
+// an operator's rollback) stay on their pinned revision, and ones whose
+// folder has not changed since a revision of it failed its health gate stay,
+// for polls, on the revision they run. It returns the checkouts of the live
+// view that are not the head's, and the revision each held stack converges
+// to (the pin, or the failed revision, which Sync leaves alone).
 func (d *Daemon) heldStacks(ctx context.Context, head, trigger string) (map[string]string, map[string]string, error) {
 	states, err := d.store.Stacks(ctx)
 	if err != nil {
@@ -239,7 +241,13 @@ func (d *Daemon) heldStacks(ctx context.Context, head, trigger string) (map[stri
 			pins[s.Name] = rev
 		case trigger == sync.TriggerRetry:
 			continue // `sync --retry` retries a failed revision
-		case s.FailedRevision == head && s.Revision != "" && s.Revision != head:
+		case d.failedUnchanged(ctx, s, head):
+			// Sync leaves the failed revision alone, and the live view
+			// stays on the revision the stack runs.
+			pins[s.Name] = s.FailedRevision
+			if s.Revision == "" || s.Revision == s.FailedRevision {
+				continue // pause/continue kept it on the failed revision's files
+			}
 			rev = s.Revision
 		default:
 			continue
@@ -251,6 +259,21 @@ func (d *Daemon) heldStacks(ctx context.Context, head, trigger string) (map[stri
 		held[s.Name] = dir
 	}
 	return held, pins, nil
+}
+
+// failedUnchanged says whether a stack's folder is the same at head as at
+// the revision that failed its health gate: a commit elsewhere in the
+// repository is no reason to retry it.
+func (d *Daemon) failedUnchanged(ctx context.Context, s store.StackState, head string) bool {
+	if s.FailedRevision == "" {
+		return false
+	}
+	same, err := d.source.SameTree(ctx, s.FailedRevision, head, path.Join("stacks", s.Name))
+	if err != nil {
+		d.log.Warn("cannot tell whether a failed stack changed; treating it as changed only if the head moved", "stack", s.Name, "err", err)
+		return s.FailedRevision == head
+	}
+	return same
 }
 
 // RollbackStack returns a stack to a revision (by default the last healthy

@@ -27,6 +27,7 @@ var ignoredLabels = map[string]bool{
 	LabelImage:       true,
 	LabelStack:       true,
 	LabelRevision:    true,
+	LabelOneShot:     true,
 }
 
 // Differences lists, field by field, where an inspected container differs

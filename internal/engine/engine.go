@@ -39,6 +39,9 @@ const ComposeVersion = "2.40.3"
 const (
 	LabelStack    = "io.gitopsd.stack"    // stack name
 	LabelRevision = "io.gitopsd.revision" // Git revision the container was created from
+	// LabelOneShot marks the container of a job that is done once it exits
+	// 0 (a service depended on with condition service_completed_successfully).
+	LabelOneShot = "io.gitopsd.oneshot"
 )
 
 // Engine is gitopsd's handle on the Docker engine.
@@ -82,6 +85,13 @@ type Container struct {
 	Managed    bool // carries LabelStack
 	// Inspect is the full inspect result, filled by Containers.
 	Inspect container.InspectResponse
+}
+
+// Completed reports whether the container ran to its end and exited 0, as
+// a one-shot job does.
+func (c Container) Completed() bool {
+	st := c.Inspect.State
+	return c.State == "exited" && st != nil && st.ExitCode == 0 && !st.OOMKilled
 }
 
 // Containers lists all containers (running or not) whose compose project
@@ -195,6 +205,15 @@ func (e *Engine) StopContainer(ctx context.Context, id string, timeoutSeconds *i
 	_, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeoutSeconds})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// RestartContainer stops a container (within timeoutSeconds, nil: its own
+// stop timeout) and starts it again.
+func (e *Engine) RestartContainer(ctx context.Context, id string, timeoutSeconds *int) error {
+	if _, err := e.cli.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: timeoutSeconds}); err != nil {
+		return fmt.Errorf("restart container %s: %w", shortID(id), err)
 	}
 	return nil
 }

@@ -5,8 +5,10 @@
 // fails when Docker reports it unhealthy, when it dies, or when the deadline
 // derived from its healthcheck passes first. A container without one passes
 // when it keeps running, without a restart, for the monitor window
-// (deploy.update_config.monitor, default 10s). The gate listens to events
-// instead of polling inspect, so a verdict comes as soon as Docker has one.
+// (deploy.update_config.monitor, default 10s). A one-shot container (a
+// service others depend on with condition service_completed_successfully)
+// passes when it exits 0. The gate listens to events instead of polling
+// inspect, so a verdict comes as soon as Docker has one.
 package health
 
 import (
@@ -41,7 +43,18 @@ type Gate struct {
 	Deadline       time.Duration
 	// Monitor: without a healthcheck, how long it must keep running.
 	Monitor time.Duration
+	// Completes: the container is a one-shot job; it passes when it exits
+	// 0 within CompletionDeadline, fails on any other exit code.
+	Completes bool
+	// RequireHealthcheck: a dependent waits for this service with
+	// condition service_healthy, which needs a healthcheck (compose fails
+	// the same way when the container has none).
+	RequireHealthcheck bool
 }
+
+// CompletionDeadline bounds how long a one-shot job may run before its
+// gate fails, so a hung job cannot hold a roll forever.
+const CompletionDeadline = 10 * time.Minute
 
 // GateFor derives the gate of a service from its healthcheck and
 // deploy.update_config.monitor. A disabled healthcheck counts as none; a
@@ -110,10 +123,16 @@ func Wait(ctx context.Context, cli *client.Client, id string, g Gate) error {
 	fail := func(format string, a ...any) error {
 		return &Failure{Container: name, Reason: fmt.Sprintf(format, a...)}
 	}
+	if g.Completes {
+		return waitCompletion(ctx, stream, c, fail)
+	}
 	if c.State == nil || !c.State.Running {
 		return fail("not running (exit code %d)", exitCode(c))
 	}
 	hasCheck := g.HasHealthcheck || (c.State.Health != nil)
+	if g.RequireHealthcheck && !hasCheck {
+		return fail("has no healthcheck, but a service depends on it with condition service_healthy")
+	}
 	if hasCheck && c.State.Health != nil {
 		switch c.State.Health.Status {
 		case container.Healthy:
@@ -165,6 +184,36 @@ func Wait(ctx context.Context, cli *client.Client, id string, g Gate) error {
 			case events.ActionRestart:
 				return fail("restarted")
 			}
+		}
+	}
+}
+
+// waitCompletion waits for a one-shot container to exit, passing on 0.
+func waitCompletion(ctx context.Context, stream client.EventsResult, c container.InspectResponse, fail func(string, ...any) error) error {
+	if c.State != nil && !c.State.Running && !c.State.Restarting && c.State.Status != container.StateCreated {
+		if c.State.ExitCode == 0 {
+			return nil
+		}
+		return fail("exited (exit code %d)", c.State.ExitCode)
+	}
+	timer := time.NewTimer(CompletionDeadline)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-stream.Err:
+			return fmt.Errorf("watch %s: %w", c.Name, err)
+		case <-timer.C:
+			return fail("did not complete within %s", CompletionDeadline)
+		case m := <-stream.Messages:
+			if m.Action != events.ActionDie {
+				continue
+			}
+			if code := m.Actor.Attributes["exitCode"]; code != "0" {
+				return fail("exited (exit code %s)", code)
+			}
+			return nil
 		}
 	}
 }

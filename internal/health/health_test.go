@@ -14,10 +14,10 @@ import (
 )
 
 // start runs the test app with env and an optional probe healthcheck.
-func start(t *testing.T, cli *client.Client, image string, withCheck bool, env ...string) string {
+func start(t *testing.T, cli *client.Client, image string, withCheck bool, cmd []string, env ...string) string {
 	t.Helper()
 	ctx := context.Background()
-	cfg := &container.Config{Image: image, Env: env, Labels: map[string]string{testenv.TestLabel: "1"}}
+	cfg := &container.Config{Image: image, Cmd: cmd, Env: env, Labels: map[string]string{testenv.TestLabel: "1"}}
 	if withCheck {
 		cfg.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "/testapp", "probe"}, Interval: 300 * time.Millisecond, Timeout: time.Second, Retries: 2}
 	}
@@ -43,18 +43,36 @@ func TestGate(t *testing.T) {
 		withCheck bool
 		env       []string
 		fail      string // "" passes
+		cmd       []string
+		completes bool // a one-shot job
+		needCheck bool // a dependent waits for service_healthy
 	}{
-		{"healthy", true, nil, ""},
-		{"unhealthy", true, []string{"FAIL_HEALTH=1"}, "unhealthy: probe exit 1"},
-		{"crashes before healthy", true, []string{"FAIL_HEALTH=1", "CRASH_AFTER=200ms"}, "exited"},
-		{"keeps running", false, nil, ""},
-		{"crashes in the monitor window", false, []string{"CRASH_AFTER=500ms"}, "exited (exit code 1)"},
+		{name: "healthy", withCheck: true},
+		{name: "unhealthy", withCheck: true, env: []string{"FAIL_HEALTH=1"}, fail: "unhealthy: probe exit 1"},
+		{name: "crashes before healthy", withCheck: true, env: []string{"FAIL_HEALTH=1", "CRASH_AFTER=200ms"}, fail: "exited"},
+		{name: "keeps running"},
+		{name: "crashes in the monitor window", env: []string{"CRASH_AFTER=500ms"}, fail: "exited (exit code 1)"},
+		{name: "job completes", cmd: []string{"job", "--for", "500ms"}, completes: true},
+		{name: "job completed before the gate looked", cmd: []string{"job"}, completes: true},
+		{name: "job fails", cmd: []string{"job", "--for", "300ms", "--exit", "3"}, completes: true, fail: "exited (exit code 3)"},
+		{name: "job that is not a one-shot", cmd: []string{"job", "--for", "300ms"}, fail: "exit code 0"},
+		{name: "service_healthy without healthcheck", needCheck: true, fail: "has no healthcheck"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			id := start(t, cli, image, c.withCheck, c.env...)
+			id := start(t, cli, image, c.withCheck, c.cmd, c.env...)
+			if len(c.cmd) == 1 {
+				// Let the job finish before the gate looks.
+				w := cli.ContainerWait(context.Background(), id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+				select {
+				case err := <-w.Error:
+					t.Fatal(err)
+				case <-w.Result:
+				}
+			}
 			g := gate
 			g.HasHealthcheck = c.withCheck
+			g.Completes, g.RequireHealthcheck = c.completes, c.needCheck
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			err := health.Wait(ctx, cli, id, g)

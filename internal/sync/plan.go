@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/health"
@@ -29,9 +30,40 @@ type DesiredService struct {
 	Specs []engine.ContainerSpec
 	// Gate is what a new container of the service must show to be kept.
 	Gate health.Gate
+	// Roll is how changed replicas are rolled: deploy.update_config, or
+	// deploy.rollback_config when the deployment is a rollback.
+	Roll RollConfig
+	// RollbackRoll is deploy.rollback_config, which Roll becomes for a rollback.
+	RollbackRoll RollConfig
+	// OneShot: the service is a job other services wait for with condition
+	// service_completed_successfully; once it exited 0 it is done, not down.
+	OneShot bool
+	// RestartWith are the dependencies (depends_on with restart: true)
+	// whose recreation restarts this service, as docker compose does.
+	RestartWith []string
+}
+
+// Failure actions of deploy.update_config and deploy.rollback_config.
+const (
+	FailureRollback = "rollback" // the whole stack returns to its last healthy revision
+	FailurePause    = "pause"    // the roll stops where it failed; nothing is rolled back
+	FailureContinue = "continue" // the roll goes on with the next replicas and services
+)
+
+// RollConfig is one of compose's update_config or rollback_config as a roll
+// applies it.
+type RollConfig struct {
 	// StartFirst: a changed replica's new container starts beside the old
 	// one, which stops only once the new one passed its gate.
 	StartFirst bool
+	// Parallelism is how many replicas roll at once; 0 means all of them.
+	Parallelism int
+	// Delay is the pause between two batches of replicas.
+	Delay time.Duration
+	// FailureAction is FailureRollback, FailurePause or FailureContinue.
+	FailureAction string
+	// Monitor, when set, replaces the gate's monitor window.
+	Monitor time.Duration
 }
 
 // Observed is what runs now for one stack.
@@ -50,6 +82,7 @@ const (
 	ActCreate        ActionKind = "create"
 	ActRecreate      ActionKind = "recreate"
 	ActStart         ActionKind = "start"
+	ActRestart       ActionKind = "restart"
 	ActRemove        ActionKind = "remove"
 	ActRemoveNetwork ActionKind = "remove-network"
 )
@@ -106,7 +139,9 @@ func (p Plan) Empty() bool { return len(p.Actions) == 0 }
 //  2. containers of services that left the stack, removed;
 //  3. services in depends_on order: per replica create, recreate (when the
 //     container differs from its spec, field by field) or start (when it
-//     exists as specified but is not running); surplus replicas removed;
+//     exists as specified but is not running, unless it is a one-shot job
+//     that completed); surplus replicas removed; replicas of a service that
+//     depends on a recreated one with restart: true, restarted;
 //  4. networks of the project that no service needs any more, removed.
 //
 // It is a pure function: no I/O, the same inputs give the same plan.
@@ -165,8 +200,16 @@ func MakePlan(desired Desired, observed Observed) (Plan, error) {
 		}
 	}
 
+	recreated := map[string]bool{}
 	for _, svc := range order {
-		plan.Actions = append(plan.Actions, planService(svc, byService[svc.Name])...)
+		actions := planService(svc, byService[svc.Name])
+		for _, a := range actions {
+			if a.Kind == ActRecreate {
+				recreated[svc.Name] = true
+			}
+		}
+		actions = append(actions, restartsFor(svc, byService[svc.Name], actions, recreated)...)
+		plan.Actions = append(plan.Actions, actions...)
 	}
 
 	usedNetworks := map[string]bool{}
@@ -207,7 +250,7 @@ func planService(svc DesiredService, have []engine.Container) []Action {
 			actions = append(actions, Action{Kind: ActRecreate, Service: svc.Name, Number: number, ID: keep.ID, Name: keep.Name, Reasons: reasons})
 			continue
 		}
-		if keep.State != "running" {
+		if keep.State != "running" && !(svc.OneShot && keep.Completed()) {
 			actions = append(actions, Action{Kind: ActStart, Service: svc.Name, Number: number, ID: keep.ID, Name: keep.Name, Reasons: []string{"container " + keep.State}})
 		}
 	}
@@ -222,6 +265,34 @@ func planService(svc DesiredService, have []engine.Container) []Action {
 		}
 	}
 	return actions
+}
+
+// restartsFor restarts the running replicas of svc that nothing else touches
+// when a dependency it declares with restart: true was recreated.
+func restartsFor(svc DesiredService, have []engine.Container, actions []Action, recreated map[string]bool) []Action {
+	var because string
+	for _, dep := range svc.RestartWith {
+		if recreated[dep] {
+			because = dep
+			break
+		}
+	}
+	if because == "" {
+		return nil
+	}
+	touched := map[string]bool{}
+	for _, a := range actions {
+		touched[a.ID] = true
+	}
+	var restarts []Action
+	for _, c := range have {
+		if touched[c.ID] || c.State != "running" || c.Number < 1 || c.Number > len(svc.Specs) {
+			continue
+		}
+		restarts = append(restarts, Action{Kind: ActRestart, Service: svc.Name, Number: c.Number, ID: c.ID, Name: c.Name, Reasons: []string{because + " was recreated (depends_on restart: true)"}})
+	}
+	sort.Slice(restarts, func(i, j int) bool { return restarts[i].Number < restarts[j].Number })
+	return restarts
 }
 
 func betterCandidate(a, b engine.Container, canonical string) bool {

@@ -5,7 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 
@@ -267,6 +269,109 @@ func BenchmarkMakePlan(b *testing.B) {
 			if plan, err := MakePlan(p.d, p.o); err != nil || !plan.Empty() {
 				b.Fatalf("plan not empty: %v %v", plan.Actions, err)
 			}
+		}
+	}
+}
+
+func TestCompletedJobsAndRestartWith(t *testing.T) {
+	job := service("s", "migrate", "hj", 1)
+	job.OneShot = true
+	web := service("s", "web", "hw", 1)
+	web.DependsOn = []string{"migrate"}
+	worker := service("s", "worker", "hk", 2)
+	worker.DependsOn, worker.RestartWith = []string{"web"}, []string{"web"}
+
+	exited := func(c engine.Container, code int) engine.Container {
+		c.State = "exited"
+		st := *c.Inspect.State
+		st.Status, st.Running, st.ExitCode = "exited", false, code
+		c.Inspect.State = &st
+		return c
+	}
+	jobDone := exited(running(job.Specs[0], job, 1, "c-job"), 0)
+	webUp := running(web.Specs[0], web, 1, "c-web")
+	workers := []engine.Container{running(worker.Specs[0], worker, 1, "c-w1"), running(worker.Specs[1], worker, 2, "c-w2")}
+	desired := Desired{Stack: "s", Services: []DesiredService{job, web, worker}}
+
+	plan, err := MakePlan(desired, Observed{Containers: append([]engine.Container{jobDone, webUp}, workers...)})
+	if err != nil || !plan.Empty() {
+		t.Fatalf("a job that completed is done, not down: %v %v", kinds(plan), err)
+	}
+
+	failed := exited(running(job.Specs[0], job, 1, "c-job"), 1)
+	plan, _ = MakePlan(desired, Observed{Containers: append([]engine.Container{failed, webUp}, workers...)})
+	if got := kinds(plan); !reflect.DeepEqual(got, []string{"start migrate#1"}) {
+		t.Fatalf("a job that failed runs again: %v", got)
+	}
+
+	// web changes: worker, which declares restart: true on it, restarts.
+	changed := webUp
+	changed.ConfigHash = "old"
+	plan, _ = MakePlan(desired, Observed{Containers: append([]engine.Container{jobDone, changed}, workers...)})
+	want := []string{"recreate web#1", "restart worker#1", "restart worker#2"}
+	if got := kinds(plan); !reflect.DeepEqual(got, want) {
+		t.Fatalf("plan %v, want %v", got, want)
+	}
+	// Without restart: true, worker is left alone.
+	worker.RestartWith = nil
+	desired.Services[2] = worker
+	plan, _ = MakePlan(desired, Observed{Containers: append([]engine.Container{jobDone, changed}, workers...)})
+	if got := kinds(plan); !reflect.DeepEqual(got, []string{"recreate web#1"}) {
+		t.Fatalf("plan %v", got)
+	}
+}
+
+func TestNextBatch(t *testing.T) {
+	recreate := func(svc string, n int) Action { return Action{Kind: ActRecreate, Service: svc, Number: n} }
+	actions := []Action{
+		{Kind: ActCreateNetwork, Key: "default"},
+		recreate("api", 1), recreate("api", 2), recreate("api", 3),
+		recreate("web", 1), recreate("web", 2),
+	}
+	services := map[string]DesiredService{
+		"api": {Name: "api", Roll: RollConfig{Parallelism: 2}},
+		"web": {Name: "web", Roll: RollConfig{Parallelism: 0}},
+	}
+	var sizes []int
+	for rest := actions; len(rest) > 0; {
+		b := nextBatch(rest, services)
+		sizes = append(sizes, len(b))
+		rest = rest[len(b):]
+	}
+	// network alone; api two then one; web (parallelism 0) all at once.
+	if want := []int{1, 2, 1, 2}; !reflect.DeepEqual(sizes, want) {
+		t.Fatalf("batches %v, want %v", sizes, want)
+	}
+}
+
+func TestRollConfig(t *testing.T) {
+	u64 := func(n uint64) *uint64 { return &n }
+	free := types.ServiceConfig{Name: "web"}
+	fixed := types.ServiceConfig{Name: "web", Ports: []types.ServicePortConfig{{Target: 80, Published: "8080"}}}
+	cases := []struct {
+		name string
+		svc  types.ServiceConfig
+		cfg  *types.UpdateConfig
+		want RollConfig
+		err  string
+	}{
+		{"defaults", free, nil, RollConfig{StartFirst: true, Parallelism: 1, FailureAction: FailureRollback}, ""},
+		{"a fixed port cannot run twice", fixed, &types.UpdateConfig{Order: "start-first"}, RollConfig{Parallelism: 1, FailureAction: FailureRollback}, ""},
+		{"stop-first asked", free, &types.UpdateConfig{Order: "stop-first"}, RollConfig{Parallelism: 1, FailureAction: FailureRollback}, ""},
+		{"all at once, paused on failure", free, &types.UpdateConfig{Parallelism: u64(0), FailureAction: "pause", Delay: types.Duration(time.Second)},
+			RollConfig{StartFirst: true, Parallelism: 0, Delay: time.Second, FailureAction: FailurePause}, ""},
+		{"unknown failure_action", free, &types.UpdateConfig{FailureAction: "retry"}, RollConfig{}, `failure_action "retry"`},
+	}
+	for _, c := range cases {
+		got, err := rollConfig(c.svc, c.cfg, FailureRollback)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: want error %q, got %v", c.name, c.err, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: got %+v, %v; want %+v", c.name, got, err, c.want)
 		}
 	}
 }

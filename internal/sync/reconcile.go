@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -69,6 +71,18 @@ const (
 	OutcomeRolledBack = "rolled_back"
 )
 
+// ErrKeptForward marks a failed roll whose failure_action (pause or
+// continue) keeps the stack where the roll left it instead of rolling it
+// back to its last healthy revision.
+var ErrKeptForward = errors.New("failure_action keeps the stack as the roll left it")
+
+// WantsRollback reports whether a failed sync asks for the whole stack to
+// return to its last healthy revision: a health gate failed and the
+// service's failure_action is rollback.
+func WantsRollback(err error) bool {
+	return health.IsFailure(err) && !errors.Is(err, ErrKeptForward)
+}
+
 // ErrRestored marks a failed recreate after which the old container was
 // put back and started again.
 var ErrRestored = errors.New("the old container was restored")
@@ -88,6 +102,7 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 	p := st.Project
 	extra := map[string]string{engine.LabelStack: st.Name, engine.LabelRevision: revision}
 	used := map[string]bool{}
+	waitedFor := dependencyConditions(p)
 	for _, name := range p.ServiceNames() {
 		svc := p.Services[name]
 		imageID, err := r.image(ctx, svc.Image, svc.PullPolicy, dryRun)
@@ -98,9 +113,37 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 		if err != nil {
 			return d, fmt.Errorf("service %s: config hash: %w", name, err)
 		}
-		ds := DesiredService{Name: name, ConfigHash: hash, ImageID: imageID, DependsOn: svc.GetDependencies(), Gate: health.GateFor(svc), StartFirst: startFirst(svc)}
+		ds := DesiredService{Name: name, ConfigHash: hash, ImageID: imageID, DependsOn: svc.GetDependencies(), Gate: health.GateFor(svc)}
+		var update, rollback *types.UpdateConfig
+		if svc.Deploy != nil {
+			update, rollback = svc.Deploy.UpdateConfig, svc.Deploy.RollbackConfig
+		}
+		if ds.Roll, err = rollConfig(svc, update, FailureRollback); err != nil {
+			return d, fmt.Errorf("service %s: deploy.update_config: %w", name, err)
+		}
+		if ds.RollbackRoll, err = rollConfig(svc, rollback, FailurePause); err != nil {
+			return d, fmt.Errorf("service %s: deploy.rollback_config: %w", name, err)
+		}
+		if ds.RollbackRoll.FailureAction == FailureRollback {
+			// A rollback that fails has nothing further back to go to.
+			ds.RollbackRoll.FailureAction = FailurePause
+		}
+		ds.OneShot = waitedFor[name][types.ServiceConditionCompletedSuccessfully]
+		ds.Gate.Completes = ds.OneShot
+		ds.Gate.RequireHealthcheck = waitedFor[name][types.ServiceConditionHealthy]
+		for dep, cfg := range svc.DependsOn {
+			if cfg.Restart {
+				ds.RestartWith = append(ds.RestartWith, dep)
+			}
+		}
+		sort.Strings(ds.RestartWith)
+		labels := extra
+		if ds.OneShot {
+			labels = maps.Clone(extra)
+			labels[engine.LabelOneShot] = "true"
+		}
 		for n := 1; n <= svc.GetScale(); n++ {
-			spec, err := engine.ServiceSpec(p, svc, n, hash, imageID, extra)
+			spec, err := engine.ServiceSpec(p, svc, n, hash, imageID, labels)
 			if err != nil {
 				return d, fmt.Errorf("service %s: %w", name, err)
 			}
@@ -196,6 +239,12 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	}
 
 	desired, derr := r.Desire(ctx, st, revision, false)
+	if trigger == TriggerRollback {
+		// A rollback rolls by deploy.rollback_config.
+		for i := range desired.Services {
+			desired.Services[i].Roll = desired.Services[i].RollbackRoll
+		}
+	}
 	var observed Observed
 	var plan Plan
 	if derr == nil {
@@ -261,9 +310,14 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 		state.Sync, state.Error = string(Failed), applyErr.Error()
 		if health.IsFailure(applyErr) {
 			state.FailedRevision = revision
-			if errors.Is(applyErr, ErrRestored) {
+			if errors.Is(applyErr, ErrRestored) && !errors.Is(applyErr, ErrKeptForward) {
 				outcome = OutcomeRolledBack
 			}
+		}
+		if errors.Is(applyErr, ErrKeptForward) {
+			// pause or continue: the stack stays where the roll left it, on
+			// this revision's files, and polls do not roll it anywhere.
+			state.Revision = revision
 		}
 		log.Error("sync failed", "err", applyErr)
 	} else {
@@ -381,33 +435,118 @@ func (r *Reconciler) Remove(ctx context.Context, name, revision, trigger string)
 	return r.Store.DeleteStack(ctx, name)
 }
 
-// apply runs a plan's actions in order, recording each as a step. It stops
-// at the first failure: later actions may depend on earlier ones.
+// apply runs a plan's actions in order, recording each as a step with what
+// happened and how long it took. Consecutive recreates of one service run in
+// batches of its roll's parallelism, with its delay between batches. A
+// failed health gate is handled per the service's failure_action: rollback
+// (the error goes up and the caller rolls the stack back), pause (the roll
+// stops here) or continue (the roll goes on); pause and continue join
+// ErrKeptForward to the error. Any other failure stops the roll: later
+// actions may depend on earlier ones.
 func (r *Reconciler) apply(ctx context.Context, log *slog.Logger, deployment int64, st *stack.Stack, desired Desired, plan Plan) error {
 	services := map[string]DesiredService{}
 	for _, s := range desired.Services {
 		services[s.Name] = s
 	}
-	for _, a := range plan.Actions {
-		step := store.Step{DeploymentID: deployment, At: now(), Action: string(a.Kind), Service: a.Service, Container: a.Name, Detail: strings.Join(a.Reasons, ", ")}
-		err := r.do(ctx, st, services, a)
+	var continued []error
+	for rest := plan.Actions; len(rest) > 0; {
+		batch := nextBatch(rest, services)
+		rest = rest[len(batch):]
+		err := r.runBatch(ctx, log, deployment, st, services, batch)
+		svc := services[batch[0].Service]
 		if err != nil {
-			step.Error = err.Error()
+			if !health.IsFailure(err) {
+				return err
+			}
+			switch svc.Roll.FailureAction {
+			case FailurePause:
+				log.Warn("roll paused by failure_action", "service", svc.Name, "err", err)
+				return errors.Join(err, ErrKeptForward)
+			case FailureContinue:
+				log.Warn("roll goes on by failure_action", "service", svc.Name, "err", err)
+				continued = append(continued, err)
+			default:
+				return err
+			}
 		}
-		if _, serr := r.Store.AddStep(ctx, step); serr != nil {
-			log.Error("record step", "err", serr)
+		if batch[0].Kind == ActRecreate && svc.Roll.Delay > 0 && len(rest) > 0 && rest[0].Kind == ActRecreate && rest[0].Service == svc.Name {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(svc.Roll.Delay):
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", a, err)
-		}
-		log.Info("step done", "action", a.Kind, "service", a.Service, "container", a.Name, "detail", step.Detail)
+	}
+	if len(continued) > 0 {
+		return errors.Join(append(continued, ErrKeptForward)...)
 	}
 	return nil
 }
 
-func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[string]DesiredService, a Action) error {
+// nextBatch is the actions that run together at the head of actions: up to
+// the service's parallelism of consecutive recreates (0: all of them), or
+// else the first action alone.
+func nextBatch(actions []Action, services map[string]DesiredService) []Action {
+	first := actions[0]
+	if first.Kind != ActRecreate {
+		return actions[:1]
+	}
+	limit := services[first.Service].Roll.Parallelism
+	n := 1
+	for n < len(actions) && actions[n].Kind == ActRecreate && actions[n].Service == first.Service && (limit == 0 || n < limit) {
+		n++
+	}
+	return actions[:n]
+}
+
+// runBatch runs actions concurrently, records a step for each, and returns
+// their failures joined.
+func (r *Reconciler) runBatch(ctx context.Context, log *slog.Logger, deployment int64, st *stack.Stack, services map[string]DesiredService, batch []Action) error {
+	errs := make([]error, len(batch))
+	var wg gosync.WaitGroup
+	for i, a := range batch {
+		wg.Go(func() {
+			errs[i] = r.runStep(ctx, log, deployment, st, services, a)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// runStep runs one action and records it as a step.
+func (r *Reconciler) runStep(ctx context.Context, log *slog.Logger, deployment int64, st *stack.Stack, services map[string]DesiredService, a Action) error {
+	began := now()
+	var notes stepNotes
+	err := r.do(ctx, st, services, a, &notes)
+	step := store.Step{DeploymentID: deployment, At: began, Action: string(a.Kind), Service: a.Service, Container: a.Name,
+		Detail: strings.Join(append(append([]string(nil), a.Reasons...), notes...), "; "), Duration: time.Since(began)}
+	if err != nil {
+		step.Error = err.Error()
+	}
+	if _, serr := r.Store.AddStep(ctx, step); serr != nil {
+		log.Error("record step", "err", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", a, err)
+	}
+	log.Info("step done", "action", a.Kind, "service", a.Service, "container", a.Name, "detail", step.Detail, "took", step.Duration.Round(time.Millisecond))
+	return nil
+}
+
+// stepNotes say what an action did, for the step's record: which container
+// started, how long its gate took, what was stopped or put back.
+type stepNotes []string
+
+func (n *stepNotes) add(format string, args ...any) { *n = append(*n, fmt.Sprintf(format, args...)) }
+
+func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[string]DesiredService, a Action, notes *stepNotes) error {
 	extra := func() map[string]string {
 		return map[string]string{engine.LabelStack: st.Name}
+	}
+	svc := services[a.Service]
+	gate := svc.Gate
+	if svc.Roll.Monitor > 0 {
+		gate.Monitor = svc.Roll.Monitor
 	}
 	switch a.Kind {
 	case ActCreateNetwork:
@@ -416,7 +555,6 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 	case ActCreateVolume:
 		return r.Engine.EnsureVolume(ctx, st.Project, a.Key, extra())
 	case ActCreate:
-		svc := services[a.Service]
 		id, err := r.Engine.CreateContainer(ctx, svc.Specs[a.Number-1])
 		if err != nil {
 			return err
@@ -424,15 +562,20 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		if err := r.Engine.StartContainer(ctx, id); err != nil {
 			return err
 		}
-		return health.Wait(ctx, r.Engine.Client(), id, svc.Gate)
+		notes.add("started %s", shortID(id))
+		return r.gate(ctx, id, gate, notes)
 	case ActRecreate:
-		svc := services[a.Service]
-		if svc.StartFirst {
-			return r.recreateStartFirst(ctx, a, svc.Specs[a.Number-1], svc.Gate)
+		if svc.Roll.StartFirst {
+			return r.recreateStartFirst(ctx, a, svc.Specs[a.Number-1], gate, notes)
 		}
-		return r.recreate(ctx, a, svc.Specs[a.Number-1], svc.Gate)
+		return r.recreate(ctx, a, svc.Specs[a.Number-1], gate, notes)
 	case ActStart:
 		return r.Engine.StartContainer(ctx, a.ID)
+	case ActRestart:
+		if err := r.Engine.RestartContainer(ctx, a.ID, nil); err != nil {
+			return err
+		}
+		return r.gate(ctx, a.ID, gate, notes)
 	case ActRemove:
 		if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
 			return err
@@ -444,10 +587,26 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 	return fmt.Errorf("unknown action %q", a.Kind)
 }
 
+// gate waits for a container's health gate and notes how long it took.
+func (r *Reconciler) gate(ctx context.Context, id string, g health.Gate, notes *stepNotes) error {
+	began := time.Now()
+	err := health.Wait(ctx, r.Engine.Client(), id, g)
+	took := time.Since(began).Round(10 * time.Millisecond)
+	switch {
+	case err == nil && g.Completes:
+		notes.add("%s completed in %s", shortID(id), took)
+	case err == nil:
+		notes.add("%s passed its gate in %s", shortID(id), took)
+	case health.IsFailure(err):
+		notes.add("%s failed its gate after %s", shortID(id), took)
+	}
+	return err
+}
+
 // recreate replaces a container stop-first, keeping the old one (renamed and
 // stopped) until the new one has passed its health gate, so a failure puts
 // the old one back: the same container, restarted, not a re-creation.
-func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate) error {
+func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate, notes *stepNotes) error {
 	oldName := a.Name
 	parked := fmt.Sprintf("%s_%s", shortID(a.ID), spec.Name)
 	// A roll cut off by a crash may have parked it already.
@@ -466,6 +625,7 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 		}
 		serr := r.Engine.StartContainer(bg, a.ID)
 		if rerr == nil && serr == nil {
+			notes.add("old %s restarted", shortID(a.ID))
 			return errors.Join(cause, ErrRestored)
 		}
 		return errors.Join(cause, rerr, serr)
@@ -479,13 +639,15 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 		_ = r.Engine.RemoveContainer(ctx, id)
 		return restore(fmt.Errorf("stop old: %w", err))
 	}
+	notes.add("old %s stopped and kept", shortID(a.ID))
 	crashPoint(CrashStopFirstOldStopped)
 	if err := r.Engine.StartContainer(ctx, id); err != nil {
 		_ = r.Engine.RemoveContainer(ctx, id)
 		return restore(fmt.Errorf("start: %w", err))
 	}
+	notes.add("new %s started", shortID(id))
 	crashPoint(CrashStopFirstNewStarted)
-	if err := health.Wait(ctx, r.Engine.Client(), id, gate); err != nil {
+	if err := r.gate(ctx, id, gate, notes); err != nil {
 		// The new container is removed before the old one gets its name back.
 		rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
 		return restore(errors.Join(err, rmErr))
@@ -493,27 +655,57 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	if err := r.Engine.RemoveContainer(ctx, a.ID); err != nil {
 		return fmt.Errorf("remove old: %w", err)
 	}
+	notes.add("old %s removed", shortID(a.ID))
 	return nil
 }
 
-// startFirst says how a service's changed replicas are rolled: compose's
-// deploy.update_config.order when the service can run twice, which is also
-// the default; stop-first when it cannot (a container_name or a fixed host
-// port would collide), whatever the file asks.
-func startFirst(svc types.ServiceConfig) bool {
+// dependencyConditions says, per service, which depends_on conditions other
+// services of the project wait for it with.
+func dependencyConditions(p *types.Project) map[string]map[string]bool {
+	waited := map[string]map[string]bool{}
+	for _, svc := range p.Services {
+		for dep, cfg := range svc.DependsOn {
+			if waited[dep] == nil {
+				waited[dep] = map[string]bool{}
+			}
+			waited[dep][cfg.Condition] = true
+		}
+	}
+	return waited
+}
+
+// rollConfig reads one of compose's update_config or rollback_config (nil:
+// all defaults). The order is start-first by default where the service can
+// run twice, and stop-first where it cannot (a container_name or a fixed
+// host port would collide), whatever the file asks. Parallelism defaults to
+// 1, as in swarm; 0 rolls every replica at once.
+func rollConfig(svc types.ServiceConfig, c *types.UpdateConfig, defaultAction string) (RollConfig, error) {
 	canRunTwice := svc.ContainerName == ""
 	for _, p := range svc.Ports {
 		if p.Published != "" && !strings.Contains(p.Published, "-") {
 			canRunTwice = false
 		}
 	}
-	if !canRunTwice {
-		return false
+	rc := RollConfig{StartFirst: canRunTwice, Parallelism: 1, FailureAction: defaultAction}
+	if c == nil {
+		return rc, nil
 	}
-	if svc.Deploy != nil && svc.Deploy.UpdateConfig != nil && svc.Deploy.UpdateConfig.Order != "" {
-		return svc.Deploy.UpdateConfig.Order == "start-first"
+	if c.Order != "" {
+		rc.StartFirst = canRunTwice && c.Order == "start-first"
 	}
-	return true
+	if c.Parallelism != nil {
+		rc.Parallelism = int(*c.Parallelism)
+	}
+	rc.Delay = time.Duration(c.Delay)
+	rc.Monitor = time.Duration(c.Monitor)
+	switch c.FailureAction {
+	case "":
+	case FailureRollback, FailurePause, FailureContinue:
+		rc.FailureAction = c.FailureAction
+	default:
+		return rc, fmt.Errorf("failure_action %q: want rollback, pause or continue", c.FailureAction)
+	}
+	return rc, nil
 }
 
 // recreateStartFirst starts the new container beside the old one and stops
@@ -521,7 +713,7 @@ func startFirst(svc types.ServiceConfig) bool {
 // answering throughout. On failure the new container goes and the old one
 // never stopped. A crash in between leaves two replicas with one number; the
 // planner keeps the one with the canonical name and removes the other.
-func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate) error {
+func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate, notes *stepNotes) error {
 	next := spec
 	next.Name = fmt.Sprintf("%s_next_%s", shortID(a.ID), spec.Name)
 	id, err := r.Engine.CreateContainer(ctx, next)
@@ -533,13 +725,15 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 		if rmErr != nil {
 			return errors.Join(cause, rmErr)
 		}
+		notes.add("new %s removed, old %s kept serving", shortID(id), shortID(a.ID))
 		return errors.Join(cause, ErrRestored)
 	}
 	if err := r.Engine.StartContainer(ctx, id); err != nil {
 		return discard(fmt.Errorf("start: %w", err))
 	}
+	notes.add("new %s started beside old %s", shortID(id), shortID(a.ID))
 	crashPoint(CrashStartFirstNewStarted)
-	if err := health.Wait(ctx, r.Engine.Client(), id, gate); err != nil {
+	if err := r.gate(ctx, id, gate, notes); err != nil {
 		return discard(err)
 	}
 	if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
@@ -548,6 +742,7 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 	if err := r.Engine.RemoveContainer(ctx, a.ID); err != nil {
 		return fmt.Errorf("remove old: %w", err)
 	}
+	notes.add("old %s stopped and removed", shortID(a.ID))
 	crashPoint(CrashStartFirstOldRemoved)
 	if err := r.Engine.RenameContainer(ctx, id, spec.Name); err != nil {
 		return fmt.Errorf("give the new container its name: %w", err)
@@ -570,6 +765,7 @@ func healthOf(cs []engine.Container) Health {
 	for _, c := range cs {
 		switch {
 		case c.State == "running" && (c.Health == "" || c.Health == "healthy"):
+		case c.Labels[engine.LabelOneShot] != "" && c.Completed():
 		case c.State == "running" && c.Health == "starting", c.State == "created", c.State == "restarting":
 			h = Worse(h, HealthProgressing)
 		default:

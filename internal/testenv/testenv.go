@@ -257,8 +257,7 @@ func CleanupProjects(t testing.TB, projects ...string) {
 			nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 			report("list networks of project "+p, err)
 			for _, n := range nets.Items {
-				_, err := cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
-				report("remove network "+n.Name, err)
+				report("remove network "+n.Name, removeNetwork(ctx, cli, n.ID))
 			}
 
 			vols, err := cli.VolumeList(ctx, client.VolumeListOptions{Filters: f})
@@ -269,6 +268,30 @@ func CleanupProjects(t testing.TB, projects ...string) {
 			}
 		}
 	})
+}
+
+// removeNetwork removes a network, first disconnecting what is still
+// attached (a client container of the test, or an endpoint the engine has
+// not released yet from a container just removed; under load that takes a
+// moment).
+func removeNetwork(ctx context.Context, cli *client.Client, id string) error {
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if _, err = cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err == nil || !strings.Contains(err.Error(), "active endpoints") {
+			return err
+		}
+		if res, ierr := cli.NetworkInspect(ctx, id, client.NetworkInspectOptions{}); ierr == nil {
+			for cid := range res.Network.Containers {
+				_, _ = cli.NetworkDisconnect(ctx, id, client.NetworkDisconnectOptions{Container: cid, Force: true})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // UniqueName returns a name safe as a compose project name, unique to this

@@ -9,6 +9,7 @@
 //	probe [URL]                  exit 0 if URL (default own /healthz) answers 200
 //	get URL                      print the body, exit 0 on 2xx
 //	load URL --duration D --out F  request URL in a loop for D, write JSON stats
+//	job --for D --exit N         a one-shot: run for D, then exit with N
 package main
 
 import (
@@ -52,6 +53,8 @@ func main() {
 		err = get(args[0])
 	case "load":
 		err = load(args)
+	case "job":
+		err = job(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
@@ -195,6 +198,21 @@ func get(url string) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("get %s: status %s", url, resp.Status)
 	}
+	return nil
+}
+
+// job stands for a one-shot service (a migration, a seed): it works for a
+// while and exits with the code asked for.
+func job(args []string) error {
+	fs := flag.NewFlagSet("job", flag.ContinueOnError)
+	runFor := fs.Duration("for", 0, "how long the job runs")
+	code := fs.Int("exit", 0, "exit code")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	time.Sleep(*runFor)
+	fmt.Printf("job done after %s, exit %d\n", *runFor, *code)
+	os.Exit(*code)
 	return nil
 }
 
