@@ -169,10 +169,13 @@ func overlapping(a, b store.Step) bool {
 }
 
 func TestParallelismAndFailureActions(t *testing.T) {
-	h := newHarness(t, nil)
 	file := func(a string) string { return "stacks/" + a + "/compose.yaml" }
+	// Each case has its own repository and daemon: a daemon converges every
+	// stack of its repository, so a shared one would bring back the stacks
+	// of cases that already cleaned up.
 
 	t.Run("parallelism", func(t *testing.T) {
+		h := newHarness(t, nil)
 		a := testenv.UniqueName(t, "par")
 		testenv.CleanupProjects(t, a)
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "rollback")})
@@ -202,6 +205,7 @@ func TestParallelismAndFailureActions(t *testing.T) {
 	})
 
 	t.Run("pause", func(t *testing.T) {
+		h := newHarness(t, nil)
 		a := testenv.UniqueName(t, "pause")
 		testenv.CleanupProjects(t, a)
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "pause")})
@@ -228,6 +232,7 @@ func TestParallelismAndFailureActions(t *testing.T) {
 	})
 
 	t.Run("continue", func(t *testing.T) {
+		h := newHarness(t, nil)
 		a := testenv.UniqueName(t, "cont")
 		testenv.CleanupProjects(t, a)
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "continue")})
@@ -253,6 +258,7 @@ func TestParallelismAndFailureActions(t *testing.T) {
 	})
 
 	t.Run("rollback uses rollback_config", func(t *testing.T) {
+		h := newHarness(t, nil)
 		a := testenv.UniqueName(t, "rbcfg")
 		testenv.CleanupProjects(t, a)
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "rollback")})

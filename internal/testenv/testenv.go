@@ -257,7 +257,16 @@ func CleanupProjects(t testing.TB, projects ...string) {
 			nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 			report("list networks of project "+p, err)
 			for _, n := range nets.Items {
-				report("remove network "+n.Name, removeNetwork(ctx, cli, n.ID))
+				err := removeNetwork(ctx, cli, n.ID)
+				if err != nil && strings.Contains(err.Error(), "active endpoints") {
+					// Nothing is attached any more (removeNetwork disconnected
+					// all it could see): the engine's endpoint count leaked,
+					// which Docker 20.10 does under heavy load, and only a
+					// restart of dockerd clears it.
+					t.Logf("cleanup: network %s left behind by the engine: %v", n.Name, err)
+					continue
+				}
+				report("remove network "+n.Name, err)
 			}
 
 			vols, err := cli.VolumeList(ctx, client.VolumeListOptions{Filters: f})
