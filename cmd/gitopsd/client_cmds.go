@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,37 +54,102 @@ func printStatus(w io.Writer, st api.Status) error {
 		fmt.Fprintf(w, "source error: %s\n", st.Source.Error)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STACK\tREVISION\tSYNC\tHEALTH\tSERVICES\tERROR")
+	fmt.Fprintln(tw, "STACK\tREVISION\tBRANCH\tSYNC\tHEALTH\tSERVICES\tERROR")
 	for _, s := range st.Stacks {
 		var svcs []string
 		for _, sv := range s.Services {
 			svcs = append(svcs, fmt.Sprintf("%s %d/%d", sv.Name, sv.Healthy, sv.Replicas))
 		}
 		rev := short(s.Revision)
-		if s.Pinned {
+		switch {
+		case s.Pinned:
 			rev += " (pinned)"
+		case s.Held:
+			rev += " (held)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, s.Sync, s.Health, strings.Join(svcs, ", "), oneLine(s.Error))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, branchNote(s, head), s.Sync, s.Health, strings.Join(svcs, ", "), oneLine(s.Error))
 	}
 	return tw.Flush()
 }
 
+// branchNote says where the stack stands against the branch head.
+func branchNote(s api.StackStatus, head string) string {
+	switch {
+	case s.Head != "" && s.BranchAhead < 0:
+		return fmt.Sprintf("not at head %s (commits not counted)", short(s.Head))
+	case s.Head != "":
+		return fmt.Sprintf("%s ahead (head %s)", plural(s.BranchAhead, "commit"), short(s.Head))
+	case s.Revision != "" && s.Revision == head:
+		return "at head"
+	}
+	return ""
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 func newHistoryCmd(g *globals) *cobra.Command {
 	var limit int
-	cmd := queryCommand(g, &cobra.Command{Use: "history [STACK]", Short: "List deployments: when, trigger, from, to, outcome, error"},
+	cmd := queryCommand(g, &cobra.Command{Use: "history [STACK]", Short: "List deployments (when, trigger, from, to, outcome, error) with their steps"},
 		func(ctx context.Context, c *api.Client, stack string) ([]api.Deployment, error) {
 			return c.History(ctx, stack, limit)
 		},
-		func(w io.Writer, ds []api.Deployment) error {
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTACK\tTRIGGER\tFROM\tTO\tSTARTED\tOUTCOME\tSTEPS\tERROR")
-			for _, d := range ds {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.Stack, d.Trigger, short(d.From), short(d.To), d.StartedAt, d.Outcome, len(d.Steps), oneLine(d.Error))
-			}
-			return tw.Flush()
-		})
+		printHistory)
 	cmd.Flags().IntVar(&limit, "limit", 50, "most deployments to list (0: all)")
 	return cmd
+}
+
+// printHistory prints each deployment on a line, its error and its steps
+// indented under it: action, service#replica, container, how long it
+// took, detail, and the error on a line of its own. Nothing is cut short:
+// history is where an operator reads why a roll failed.
+func printHistory(w io.Writer, ds []api.Deployment) error {
+	if len(ds) == 0 {
+		_, err := fmt.Fprintln(w, "no deployments")
+		return err
+	}
+	for _, d := range ds {
+		from := short(d.From)
+		if from == "" {
+			from = "(none)"
+		}
+		fmt.Fprintf(w, "%d  %s  %s  %s -> %s  %s  started %s\n", d.ID, d.Stack, d.Outcome, from, short(d.To), d.Trigger, d.StartedAt)
+		if d.Error != "" {
+			fmt.Fprintf(w, "    error: %s\n", flat(d.Error))
+		}
+		// One table per deployment, so its steps line up under it.
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, s := range d.Steps {
+			line := fmt.Sprintf("    %s\t%s\t%s\t%s", s.Action, stepTarget(s), s.Container, time.Duration(s.DurationMS)*time.Millisecond)
+			if s.Detail != "" {
+				line += "\t" + flat(s.Detail)
+			}
+			fmt.Fprintln(tw, line)
+			if s.Error != "" {
+				fmt.Fprintf(tw, "    \t\t\t\terror: %s\n", flat(s.Error)) // under the detail
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stepTarget is service#replica, the service alone when the replica is
+// unknown, or "-" for a network or volume step.
+func stepTarget(s api.Step) string {
+	switch {
+	case s.Service == "":
+		return "-"
+	case s.Replica > 0:
+		return fmt.Sprintf("%s#%d", s.Service, s.Replica)
+	}
+	return s.Service
 }
 
 func newDiffCmd(g *globals) *cobra.Command {
@@ -111,11 +177,14 @@ func newDiffCmd(g *globals) *cobra.Command {
 }
 
 func newSyncCmd(g *globals) *cobra.Command {
-	return actionCommand(g, &cobra.Command{Use: "sync [STACK]", Short: "Reconcile now (retries a revision that failed its health gate)", Args: args(cobra.MaximumNArgs(1))},
+	var retry bool
+	cmd := actionCommand(g, &cobra.Command{Use: "sync [STACK]", Short: "Reconcile now (--retry: also retry a revision that failed its health gate)", Args: args(cobra.MaximumNArgs(1))},
 		"synced", "sync queued",
 		func(ctx context.Context, c *api.Client, a []string, wait bool) error {
-			return c.Sync(ctx, first(a), wait)
+			return c.Sync(ctx, first(a), retry, wait)
 		})
+	cmd.Flags().BoolVar(&retry, "retry", false, "also retry a revision that failed its health gate (else held until the branch moves)")
+	return cmd
 }
 
 func newRollbackCmd(g *globals) *cobra.Command {
@@ -188,8 +257,12 @@ func short(rev string) string {
 	return rev
 }
 
+// flat puts a multi-line message on one line.
+func flat(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// oneLine is flat, cut to fit a table cell.
 func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
+	s = flat(s)
 	if len(s) > 120 {
 		s = s[:117] + "..."
 	}

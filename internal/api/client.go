@@ -47,9 +47,16 @@ func (c *Client) Diff(ctx context.Context, stack string) ([]Diff, error) {
 	return ds, err
 }
 
-// Sync asks for a reconcile; with wait it returns the reconcile's error.
-func (c *Client) Sync(ctx context.Context, stack string, wait bool) error {
-	return c.act(ctx, "/v1/sync", url.Values{"stack": {stack}, "wait": {strconv.FormatBool(wait)}})
+// Sync asks for a reconcile; with retry it also retries a revision that
+// failed its health gate, with wait it returns the reconcile's error.
+func (c *Client) Sync(ctx context.Context, stack string, retry, wait bool) error {
+	q := url.Values{"stack": {stack}, "wait": {strconv.FormatBool(wait)}}
+	if retry {
+		// Only when asked: a daemon from before --retry answers a request
+		// without it as it always did.
+		q.Set("retry", "true")
+	}
+	return c.act(ctx, "/v1/sync", q)
 }
 
 // Rollback returns a stack to a revision ("" for its last healthy one) and

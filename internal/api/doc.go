@@ -6,12 +6,16 @@
 //
 // Routes:
 //
-//	GET  /v1/status[?stack=S]         Status
-//	GET  /v1/history[?stack=S&limit=N] []Deployment, newest first
-//	GET  /v1/diff[?stack=S]           []Diff
-//	POST /v1/sync[?stack=S&wait=true] SyncResult (a manual sync retries a revision that failed its gate)
-//	POST /v1/rollback?stack=S[&to=REV&wait=true]  SyncResult; pins S to REV (default: last healthy)
-//	POST /v1/unpin?stack=S[&wait=true]            SyncResult; S follows the branch again
+//	GET  /v1/status[?stack=S]                    Status; a stack that does not run the head says how far the branch is ahead
+//	GET  /v1/history[?stack=S&limit=N]           []Deployment, newest first, each with its steps and their duration_ms
+//	GET  /v1/diff[?stack=S]                      []Diff
+//	POST /v1/sync[?stack=S&wait=true&retry=true] SyncResult; retry=true (`sync --retry`) also retries a revision
+//	                                             that failed its health gate, which is otherwise held until the branch moves
+//	POST /v1/rollback?stack=S[&to=REV&wait=true] SyncResult; pins S to REV (default: last healthy)
+//	POST /v1/unpin?stack=S[&wait=true]           SyncResult; S follows the branch again
+//
+// Boolean parameters are true as "true" or "1"; absent is false, so a
+// client that does not send a newer parameter keeps the older meaning.
 //
 // Errors answer a non-2xx status with {"error": "..."}.
 package api

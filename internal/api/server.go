@@ -21,9 +21,10 @@ type Backend interface {
 	Status(ctx context.Context, stack string) (Status, error)
 	History(ctx context.Context, stack string, limit int) ([]Deployment, error)
 	Diff(ctx context.Context, stack string) ([]Diff, error)
-	// Sync asks for a reconcile of one stack ("" for all); with wait it
+	// Sync asks for a reconcile of one stack ("" for all); with retry it
+	// also retries a revision that failed its health gate. With wait it
 	// returns when that reconcile has finished, with its error.
-	Sync(ctx context.Context, stack string, wait bool) error
+	Sync(ctx context.Context, stack string, retry, wait bool) error
 	// Rollback returns a stack to a revision ("" for its last healthy one)
 	// and pins it there; Unpin lets it follow the branch again.
 	Rollback(ctx context.Context, stack, to string, wait bool) error
@@ -111,7 +112,9 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
-	s.act(w, r, func(q url.Values, wait bool) error { return s.backend.Sync(r.Context(), q.Get("stack"), wait) })
+	s.act(w, r, func(q url.Values, wait bool) error {
+		return s.backend.Sync(r.Context(), q.Get("stack"), flag(q, "retry"), wait)
+	})
 }
 
 func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
@@ -127,8 +130,7 @@ func (s *Server) unpin(w http.ResponseWriter, r *http.Request) {
 // act runs a request that changes something and answers a SyncResult.
 func (s *Server) act(w http.ResponseWriter, r *http.Request, do func(url.Values, bool) error) {
 	q := r.URL.Query()
-	wait := q.Get("wait") == "true" || q.Get("wait") == "1"
-	err := do(q, wait)
+	err := do(q, flag(q, "wait"))
 	res := SyncResult{Queued: true}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		// The request was served: the reconcile ran and failed.
@@ -137,6 +139,13 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, do func(url.Values,
 		return
 	}
 	s.reply(w, res, err)
+}
+
+// flag reads a boolean query parameter; absent is false, so clients that
+// do not know a flag keep their meaning.
+func flag(q url.Values, name string) bool {
+	v := q.Get(name)
+	return v == "true" || v == "1"
 }
 
 func (s *Server) reply(w http.ResponseWriter, v any, err error) {

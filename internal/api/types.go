@@ -19,7 +19,11 @@ type SourceStatus struct {
 	Error     string `json:"error"`
 }
 
-// StackStatus is one stack of `status`.
+// StackStatus is one stack of `status`. When the stack does not run the
+// branch head (pinned by a rollback, held after a revision failed its health
+// gate, failed, or not synced yet), Head is the head and BranchAhead how
+// many of the branch's commits its revision lacks (`git rev-list --count
+// revision..head`); else they are "" and 0.
 type StackStatus struct {
 	Name           string           `json:"name"`
 	Revision       string           `json:"revision"`
@@ -27,6 +31,9 @@ type StackStatus struct {
 	Sync           string           `json:"sync"`
 	Health         string           `json:"health"`
 	Pinned         bool             `json:"pinned"`
+	Held           bool             `json:"held"`         // Target failed its health gate: polls and a plain sync leave it, `sync --retry` retries it
+	Head           string           `json:"head"`         // branch head, when the stack does not run it
+	BranchAhead    int              `json:"branch_ahead"` // commits the branch is ahead of Revision; -1: could not be counted
 	Error          string           `json:"error"`
 	LastDeployment *DeploymentBrief `json:"last_deployment"`
 	Services       []ServiceStatus  `json:"services"`
@@ -80,14 +87,19 @@ type Deployment struct {
 	Steps      []Step `json:"steps"`
 }
 
-// Step is one action of a deployment.
+// Step is one action of a deployment. Replica is the replica number of a
+// container step (0 for networks and volumes, or when the container has a
+// fixed container_name); DurationMS is how long the step took, a create or
+// recreate including the new container's health gate.
 type Step struct {
-	At        string `json:"at"`
-	Action    string `json:"action"`
-	Service   string `json:"service"`
-	Container string `json:"container"`
-	Detail    string `json:"detail"`
-	Error     string `json:"error"`
+	At         string `json:"at"`
+	Action     string `json:"action"`
+	Service    string `json:"service"`
+	Replica    int    `json:"replica"`
+	Container  string `json:"container"`
+	Detail     string `json:"detail"`
+	Error      string `json:"error"`
+	DurationMS int64  `json:"duration_ms"`
 }
 
 // Diff is what a sync of one stack would change.

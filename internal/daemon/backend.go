@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gitopsd/gitopsd/internal/api"
@@ -35,14 +37,23 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 	if err != nil {
 		return st, err
 	}
+	ahead := map[string]int{} // by revision: stacks often run the same one
 	for _, s := range states {
 		if only != "" && s.Name != only {
 			continue
 		}
 		ss := api.StackStatus{
 			Name: s.Name, Revision: s.Revision, Target: s.Target, Sync: s.Sync, Health: s.Health,
-			Pinned: s.Pinned, Error: s.Error,
+			Pinned: s.Pinned, Held: held(s), Error: s.Error,
 			Services: []api.ServiceStatus{}, Drift: []api.DriftBrief{}, Backups: []api.BackupBrief{},
+		}
+		if src.Head != "" && s.Revision != "" && s.Revision != src.Head {
+			n, ok := ahead[s.Revision]
+			if !ok {
+				n = d.branchAhead(ctx, s.Revision, src.Head)
+				ahead[s.Revision] = n
+			}
+			ss.Head, ss.BranchAhead = src.Head, n
 		}
 		if ds, err := d.store.Deployments(ctx, s.Name, 1); err == nil && len(ds) > 0 {
 			ss.LastDeployment = &api.DeploymentBrief{ID: ds[0].ID, Trigger: ds[0].Trigger, Outcome: ds[0].Outcome, Error: ds[0].Error}
@@ -58,6 +69,25 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 		return st, fmt.Errorf("stack %s: %w", only, api.ErrNotFound)
 	}
 	return st, nil
+}
+
+// held says whether a stack stays where it is because the revision it was
+// to run failed its health gate: polls and plain syncs leave that revision
+// alone (the reconcile loop decides until when), `sync --retry` retries it.
+// The store alone says so, so status never waits for Git. A pin says more.
+func held(s store.StackState) bool {
+	return !s.Pinned && s.FailedRevision != "" && s.Target == s.FailedRevision
+}
+
+// branchAhead counts the commits of head that rev lacks, or -1 when the
+// mirror cannot tell: status answers without the count rather than fail.
+func (d *Daemon) branchAhead(ctx context.Context, rev, head string) int {
+	n, err := d.source.CommitsBetween(ctx, rev, head)
+	if err != nil {
+		d.log.Warn("status: count the commits the branch is ahead", "revision", rev, "head", head, "err", err)
+		return -1
+	}
+	return n
 }
 
 func services(cs []engine.Container) []api.ServiceStatus {
@@ -104,9 +134,30 @@ func deploymentJSON(dep store.Deployment) api.Deployment {
 		Outcome: dep.Outcome, Error: dep.Error, Steps: []api.Step{},
 	}
 	for _, s := range dep.Steps {
-		a.Steps = append(a.Steps, api.Step{At: rfc3339(s.At), Action: s.Action, Service: s.Service, Container: s.Container, Detail: s.Detail, Error: s.Error})
+		a.Steps = append(a.Steps, api.Step{
+			At: rfc3339(s.At), Action: s.Action, Service: s.Service, Replica: replica(dep.Stack, s.Service, s.Container),
+			Container: s.Container, Detail: s.Detail, Error: s.Error, DurationMS: s.Duration.Milliseconds(),
+		})
 	}
 	return a
+}
+
+// replica reads the replica number out of a container's Compose name,
+// <stack>-<service>-<n>, since steps record the container by name; 0 for
+// other steps and for a fixed container_name.
+func replica(stackName, service, container string) int {
+	if service == "" {
+		return 0
+	}
+	rest, ok := strings.CutPrefix(container, stackName+"-"+service+"-")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }
 
 // Diff plans every stack of the revision last fetched against what runs,
@@ -177,9 +228,15 @@ func fillDiff(diff api.Diff, plan sync.Plan) api.Diff {
 	return diff
 }
 
-// Sync queues a reconcile; with wait it returns its result.
-func (d *Daemon) Sync(ctx context.Context, stackName string, wait bool) error {
-	return d.queue(ctx, request{trigger: sync.TriggerManual, stack: stackName}, wait)
+// Sync queues a reconcile; with retry it also retries a revision that
+// failed its health gate (which polls and plain syncs leave held). With
+// wait it returns its result.
+func (d *Daemon) Sync(ctx context.Context, stackName string, retry, wait bool) error {
+	trigger := sync.TriggerManual
+	if retry {
+		trigger = sync.TriggerRetry
+	}
+	return d.queue(ctx, request{trigger: trigger, stack: stackName}, wait)
 }
 
 // Rollback queues an operator's rollback of a stack (to "" = the last

@@ -220,18 +220,21 @@ func TestOperatorRollbackPinsAndUnpinFollows(t *testing.T) {
 		t.Fatalf("after rollback web runs %v", webEnv())
 	}
 	s := h.stackStatus(a)
-	if !s.Pinned || s.Revision != v1 || s.Sync != "Synced" {
+	if !s.Pinned || s.Held || s.Revision != v1 || s.Sync != "Synced" || s.Head != v2 || s.BranchAhead != 1 {
 		t.Fatalf("status after rollback: %+v", s)
 	}
 	if hist, _ := h.d.History(ctx, a, 1); len(hist) != 1 || hist[0].Trigger != "rollback" || hist[0].From != v2 || hist[0].To != v1 {
 		t.Fatalf("history after rollback: %+v", hist)
 	}
 
-	// A pinned stack ignores new commits.
-	h.repo.Commit(t, "v3", map[string]string{file: pairStack(h.image, "v3", false)})
+	// A pinned stack ignores new commits, and status counts them.
+	v3 := h.repo.Commit(t, "v3", map[string]string{file: pairStack(h.image, "v3", false)})
 	h.mustReconcile()
 	if !slices.Contains(webEnv(), "VERSION=v1") || !h.stackStatus(a).Pinned {
 		t.Fatalf("a pinned stack followed the branch: %v", webEnv())
+	}
+	if s := h.stackStatus(a); s.Head != v3 || s.BranchAhead != 2 {
+		t.Fatalf("status of a stack pinned two commits behind: %+v", s)
 	}
 
 	// --to names any known revision; unpin follows the branch again.
@@ -241,10 +244,13 @@ func TestOperatorRollbackPinsAndUnpinFollows(t *testing.T) {
 	if !slices.Contains(webEnv(), "VERSION=v2") {
 		t.Fatalf("after rollback --to v2 web runs %v", webEnv())
 	}
+	if s := h.stackStatus(a); !s.Pinned || s.Revision != v2 || s.Head != v3 || s.BranchAhead != 1 {
+		t.Fatalf("status pinned one commit behind: %+v", s)
+	}
 	if err := h.d.UnpinStack(ctx, a); err != nil {
 		t.Fatalf("unpin: %v", err)
 	}
-	if s := h.stackStatus(a); s.Pinned || !slices.Contains(webEnv(), "VERSION=v3") {
+	if s := h.stackStatus(a); s.Pinned || s.Head != "" || s.BranchAhead != 0 || !slices.Contains(webEnv(), "VERSION=v3") {
 		t.Fatalf("after unpin: %+v, web runs %v", s, webEnv())
 	}
 	if err := h.d.RollbackStack(ctx, "no-such-stack", ""); err == nil {

@@ -77,6 +77,13 @@ func (r *GitRepo) Commit(t testing.TB, msg string, files map[string]string, remo
 	return strings.TrimSpace(r.git(t, r.Work, "rev-parse", "HEAD"))
 }
 
+// Git runs the git CLI in the working clone (for histories Commit cannot
+// make: branches, merges) and returns its trimmed stdout.
+func (r *GitRepo) Git(t testing.TB, args ...string) string {
+	t.Helper()
+	return strings.TrimSpace(r.git(t, r.Work, args...))
+}
+
 // ServeHTTP serves the bare repository over git's smart HTTP protocol on
 // 127.0.0.1 until the test ends and returns its URL. With token != "", every
 // request must carry it (HTTP basic auth password, any user).
