@@ -43,7 +43,8 @@ type loadResult struct {
 }
 
 // startLoad runs a client on the stack's network that requests the service
-// by name for d, and returns a function that waits for its result.
+// by name until the returned function stops it and returns its result (or
+// for at most d).
 func startLoad(t *testing.T, h *harness, project, image string, d time.Duration) func() loadResult {
 	t.Helper()
 	ctx := context.Background()
@@ -70,7 +71,11 @@ func startLoad(t *testing.T, h *harness, project, image string, d time.Duration)
 		t.Fatal(err)
 	}
 	return func() loadResult {
-		wctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+		// SIGTERM ends the client's run; it prints its result and exits.
+		if _, err := h.docker.ContainerStop(ctx, res.ID, client.ContainerStopOptions{Signal: "SIGTERM"}); err != nil {
+			t.Fatalf("stop the load client: %v", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		w := h.docker.ContainerWait(wctx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 		select {
@@ -104,15 +109,11 @@ func TestStartFirstRollKeepsServing(t *testing.T) {
 		t.Fatalf("want 2 replicas, got %v", before)
 	}
 
-	const loadFor = 10 * time.Second
-	result := startLoad(t, h, a, h.image, loadFor)
+	result := startLoad(t, h, a, h.image, 5*time.Minute)
 	h.repo.Commit(t, "v2", map[string]string{file: replicatedStack(h.image, "v2")})
 	began := time.Now()
 	h.mustReconcile()
 	rolled := time.Since(began)
-	if rolled > loadFor-2*time.Second {
-		t.Fatalf("the roll took %s, longer than the load it must be measured under", rolled)
-	}
 	after := h.containers(a)
 	for _, k := range []string{"web#1", "web#2"} {
 		if after[k] == "" || after[k] == before[k] {
@@ -131,7 +132,7 @@ func TestStartFirstRollKeepsServing(t *testing.T) {
 	lr := result()
 	t.Logf("roll of 2 replicas took %s; load: %d requests, %d failed, %d connects moved to another replica",
 		rolled.Round(time.Millisecond), lr.Requests, lr.Failures, lr.Fallbacks)
-	if lr.Requests < 100 || lr.Failures > 0 {
+	if lr.Requests < 30 || lr.Failures > 0 {
 		t.Fatalf("load during the roll: %+v", lr)
 	}
 }

@@ -8,7 +8,8 @@
 //	serve                        HTTP app on :$PORT (default)
 //	probe [URL]                  exit 0 if URL (default own /healthz) answers 200
 //	get URL                      print the body, exit 0 on 2xx
-//	load URL --duration D --out F  request URL in a loop for D, write JSON stats
+//	load URL --duration D --out F  request URL in a loop for D (or until
+//	                             SIGTERM), write JSON stats
 //	job --for D --exit N         a one-shot: run for D, then exit with N
 package main
 
@@ -263,8 +264,18 @@ func load(args []string) error {
 		}
 	}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: transport}
+	// SIGTERM (docker stop) ends the run early with its result, so a test
+	// can load a roll for exactly as long as the roll takes.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	start := time.Now()
 	for deadline := start.Add(*dur); time.Now().Before(deadline); {
+		select {
+		case <-stop:
+			deadline = time.Now()
+			continue
+		default:
+		}
 		res.Requests++
 		sent := time.Since(start)
 		if err := probe2xx(client, url); err != nil {
