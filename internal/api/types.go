@@ -88,8 +88,7 @@ type Deployment struct {
 }
 
 // Step is one action of a deployment. Replica is the replica number of a
-// container step (0 for networks and volumes, or when the container has a
-// fixed container_name); DurationMS is how long the step took, a create or
+// container step (0 for networks and volumes); DurationMS is how long the step took, a create or
 // recreate including the new container's health gate.
 type Step struct {
 	At         string `json:"at"`

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gitopsd/gitopsd/internal/api"
@@ -135,29 +133,11 @@ func deploymentJSON(dep store.Deployment) api.Deployment {
 	}
 	for _, s := range dep.Steps {
 		a.Steps = append(a.Steps, api.Step{
-			At: rfc3339(s.At), Action: s.Action, Service: s.Service, Replica: replica(dep.Stack, s.Service, s.Container),
+			At: rfc3339(s.At), Action: s.Action, Service: s.Service, Replica: s.Replica,
 			Container: s.Container, Detail: s.Detail, Error: s.Error, DurationMS: s.Duration.Milliseconds(),
 		})
 	}
 	return a
-}
-
-// replica reads the replica number out of a container's Compose name,
-// <stack>-<service>-<n>, since steps record the container by name; 0 for
-// other steps and for a fixed container_name.
-func replica(stackName, service, container string) int {
-	if service == "" {
-		return 0
-	}
-	rest, ok := strings.CutPrefix(container, stackName+"-"+service+"-")
-	if !ok {
-		return 0
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 1 {
-		return 0
-	}
-	return n
 }
 
 // Diff plans every stack of the revision last fetched against what runs,

@@ -14,7 +14,7 @@ import (
 func TestHistoryStepsJSON(t *testing.T) {
 	dep := store.Deployment{ID: 7, Stack: "web", Trigger: "poll", To: "abc", Outcome: "succeeded", Steps: []store.Step{
 		{Action: "create-network", Container: "web_default", Duration: 12 * time.Millisecond},
-		{Action: "recreate", Service: "app", Container: "web-app-2", Detail: "image changed", Duration: 3104 * time.Millisecond},
+		{Action: "recreate", Service: "app", Replica: 2, Container: "web-app-2", Detail: "image changed", Duration: 3104 * time.Millisecond},
 		{Action: "create", Service: "db", Container: "fixed-name", Error: "boom"},
 		{Action: "remove", Service: "app", Container: "web-app-x"},
 	}}
@@ -41,25 +41,6 @@ func TestHistoryStepsJSON(t *testing.T) {
 	for _, key := range []string{`"duration_ms":3104`, `"replica":2`, `"detail":"image changed"`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("history JSON lacks %s: %s", key, b)
-		}
-	}
-}
-
-func TestReplica(t *testing.T) {
-	for _, tc := range []struct {
-		stack, service, container string
-		want                      int
-	}{
-		{"web", "app", "web-app-1", 1},
-		{"web", "app", "web-app-12", 12},
-		{"my-web", "app-x", "my-web-app-x-3", 3},
-		{"web", "app", "web-app-0", 0},
-		{"web", "app", "custom", 0},
-		{"web", "", "web_default", 0},
-		{"web", "app", "web-app-1-old", 0},
-	} {
-		if got := replica(tc.stack, tc.service, tc.container); got != tc.want {
-			t.Errorf("replica(%q, %q, %q) = %d, want %d", tc.stack, tc.service, tc.container, got, tc.want)
 		}
 	}
 }

@@ -305,6 +305,7 @@ type Step struct {
 	At           time.Time
 	Action       string // e.g. create, start, stop, remove, recreate, network-create
 	Service      string
+	Replica      int // the service's replica number; 0 for other steps
 	Container    string
 	Detail       string
 	Error        string
@@ -354,9 +355,9 @@ func (s *Store) AddStep(ctx context.Context, st Step) (int64, error) {
 		st.At = time.Now()
 	}
 	res, err := s.db.ExecContext(ctx, `
-		INSERT INTO deployment_steps (deployment_id, at, action, service, container, detail, error, duration_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		st.DeploymentID, timeArg(st.At), st.Action, st.Service, st.Container, st.Detail, st.Error, st.Duration.Milliseconds())
+		INSERT INTO deployment_steps (deployment_id, at, action, service, container, detail, error, duration_ms, replica)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		st.DeploymentID, timeArg(st.At), st.Action, st.Service, st.Container, st.Detail, st.Error, st.Duration.Milliseconds(), st.Replica)
 	if err != nil {
 		return 0, fmt.Errorf("add step %s to deployment %d: %w", st.Action, st.DeploymentID, err)
 	}
@@ -462,7 +463,7 @@ func (s *Store) FailRunningDeployments(ctx context.Context, reason string, at ti
 }
 
 const deploymentCols = `id, stack, "trigger", from_rev, to_rev, started_at, finished_at, outcome, error`
-const stepCols = `id, deployment_id, at, action, service, container, detail, error, duration_ms`
+const stepCols = `id, deployment_id, at, action, service, container, detail, error, duration_ms, replica`
 
 // queryDeployments returns the deployments matching where (a constant SQL
 // condition over deployments, with args), newest first, at most limit (<= 0:
@@ -524,7 +525,7 @@ func (s *Store) queryDeployments(ctx context.Context, where string, limit int, a
 		var st Step
 		var at sql.NullString
 		var ms int64
-		if err := rows.Scan(&st.ID, &st.DeploymentID, &at, &st.Action, &st.Service, &st.Container, &st.Detail, &st.Error, &ms); err != nil {
+		if err := rows.Scan(&st.ID, &st.DeploymentID, &at, &st.Action, &st.Service, &st.Container, &st.Detail, &st.Error, &ms, &st.Replica); err != nil {
 			return nil, err
 		}
 		st.Duration = time.Duration(ms) * time.Millisecond

@@ -289,7 +289,7 @@ func TestDeploymentRoundTrip(t *testing.T) {
 		t.Errorf("running deployment = %+v", got)
 	}
 	steps := []Step{
-		{DeploymentID: id, At: at(11), Action: "create", Service: "app", Container: "web-app-2", Detail: "image changed", Duration: 2340 * time.Millisecond},
+		{DeploymentID: id, At: at(11), Action: "create", Service: "app", Container: "web-app-2", Detail: "image changed", Duration: 2340 * time.Millisecond, Replica: 2},
 		{DeploymentID: id, At: at(12), Action: "start", Service: "app", Container: "web-app-2"},
 		{DeploymentID: id, At: at(13), Action: "remove", Service: "app", Container: "web-app-1", Error: "conflict"},
 	}

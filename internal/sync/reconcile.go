@@ -518,7 +518,7 @@ func (r *Reconciler) runStep(ctx context.Context, log *slog.Logger, deployment i
 	began := now()
 	var notes stepNotes
 	err := r.do(ctx, st, services, a, &notes)
-	step := store.Step{DeploymentID: deployment, At: began, Action: string(a.Kind), Service: a.Service, Container: a.Name,
+	step := store.Step{DeploymentID: deployment, At: began, Action: string(a.Kind), Service: a.Service, Replica: a.Number, Container: a.Name,
 		Detail: strings.Join(append(append([]string(nil), a.Reasons...), notes...), "; "), Duration: time.Since(began)}
 	if err != nil {
 		step.Error = err.Error()
