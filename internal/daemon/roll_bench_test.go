@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -138,7 +137,7 @@ func (e *benchEnv) failedGate(b *testing.B) (s gateSample, ok bool) {
 	project := testenv.UniqueName(b, "bench-gate")
 	testenv.CleanupProjects(b, project)
 	defer e.removeProject(b, project)
-	port := freeTCPPort(b)
+	port := freePort(b)
 	file := "stacks/" + project + "/compose.yaml"
 
 	bd.repo.Commit(b, "v1", map[string]string{file: benchStack(e.image, "v1", 1, port, false)})
@@ -366,7 +365,7 @@ func (e *benchEnv) stackFile(b *testing.B, fixedPort bool) func(version string) 
 	if !fixedPort {
 		return func(version string) string { return benchStack(e.image, version, 2, 0, false) }
 	}
-	port := freeTCPPort(b)
+	port := freePort(b)
 	return func(version string) string { return benchStack(e.image, version, 1, port, false) }
 }
 
@@ -720,16 +719,6 @@ func getBody(ctx context.Context, c *http.Client, url string) (string, error) {
 		return "", fmt.Errorf("get %s: %s", url, resp.Status)
 	}
 	return strings.TrimSpace(string(body)), nil
-}
-
-// freeTCPPort is a port free on 127.0.0.1 now, for a stack to publish.
-func freeTCPPort(b *testing.B) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -41,7 +41,7 @@ networks:
 // probeCheck is the test app's fast healthcheck, in flow style.
 const probeCheck = `{test: ["CMD", "/testapp", "probe"], interval: 300ms, timeout: 2s, retries: 2}`
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
