@@ -17,9 +17,15 @@
 //     unchanged label is caught too. A stopped container that matches is
 //     started. Replicas above the wanted count and services that left are
 //     removed; volumes never are: they are reported as orphans.
-//   - The Reconciler applies the plan in order and stops at the first
-//     failure. Every new container must pass its health gate (package
-//     health). A changed replica is rolled start-first when the service can
+//   - The Reconciler applies the plan in order. Every new container must
+//     pass its health gate (package health); a one-shot job (a service
+//     waited for with service_completed_successfully) passes by exiting 0.
+//     Consecutive recreates of one service run in batches of its
+//     update_config.parallelism with its delay between them (a rollback
+//     uses rollback_config). A failed gate follows the service's
+//     failure_action: rollback (the default) ends the apply and the caller
+//     returns the whole stack to its last healthy revision; pause ends it
+//     there; continue goes on. Any other failure ends the apply. A changed replica is rolled start-first when the service can
 //     run twice (no container_name, no fixed host port; compose's
 //     deploy.update_config.order may ask for stop-first): the new container
 //     starts under "<id>_next_<name>" beside the old one, which stops only
@@ -30,8 +36,10 @@
 //     with one number, or one under a temporary name; the next plan keeps
 //     the one with the canonical name and removes, or rolls again, the other.
 //   - A revision whose roll failed its gate is recorded as Failed (outcome
-//     rolled_back when the old container serves again) and is not retried by
-//     polls until the head moves; a manual sync retries it.
+//     rolled_back when the old container serves again) and Sync does not
+//     retry it unless the trigger is TriggerRetry (`sync --retry`); the
+//     daemon keeps passing that revision while the stack's folder is
+//     unchanged, so only a new commit to the stack tries again.
 //
 // Each reconcile ends with the stack's row in the store saying where it is:
 // Sync is Synced, OutOfSync, Progressing, Invalid or Failed; Health is the
