@@ -20,6 +20,23 @@ import (
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
+// badRevisionStack returns a one-service stack on a free fixed host port
+// (so it rolls stop-first) whose FAIL_HEALTH the caller chooses per version.
+func badRevisionStack(t *testing.T, image string) func(version, fail string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return func(version, fail string) string {
+		return fmt.Sprintf("services:\n  web:\n    image: %s\n    pull_policy: never\n    ports: [\"127.0.0.1:%d:8080\"]\n    environment: {VERSION: %q, FAIL_HEALTH: %q}\n"+
+			"    healthcheck: {test: [CMD, /testapp, probe], interval: 300ms, timeout: 2s, retries: 2}\n    labels: {%s: \"1\"}\n"+
+			"networks:\n  default:\n    labels: {%s: \"1\"}\n", image, port, version, fail, testenv.TestLabel, testenv.TestLabel)
+	}
+}
+
 // TestKillBeforeTheGateOfABadRevision cuts a stop-first roll to an
 // unhealthy revision after the new container started, before its gate: the
 // restarted daemon must gate it then, and roll the stack back to v1.
@@ -28,17 +45,7 @@ func TestKillBeforeTheGateOfABadRevision(t *testing.T) {
 	image := testenv.AppImage(t, "gitopsd-test-crash:"+testenv.UniqueName(t, "v"))
 	name := testenv.UniqueName(t, "crashbad")
 	testenv.CleanupProjects(t, name)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	stackFile := func(version, fail string) string {
-		return fmt.Sprintf("services:\n  web:\n    image: %s\n    pull_policy: never\n    ports: [\"127.0.0.1:%d:8080\"]\n    environment: {VERSION: %q, FAIL_HEALTH: %q}\n"+
-			"    healthcheck: {test: [CMD, /testapp, probe], interval: 300ms, timeout: 2s, retries: 2}\n    labels: {%s: \"1\"}\n"+
-			"networks:\n  default:\n    labels: {%s: \"1\"}\n", image, port, version, fail, testenv.TestLabel, testenv.TestLabel)
-	}
+	stackFile := badRevisionStack(t, image)
 	repo := testenv.NewGitRepo(t)
 	good := repo.Commit(t, "v1", map[string]string{"stacks/" + name + "/compose.yaml": stackFile("v1", "0")})
 	state, sock, cfgPath := daemonState(t, repo.Bare)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,17 +19,7 @@ func TestSyncRetryStatusAndHistory(t *testing.T) {
 	image := testenv.AppImage(t, "gitopsd-test-cli:"+testenv.UniqueName(t, "v"))
 	name := testenv.UniqueName(t, "cliretry")
 	testenv.CleanupProjects(t, name)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	stackFile := func(version, fail string) string {
-		return fmt.Sprintf("services:\n  web:\n    image: %s\n    pull_policy: never\n    ports: [\"127.0.0.1:%d:8080\"]\n    environment: {VERSION: %q, FAIL_HEALTH: %q}\n"+
-			"    healthcheck: {test: [CMD, /testapp, probe], interval: 300ms, timeout: 2s, retries: 2}\n    labels: {%s: \"1\"}\n"+
-			"networks:\n  default:\n    labels: {%s: \"1\"}\n", image, port, version, fail, testenv.TestLabel, testenv.TestLabel)
-	}
+	stackFile := badRevisionStack(t, image)
 	file := "stacks/" + name + "/compose.yaml"
 	repo := testenv.NewGitRepo(t)
 	good := repo.Commit(t, "v1", map[string]string{file: stackFile("v1", "0")})

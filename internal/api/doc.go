@@ -10,7 +10,7 @@
 //	GET  /v1/history[?stack=S&limit=N]           []Deployment, newest first, each with its steps and their duration_ms
 //	GET  /v1/diff[?stack=S]                      []Diff
 //	POST /v1/sync[?stack=S&wait=true&retry=true] SyncResult; retry=true (`sync --retry`) also retries a revision
-//	                                             that failed its health gate, which is otherwise held until the branch moves
+//	                                             that failed its health gate, which is otherwise held until the stack's folder changes
 //	POST /v1/rollback?stack=S[&to=REV&wait=true] SyncResult; pins S to REV (default: last healthy)
 //	POST /v1/unpin?stack=S[&wait=true]           SyncResult; S follows the branch again
 //

@@ -124,7 +124,7 @@ func Wait(ctx context.Context, cli *client.Client, id string, g Gate) error {
 		return &Failure{Container: name, Reason: fmt.Sprintf(format, a...)}
 	}
 	if g.Completes {
-		return waitCompletion(ctx, stream, c, fail)
+		return waitCompletion(ctx, stream, name, c, fail)
 	}
 	if c.State == nil || !c.State.Running {
 		return fail("not running (exit code %d)", exitCode(c))
@@ -189,7 +189,7 @@ func Wait(ctx context.Context, cli *client.Client, id string, g Gate) error {
 }
 
 // waitCompletion waits for a one-shot container to exit, passing on 0.
-func waitCompletion(ctx context.Context, stream client.EventsResult, c container.InspectResponse, fail func(string, ...any) error) error {
+func waitCompletion(ctx context.Context, stream client.EventsResult, name string, c container.InspectResponse, fail func(string, ...any) error) error {
 	if c.State != nil && !c.State.Running && !c.State.Restarting && c.State.Status != container.StateCreated {
 		if c.State.ExitCode == 0 {
 			return nil
@@ -203,7 +203,7 @@ func waitCompletion(ctx context.Context, stream client.EventsResult, c container
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-stream.Err:
-			return fmt.Errorf("watch %s: %w", c.Name, err)
+			return fmt.Errorf("watch %s: %w", name, err)
 		case <-timer.C:
 			return fail("did not complete within %s", CompletionDeadline)
 		case m := <-stream.Messages:
