@@ -54,7 +54,7 @@ func printStatus(w io.Writer, st api.Status) error {
 		fmt.Fprintf(w, "source error: %s\n", st.Source.Error)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STACK\tREVISION\tBRANCH\tSYNC\tHEALTH\tSERVICES\tERROR")
+	fmt.Fprintln(tw, "STACK\tREVISION\tBRANCH\tSYNC\tHEALTH\tSERVICES\tDRIFT\tERROR")
 	for _, s := range st.Stacks {
 		var svcs []string
 		for _, sv := range s.Services {
@@ -67,7 +67,15 @@ func printStatus(w io.Writer, st api.Status) error {
 		case s.Held:
 			rev += " (held)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, branchNote(s, head), s.Sync, s.Health, strings.Join(svcs, ", "), oneLine(s.Error))
+		var drifts []string
+		for _, d := range s.Drift {
+			if d.Service != "" {
+				drifts = append(drifts, d.Kind+" "+d.Service)
+			} else {
+				drifts = append(drifts, d.Kind)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, branchNote(s, head), s.Sync, s.Health, strings.Join(svcs, ", "), dash(strings.Join(drifts, ", ")), oneLine(s.Error))
 	}
 	return tw.Flush()
 }
@@ -119,7 +127,9 @@ func printHistory(w io.Writer, ds []api.Deployment) error {
 		}
 		fmt.Fprintf(w, "%d  %s  %s  %s -> %s  %s  started %s\n", d.ID, d.Stack, d.Outcome, from, short(d.To), d.Trigger, d.StartedAt)
 		if d.Error != "" {
-			fmt.Fprintf(w, "    error: %s\n", flat(d.Error))
+			// Lines kept: a failed build's error ends with the builder's
+			// last lines, which read as the builder printed them.
+			fmt.Fprintf(w, "    error: %s\n", strings.ReplaceAll(strings.TrimRight(d.Error, "\n"), "\n", "\n           "))
 		}
 		// One table per deployment, so its steps line up under it.
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -150,6 +160,57 @@ func stepTarget(s api.Step) string {
 		return fmt.Sprintf("%s#%d", s.Service, s.Replica)
 	}
 	return s.Service
+}
+
+func newDriftCmd(g *globals) *cobra.Command {
+	var limit int
+	cmd := queryCommand(g, &cobra.Command{Use: "drift [STACK]", Short: "List open drifts and recently closed ones (kind, service, container, since, how closed)"},
+		func(ctx context.Context, c *api.Client, stack string) ([]api.Drift, error) {
+			ds, err := c.Drift(ctx, limit)
+			if err != nil || stack == "" {
+				return ds, err
+			}
+			out := []api.Drift{}
+			for _, d := range ds {
+				if d.Stack == stack {
+					out = append(out, d)
+				}
+			}
+			return out, nil
+		},
+		printDrift)
+	cmd.Flags().IntVar(&limit, "limit", 50, "most closed drifts to list besides the open ones")
+	return cmd
+}
+
+// printDrift prints open drifts first, then closed ones, newest first.
+func printDrift(w io.Writer, ds []api.Drift) error {
+	if len(ds) == 0 {
+		_, err := fmt.Fprintln(w, "no drift")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTACK\tSERVICE\tCONTAINER\tKIND\tOPENED\tCLOSED\tDETAIL")
+	for _, open := range []bool{true, false} {
+		for _, d := range ds {
+			if (d.ClosedAt == "") != open {
+				continue
+			}
+			closed := "open"
+			if !open {
+				closed = d.ClosedAt + " (" + d.ClosedBy + ")"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Stack, dash(d.Service), dash(d.Container), d.Kind, d.OpenedAt, closed, flat(d.Detail))
+		}
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func newDiffCmd(g *globals) *cobra.Command {
@@ -189,12 +250,14 @@ func newSyncCmd(g *globals) *cobra.Command {
 
 func newRollbackCmd(g *globals) *cobra.Command {
 	var to string
+	var withData bool
 	cmd := actionCommand(g, &cobra.Command{Use: "rollback STACK", Short: "Return a stack to its last healthy revision (or --to REV) and pin it there", Args: args(cobra.ExactArgs(1))},
 		"rolled back and pinned", "rollback queued",
 		func(ctx context.Context, c *api.Client, a []string, wait bool) error {
-			return c.Rollback(ctx, a[0], to, wait)
+			return c.Rollback(ctx, a[0], to, withData, wait)
 		})
 	cmd.Flags().StringVar(&to, "to", "", "revision (full or abbreviated SHA) to return to")
+	cmd.Flags().BoolVar(&withData, "with-data", false, "also put back the volumes' snapshots taken before the deploy (x-gitopsd.backup.before_deploy)")
 	return cmd
 }
 

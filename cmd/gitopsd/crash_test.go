@@ -24,12 +24,7 @@ import (
 // (so it rolls stop-first) whose FAIL_HEALTH the caller chooses per version.
 func badRevisionStack(t *testing.T, image string) func(version, fail string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testenv.FreePort(t)
 	return func(version, fail string) string {
 		return fmt.Sprintf("services:\n  web:\n    image: %s\n    pull_policy: never\n    ports: [\"127.0.0.1:%d:8080\"]\n    environment: {VERSION: %q, FAIL_HEALTH: %q}\n"+
 			"    healthcheck: {test: [CMD, /testapp, probe], interval: 300ms, timeout: 2s, retries: 2}\n    labels: {%s: \"1\"}\n"+

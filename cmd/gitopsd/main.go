@@ -58,9 +58,9 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.socket, "socket", "", "daemon socket (default: the config's socket)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
-		newRunCmd(g), newStatusCmd(g), newDiffCmd(g), newSyncCmd(g), newHistoryCmd(g),
+		newRunCmd(g), newStatusCmd(g), newDiffCmd(g), newSyncCmd(g), newHistoryCmd(g), newDriftCmd(g), newBackupCmd(g),
 		newRollbackCmd(g), newUnpinCmd(g),
-		newValidateCmd(), newVersionCmd(),
+		newValidateCmd(), newVersionCmd(), newManCmd(),
 	)
 	return root
 }

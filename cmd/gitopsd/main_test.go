@@ -98,6 +98,34 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("validate does not name stack, file and line:\n%s", out)
 	}
 
+	// --strict judges by the strict host policy; an encrypted env file is
+	// left out unread without --age-key-file, and decrypted with it.
+	sops, err := os.ReadFile(filepath.Join("..", "..", "internal", "secrets", "testdata", "app.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := t.TempDir()
+	writeFiles(t, trust, map[string]string{
+		"stacks/priv/compose.yaml":   "services:\n  app:\n    image: example/app:1\n    privileged: true\n",
+		"stacks/sealed/compose.yaml": "services:\n  app:\n    image: example/app:1\n    env_file: secrets.env\n",
+		"stacks/sealed/secrets.env":  string(sops),
+	})
+	if out, errOut, code := gitopsd(t, nil, "validate", trust); code != 0 {
+		t.Fatalf("validate without --strict or a key: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = gitopsd(t, nil, "validate", trust, "--strict")
+	if code != 1 || !strings.Contains(out, "invalid  priv: stacks/priv/compose.yaml:4:") || !strings.Contains(out, "(policy.privileged)") || !strings.Contains(out, "ok       sealed") {
+		t.Fatalf("validate --strict: exit %d\n%s", code, out)
+	}
+	key := filepath.Join("..", "..", "internal", "secrets", "testdata", "test.agekey")
+	if out, errOut, code := gitopsd(t, nil, "validate", trust, "--age-key-file", key); code != 0 || !strings.Contains(out, "ok       sealed") {
+		t.Fatalf("validate with the key: exit %d\n%s%s", code, out, errOut)
+	}
+	other := filepath.Join("..", "..", "internal", "secrets", "testdata", "second.agekey")
+	if out, _, code := gitopsd(t, nil, "validate", trust, "--age-key-file", other); code != 1 || !strings.Contains(out, "no age identity matches") {
+		t.Fatalf("validate with a key the file is not for: exit %d\n%s", code, out)
+	}
+
 	if _, _, code := gitopsd(t, nil, "validate", "--no-such-flag"); code != 2 {
 		t.Fatalf("a usage error exits %d, want 2", code)
 	}

@@ -23,7 +23,8 @@ func TestPrintHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `9  web  rolled_back  111111111111 -> 222222222222  retry  started 2026-01-02T03:04:05Z
-    error: recreate app#1: unhealthy
+    error: recreate app#1:
+           unhealthy
     create-network  -                 15ms
     recreate        app#1  web-app-1  3.104s  image changed
                                               error: unhealthy
@@ -55,5 +56,29 @@ func TestPrintStatusBranch(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestPrintDriftOpenFirst(t *testing.T) {
+	var b bytes.Buffer
+	err := printDrift(&b, []api.Drift{
+		{ID: 3, Stack: "web", Kind: "behind", Detail: "pinned at 1111", OpenedAt: "2026-01-02T03:04:07Z"},
+		{ID: 2, Stack: "web", Service: "app", Container: "web-app-1", Kind: "stopped", Detail: "container exited", OpenedAt: "2026-01-02T03:04:06Z", ClosedAt: "2026-01-02T03:04:08Z", ClosedBy: "healed"},
+		{ID: 1, Stack: "web", Service: "app", Container: "web-app-2", Kind: "modified", Detail: "differs in env VERSION", OpenedAt: "2026-01-02T03:04:05Z"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `ID  STACK  SERVICE  CONTAINER  KIND      OPENED                CLOSED                         DETAIL
+3   web    -        -          behind    2026-01-02T03:04:07Z  open                           pinned at 1111
+1   web    app      web-app-2  modified  2026-01-02T03:04:05Z  open                           differs in env VERSION
+2   web    app      web-app-1  stopped   2026-01-02T03:04:06Z  2026-01-02T03:04:08Z (healed)  container exited
+`
+	if got := b.String(); got != want {
+		t.Fatalf("drift:\n%s\nwant:\n%s", got, want)
+	}
+	b.Reset()
+	if err := printDrift(&b, nil); err != nil || b.String() != "no drift\n" {
+		t.Fatalf("no drift: %q %v", b.String(), err)
 	}
 }

@@ -23,7 +23,9 @@ func TestSyncRetryStatusAndHistory(t *testing.T) {
 	file := "stacks/" + name + "/compose.yaml"
 	repo := testenv.NewGitRepo(t)
 	good := repo.Commit(t, "v1", map[string]string{file: stackFile("v1", "0")})
-	state, sock, cfgPath := daemonState(t, repo.Bare)
+	// Served over HTTP: a local repository would be watched, and the watch
+	// would roll the unhealthy commit before this test's own sync asks.
+	state, sock, cfgPath := daemonState(t, repo.ServeHTTP(t, ""))
 	startDaemon(t, cfgPath, state)
 	waitSynced(t, sock, good)
 

@@ -13,6 +13,7 @@ import (
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/config"
 	"github.com/gitopsd/gitopsd/internal/daemon"
+	"github.com/gitopsd/gitopsd/internal/metrics"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -29,12 +30,16 @@ func newRunCmd(g *globals) *cobra.Command {
 			routeComposeLogs(log)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			metrics.Version = version
 			d, err := daemon.New(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			return d.Run(ctx, func() { _, _ = sdnotify.SdNotify(false, sdnotify.SdNotifyReady) })
+			// WATCHDOG_USEC (systemd's WatchdogSec=): ping at half the period.
+			watchdog, _ := sdnotify.SdWatchdogEnabled(false)
+			d.SetNotifier(func(state string) { _, _ = sdnotify.SdNotify(false, state) }, watchdog/2)
+			return d.Run(ctx, nil)
 		},
 	}
 }

@@ -4,17 +4,22 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gitopsd/gitopsd/internal/backup"
+	"github.com/gitopsd/gitopsd/internal/policy"
+	"github.com/gitopsd/gitopsd/internal/secrets"
 	"github.com/gitopsd/gitopsd/internal/stack"
 )
 
 func newValidateCmd() *cobra.Command {
-	var hostName string
+	var hostName, ageKeyFile string
 	var labels []string
+	var strict bool
 	cmd := &cobra.Command{
 		Use:   "validate [DIR]",
 		Short: "Check a desired-state repository offline (exit 1 if any stack is invalid)",
@@ -27,7 +32,18 @@ func newValidateCmd() *cobra.Command {
 			if _, err := os.Stat(dir); err != nil {
 				return usageError{fmt.Errorf("validate: %w", err)}
 			}
-			host := stack.Host{Name: hostName, Labels: map[string]string{}}
+			host := stack.Host{Name: hostName, Labels: map[string]string{}, SkipSecrets: ageKeyFile == ""}
+			if ageKeyFile != "" {
+				ids, err := secrets.LoadIdentities(ageKeyFile)
+				if err != nil {
+					return usageError{fmt.Errorf("--age-key-file: %w", err)}
+				}
+				host.Identities = ids
+			}
+			if strict {
+				rules := policy.Strict()
+				host.Policy = &rules
+			}
 			if host.Name == "" {
 				h, _ := os.Hostname()
 				host.Name = strings.ToLower(h)
@@ -45,8 +61,15 @@ func newValidateCmd() *cobra.Command {
 				return fmt.Errorf("validate %s: %w", dir, res.Err)
 			}
 			w := cmd.OutOrStdout()
+			res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
+				if err := backup.Validate(st); err != nil {
+					res.Invalid[st.Name] = err
+					return true
+				}
+				return false
+			})
 			for _, st := range res.Stacks {
-				fmt.Fprintf(w, "ok       %s (%d services)\n", st.Name, len(st.Project.Services))
+				fmt.Fprintf(w, "ok       %s (%s)\n", st.Name, describe(st))
 			}
 			for _, name := range res.Untargeted {
 				fmt.Fprintf(w, "ok       %s (not for host %s)\n", name, host.Name)
@@ -66,7 +89,19 @@ func newValidateCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&hostName, "host", "", "host name to judge targets and interpolation for (default: this host)")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "host label KEY=VALUE (repeatable)")
+	cmd.Flags().StringVar(&ageKeyFile, "age-key-file", "", "age identities to decrypt SOPS-encrypted env files with (default: leave them out, unchecked)")
+	cmd.Flags().BoolVar(&strict, "strict", false, "judge stacks by the strict host policy")
 	return cmd
+}
+
+// describe says what of a valid stack would deploy: its services and the
+// profiles that chose them.
+func describe(st *stack.Stack) string {
+	s := fmt.Sprintf("%d services", len(st.Project.Services))
+	if len(st.Profiles) > 0 {
+		s += ", profiles " + strings.Join(st.Profiles, ", ")
+	}
+	return s
 }
 
 func sortedNames(m map[string]error) []string {

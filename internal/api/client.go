@@ -47,6 +47,35 @@ func (c *Client) Diff(ctx context.Context, stack string) ([]Diff, error) {
 	return ds, err
 }
 
+// Snapshots lists snapshots of a stack ("" for all), newest first.
+func (c *Client) Snapshots(ctx context.Context, stack string) ([]Snapshot, error) {
+	var ss []Snapshot
+	err := c.do(ctx, http.MethodGet, "/v1/backups", url.Values{"stack": {stack}}, &ss)
+	return ss, err
+}
+
+// BackupRun snapshots a stack's volume ("" for all it backs up).
+func (c *Client) BackupRun(ctx context.Context, stack, volume string, wait bool) error {
+	return c.act(ctx, "/v1/backup/run", url.Values{"stack": {stack}, "volume": {volume}, "wait": {strconv.FormatBool(wait)}})
+}
+
+// BackupTest restore-tests the newest good snapshot; an error says why it failed.
+func (c *Client) BackupTest(ctx context.Context, stack, volume string, level int) error {
+	return c.act(ctx, "/v1/backup/test", url.Values{"stack": {stack}, "volume": {volume}, "level": {strconv.Itoa(level)}})
+}
+
+// BackupRestore puts a snapshot (0: the newest good one) back into its volume.
+func (c *Client) BackupRestore(ctx context.Context, stack, volume string, snapshot int64) error {
+	return c.act(ctx, "/v1/backup/restore", url.Values{"stack": {stack}, "volume": {volume}, "snapshot": {strconv.FormatInt(snapshot, 10)}})
+}
+
+// Drift lists open drifts and up to limit recently closed ones.
+func (c *Client) Drift(ctx context.Context, limit int) ([]Drift, error) {
+	var ds []Drift
+	err := c.do(ctx, http.MethodGet, "/v1/drift", url.Values{"limit": {strconv.Itoa(limit)}}, &ds)
+	return ds, err
+}
+
 // Sync asks for a reconcile; with retry it also retries a revision that
 // failed its health gate, with wait it returns the reconcile's error.
 func (c *Client) Sync(ctx context.Context, stack string, retry, wait bool) error {
@@ -61,8 +90,12 @@ func (c *Client) Sync(ctx context.Context, stack string, retry, wait bool) error
 
 // Rollback returns a stack to a revision ("" for its last healthy one) and
 // pins it there.
-func (c *Client) Rollback(ctx context.Context, stack, to string, wait bool) error {
-	return c.act(ctx, "/v1/rollback", url.Values{"stack": {stack}, "to": {to}, "wait": {strconv.FormatBool(wait)}})
+func (c *Client) Rollback(ctx context.Context, stack, to string, withData, wait bool) error {
+	q := url.Values{"stack": {stack}, "to": {to}, "wait": {strconv.FormatBool(wait)}}
+	if withData {
+		q.Set("with_data", "true")
+	}
+	return c.act(ctx, "/v1/rollback", q)
 }
 
 // Unpin lets a pinned stack follow the branch again.

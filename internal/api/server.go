@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -21,14 +23,27 @@ type Backend interface {
 	Status(ctx context.Context, stack string) (Status, error)
 	History(ctx context.Context, stack string, limit int) ([]Deployment, error)
 	Diff(ctx context.Context, stack string) ([]Diff, error)
+	// Drift lists open drifts and up to limit recently closed ones, newest first.
+	Drift(ctx context.Context, limit int) ([]Drift, error)
 	// Sync asks for a reconcile of one stack ("" for all); with retry it
 	// also retries a revision that failed its health gate. With wait it
 	// returns when that reconcile has finished, with its error.
 	Sync(ctx context.Context, stack string, retry, wait bool) error
 	// Rollback returns a stack to a revision ("" for its last healthy one)
 	// and pins it there; Unpin lets it follow the branch again.
-	Rollback(ctx context.Context, stack, to string, wait bool) error
+	// With withData, the volumes the stack backs up get back the snapshots
+	// taken before the deploy that is rolled back (x-gitopsd.backup.before_deploy).
+	Rollback(ctx context.Context, stack, to string, withData, wait bool) error
 	Unpin(ctx context.Context, stack string, wait bool) error
+	// Snapshots lists snapshots (of one stack, or all), newest first.
+	Snapshots(ctx context.Context, stack string) ([]Snapshot, error)
+	// BackupRun snapshots a stack's volume ("" for every volume it backs
+	// up); BackupTest restore-tests the newest good snapshot (level 0: the
+	// volume's configured level); BackupRestore puts a snapshot (0: the
+	// newest good one) back. They run one at a time in the daemon's loop.
+	BackupRun(ctx context.Context, stack, volume string, wait bool) error
+	BackupTest(ctx context.Context, stack, volume string, level int) error
+	BackupRestore(ctx context.Context, stack, volume string, snapshot int64) error
 }
 
 // ErrNotFound is returned by a Backend for an unknown stack.
@@ -62,15 +77,26 @@ func Listen(path string, backend Backend, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("api socket %s: %w", path, err)
 	}
+	if g, err := user.LookupGroup(SocketGroup); err == nil {
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(path, -1, gid); err != nil {
+			log.Warn("api socket: cannot give it to group "+SocketGroup+"; only root can use it", "err", err)
+		}
+	}
 	s := &Server{backend: backend, log: log, ln: ln}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/history", s.history)
 	mux.HandleFunc("GET /v1/diff", s.diff)
+	mux.HandleFunc("GET /v1/drift", s.drift)
+	mux.HandleFunc("GET /v1/backups", s.snapshots)
+	mux.HandleFunc("POST /v1/backup/run", s.backupRun)
+	mux.HandleFunc("POST /v1/backup/test", s.backupTest)
+	mux.HandleFunc("POST /v1/backup/restore", s.backupRestore)
 	mux.HandleFunc("POST /v1/sync", s.sync)
 	mux.HandleFunc("POST /v1/rollback", s.rollback)
 	mux.HandleFunc("POST /v1/unpin", s.unpin)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.http = &http.Server{Handler: onlyOwnerChanges(mux), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeer}
 	return s, nil
 }
 
@@ -111,6 +137,43 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, ds, err)
 }
 
+func (s *Server) drift(w http.ResponseWriter, r *http.Request) {
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	ds, err := s.backend.Drift(r.Context(), limit)
+	if ds == nil {
+		ds = []Drift{}
+	}
+	s.reply(w, ds, err)
+}
+
+func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) {
+	ss, err := s.backend.Snapshots(r.Context(), r.URL.Query().Get("stack"))
+	if ss == nil {
+		ss = []Snapshot{}
+	}
+	s.reply(w, ss, err)
+}
+
+func (s *Server) backupRun(w http.ResponseWriter, r *http.Request) {
+	s.act(w, r, func(q url.Values, wait bool) error {
+		return s.backend.BackupRun(r.Context(), q.Get("stack"), q.Get("volume"), wait)
+	})
+}
+
+func (s *Server) backupTest(w http.ResponseWriter, r *http.Request) {
+	s.act(w, r, func(q url.Values, _ bool) error {
+		level, _ := strconv.Atoi(q.Get("level"))
+		return s.backend.BackupTest(r.Context(), q.Get("stack"), q.Get("volume"), level)
+	})
+}
+
+func (s *Server) backupRestore(w http.ResponseWriter, r *http.Request) {
+	s.act(w, r, func(q url.Values, _ bool) error {
+		id, _ := strconv.ParseInt(q.Get("snapshot"), 10, 64)
+		return s.backend.BackupRestore(r.Context(), q.Get("stack"), q.Get("volume"), id)
+	})
+}
+
 func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func(q url.Values, wait bool) error {
 		return s.backend.Sync(r.Context(), q.Get("stack"), flag(q, "retry"), wait)
@@ -119,7 +182,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func(q url.Values, wait bool) error {
-		return s.backend.Rollback(r.Context(), q.Get("stack"), q.Get("to"), wait)
+		return s.backend.Rollback(r.Context(), q.Get("stack"), q.Get("to"), flag(q, "with_data"), wait)
 	})
 }
 
@@ -162,4 +225,51 @@ func (s *Server) reply(w http.ResponseWriter, v any, err error) {
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		s.log.Warn("api: write reply", "err", err)
 	}
+}
+
+// SocketGroup is the group the socket is given to (mode 0660) when it
+// exists: its members can read (status, history, diff, drift, backup list);
+// calls that change something are for root (or the daemon's own user) only.
+var SocketGroup = "gitopsd"
+
+type peerKey struct{}
+
+// withPeer records the connecting process's credentials (SO_PEERCRED).
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *syscall.Ucred
+	_ = raw.Control(func(fd uintptr) {
+		cred, _ = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, *cred)
+}
+
+// onlyOwnerChanges refuses calls that change something (POST) from a peer
+// that is neither root nor the daemon's own user: group members read.
+func onlyOwnerChanges(next http.Handler) http.Handler {
+	self := uint32(os.Getuid())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			cred, ok := r.Context().Value(peerKey{}).(syscall.Ucred)
+			if !ok || (cred.Uid != 0 && cred.Uid != self) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				_ = json.NewEncoder(w).Encode(errorBody{Error: fmt.Sprintf(
+					"%s %s changes gitopsd's state and needs root; uid %d may only read (status, history, diff, drift, backup list)",
+					r.Method, r.URL.Path, cred.Uid)})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -101,6 +101,45 @@ type Step struct {
 	DurationMS int64  `json:"duration_ms"`
 }
 
+// Drift is one element of `drift --json`: a drift open now (ClosedAt and
+// ClosedBy "") or closed recently. Container is a container name, or
+// "network:<key>" / "volume:<key>"; it and Service are "" for a stack-wide
+// drift (kind behind). ClosedBy is healed, resolved or superseded.
+type Drift struct {
+	ID        int64  `json:"id"`
+	Stack     string `json:"stack"`
+	Service   string `json:"service"`
+	Container string `json:"container"`
+	Kind      string `json:"kind"`
+	Detail    string `json:"detail"`
+	OpenedAt  string `json:"opened_at"`
+	ClosedAt  string `json:"closed_at"`
+	ClosedBy  string `json:"closed_by"`
+}
+
+// Snapshot is one element of `backup list --json`, newest first. Status is
+// ok, failed, running or deleted (by retention); TestOK says whether a
+// restore test of it ever passed, TestedAt when the last one ran, and
+// LastTestOK/LastTestError/LastTestLevel how it went.
+type Snapshot struct {
+	ID            int64  `json:"id"`
+	Stack         string `json:"stack"`
+	Volume        string `json:"volume"`
+	CreatedAt     string `json:"created_at"`
+	SizeBytes     int64  `json:"size_bytes"`
+	TestOK        bool   `json:"test_ok"`
+	TestedAt      string `json:"tested_at"`
+	Status        string `json:"status"`
+	Trigger       string `json:"trigger"`
+	Files         int64  `json:"files"`
+	DataBytes     int64  `json:"data_bytes"`
+	Encrypted     bool   `json:"encrypted"`
+	Error         string `json:"error"`
+	LastTestOK    bool   `json:"last_test_ok"`
+	LastTestLevel int    `json:"last_test_level"`
+	LastTestError string `json:"last_test_error"`
+}
+
 // Diff is what a sync of one stack would change.
 type Diff struct {
 	Stack         string   `json:"stack"`

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	units "github.com/docker/go-units"
 )
 
 // DefaultPath is where the daemon looks without --config or GITOPSD_CONFIG.
@@ -39,7 +41,96 @@ type Config struct {
 	Socket   string  `yaml:"socket"`
 	Metrics  string  `yaml:"metrics"`
 	Webhook  Webhook `yaml:"webhook"`
+	Drift    Drift   `yaml:"drift"`
+	Backup   Backup  `yaml:"backup"`
+	Notify   Notify  `yaml:"notify"`
+	Secrets  Secrets `yaml:"secrets"`
+	Policy   Policy  `yaml:"policy"`
+	Images   Images  `yaml:"images"`
 }
+
+// Images is how images reach this host and when they leave it.
+type Images struct {
+	// DockerConfig is the config.json `docker login` writes (auths and
+	// credential helpers) that pulls take registry credentials from. "":
+	// $DOCKER_CONFIG/config.json, else ~/.docker/config.json, as the docker
+	// CLI reads it; a missing file means anonymous pulls.
+	DockerConfig string `yaml:"docker_config"`
+	// MaxBuildContext bounds the files a build: sends to the engine
+	// (512MiB, 1g, ...); a bigger context fails that stack's deployment.
+	MaxBuildContext string `yaml:"max_build_context"`
+	// PruneAfter is how long an image gitopsd built or pulled may stay
+	// unused by every kept revision (applied, last healthy) before it is
+	// removed. 0 (the default): never.
+	PruneAfter time.Duration `yaml:"prune_after"`
+}
+
+// DefaultMaxBuildContext is images.max_build_context when unset.
+const DefaultMaxBuildContext = "512MiB"
+
+// MaxBuildContextBytes is images.max_build_context in bytes.
+func (i Images) MaxBuildContextBytes() int64 {
+	n, err := units.RAMInBytes(i.MaxBuildContext)
+	if err != nil || i.MaxBuildContext == "" {
+		n, _ = units.RAMInBytes(DefaultMaxBuildContext)
+	}
+	return n
+}
+
+// Secrets holds what decrypting a repository's secrets needs from the host.
+type Secrets struct {
+	// AgeKeyFile holds the age identities (AGE-SECRET-KEY-...) that decrypt
+	// SOPS-encrypted files of the stacks. "": none, and a stack with such a
+	// file is Invalid.
+	AgeKeyFile string `yaml:"age_key_file"`
+}
+
+// Policy is what a stack may ask of this host. Keys left out take the
+// preset's value: "" (the default) allows everything, "strict" nothing.
+type Policy struct {
+	Preset            string   `yaml:"preset"`
+	Privileged        *bool    `yaml:"privileged"`          // privileged: true
+	HostNamespaces    *bool    `yaml:"host_namespaces"`     // network_mode, pid, ipc, uts, userns: host
+	Devices           *bool    `yaml:"devices"`             // devices:, device_cgroup_rules:
+	DockerSocket      *bool    `yaml:"docker_socket"`       // a bind of the Docker socket
+	PathsOutsideStack *bool    `yaml:"paths_outside_stack"` // env_file, include, extends, build contexts, relative binds leaving stacks/<name>/, or symlinks doing so
+	Capabilities      []string `yaml:"capabilities"`        // cap_add allowed; absent: the preset's (any, or none)
+	BindPaths         []string `yaml:"bind_paths"`          // host folders binds may come from; absent: the preset's (any, or none)
+}
+
+// Policy presets.
+const (
+	PresetDefault = ""
+	PresetStrict  = "strict"
+)
+
+// Notify says where gitopsd tells what went wrong: a failed deploy, a
+// rollback, drift, a failed snapshot or restore test.
+type Notify struct {
+	// Webhook receives each event as a JSON POST ("" : none).
+	Webhook string `yaml:"webhook"`
+	// URLs are shoutrrr service URLs (slack://, telegram://, smtp://,
+	// ntfy://, generic+https://, ...) that get each event as a line of text.
+	URLs []string `yaml:"urls"`
+}
+
+// Backup holds what snapshots need from the host, not from the repository.
+type Backup struct {
+	// IdentityFile holds the age identities (AGE-SECRET-KEY-...) that
+	// decrypt snapshots a stack encrypts to its recipients, for restore
+	// tests and restores. The public recipients live in the repository.
+	IdentityFile string `yaml:"identity_file"`
+}
+
+// Drift tunes drift detection. Events find drift within a second; the full
+// comparison of every stack with what runs is the safety net for what an
+// event stream can miss, and costs only reads of the engine.
+type Drift struct {
+	CheckInterval time.Duration `yaml:"check_interval"`
+}
+
+// DefaultDriftCheckInterval is how often every stack is compared in full.
+const DefaultDriftCheckInterval = time.Minute
 
 type Source struct {
 	URL      string        `yaml:"url"`
@@ -55,9 +146,15 @@ type Auth struct {
 	TokenFile  string `yaml:"token_file"`
 }
 
+// Verify says which commits are trusted: with either file set, only a head
+// signed by a key it holds is applied.
 type Verify struct {
-	AllowedSigners string `yaml:"allowed_signers"`
+	AllowedSigners string `yaml:"allowed_signers"` // SSH keys, in git's allowed_signers format
+	Keyring        string `yaml:"keyring"`         // OpenPGP public keys, armored
 }
+
+// Enabled says whether commits must be signed.
+func (v Verify) Enabled() bool { return v.AllowedSigners != "" || v.Keyring != "" }
 
 type Host struct {
 	Name   string            `yaml:"name"`
@@ -199,6 +296,10 @@ func lineOf(lines map[string]int, key string) int {
 		if l, ok := lines[key]; ok {
 			return l
 		}
+		if i := strings.LastIndexByte(key, '['); i > 0 && strings.HasSuffix(key, "]") {
+			key = key[:i] // a list item's line is its list's
+			continue
+		}
 		i := strings.LastIndexByte(key, '.')
 		if i < 0 {
 			break
@@ -218,6 +319,8 @@ func Default() *Config {
 		StateDir: DefaultStateDir,
 		Socket:   DefaultSocket,
 		Metrics:  DefaultMetrics,
+		Drift:    Drift{CheckInterval: DefaultDriftCheckInterval},
+		Images:   Images{MaxBuildContext: DefaultMaxBuildContext},
 	}
 }
 
@@ -288,7 +391,11 @@ func (c *Config) resolvePaths(wd string) {
 	abs(&c.Source.Auth.KnownHosts)
 	abs(&c.Source.Auth.TokenFile)
 	abs(&c.Source.Verify.AllowedSigners)
+	abs(&c.Source.Verify.Keyring)
+	abs(&c.Secrets.AgeKeyFile)
 	abs(&c.Webhook.SecretFile)
+	abs(&c.Backup.IdentityFile)
+	abs(&c.Images.DockerConfig)
 	if sourceKind(c.Source.URL) == sourceLocal {
 		abs(&c.Source.URL)
 	}
@@ -315,6 +422,10 @@ func (c *Config) Validate() error {
 		{"source.auth.known_hosts", c.Source.Auth.KnownHosts},
 		{"source.auth.token_file", c.Source.Auth.TokenFile},
 		{"source.verify.allowed_signers", c.Source.Verify.AllowedSigners},
+		{"source.verify.keyring", c.Source.Verify.Keyring},
+		{"backup.identity_file", c.Backup.IdentityFile},
+		{"secrets.age_key_file", c.Secrets.AgeKeyFile},
+		{"images.docker_config", c.Images.DockerConfig},
 	} {
 		if f.path != "" && !filepath.IsAbs(f.path) {
 			return bad(f.key, "must be an absolute path")
@@ -344,6 +455,18 @@ func (c *Config) Validate() error {
 			return bad(f.key, "must be an absolute path")
 		}
 	}
+	if n, err := units.RAMInBytes(c.Images.MaxBuildContext); err != nil || n <= 0 {
+		return bad("images.max_build_context", fmt.Sprintf("%q is not a size such as 512MiB or 1g", c.Images.MaxBuildContext))
+	}
+	if c.Images.PruneAfter < 0 {
+		return bad("images.prune_after", "must not be negative (0 never prunes)")
+	}
+	if c.Drift.CheckInterval < time.Second {
+		return bad("drift.check_interval", "must be at least 1s")
+	}
+	if w := c.Notify.Webhook; w != "" && !strings.HasPrefix(w, "http://") && !strings.HasPrefix(w, "https://") {
+		return bad("notify.webhook", fmt.Sprintf("%q is not an http(s) URL", w))
+	}
 	if c.Metrics != "" && !isHostPort(c.Metrics) {
 		return bad("metrics", fmt.Sprintf("%q is not a host:port (empty disables metrics)", c.Metrics))
 	}
@@ -358,6 +481,23 @@ func (c *Config) Validate() error {
 	if c.Webhook.SecretFile != "" && !filepath.IsAbs(c.Webhook.SecretFile) {
 		return bad("webhook.secret_file", "must be an absolute path")
 	}
+	return c.Policy.validate()
+}
+
+func (p Policy) validate() error {
+	if p.Preset != PresetDefault && p.Preset != PresetStrict {
+		return &Error{Key: "policy.preset", Msg: fmt.Sprintf("%q is not a preset: leave it out (allow everything) or use strict", p.Preset)}
+	}
+	for i, dir := range p.BindPaths {
+		if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+			return &Error{Key: fmt.Sprintf("policy.bind_paths[%d]", i), Msg: fmt.Sprintf("%q must be a clean absolute path", dir)}
+		}
+	}
+	for i, c := range p.Capabilities {
+		if !capabilityRE.MatchString(c) {
+			return &Error{Key: fmt.Sprintf("policy.capabilities[%d]", i), Msg: fmt.Sprintf("%q is not a capability such as NET_ADMIN (or ALL)", c)}
+		}
+	}
 	return nil
 }
 
@@ -366,6 +506,8 @@ var (
 	// '_' is tolerated as many fleets use it.
 	hostNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	// capabilityRE: compose and docker accept either spelling.
+	capabilityRE = regexp.MustCompile(`^(CAP_)?[A-Z][A-Z0-9_]*$`)
 )
 
 type sourceURLKind int

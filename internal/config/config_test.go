@@ -42,6 +42,8 @@ func TestDefault(t *testing.T) {
 		StateDir: "/var/lib/gitopsd",
 		Socket:   "/run/gitopsd/gitopsd.sock",
 		Metrics:  "127.0.0.1:9469",
+		Drift:    Drift{CheckInterval: time.Minute},
+		Images:   Images{MaxBuildContext: "512MiB"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v, want %+v", c, want)
@@ -68,6 +70,8 @@ func TestLoadDesignExample(t *testing.T) {
 		StateDir: "/var/lib/gitopsd",
 		Socket:   "/run/gitopsd/gitopsd.sock",
 		Metrics:  "127.0.0.1:9469",
+		Drift:    Drift{CheckInterval: time.Minute},
+		Images:   Images{MaxBuildContext: "512MiB"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(full.yaml) =\n %+v\nwant\n %+v", c, want)
@@ -102,6 +106,15 @@ func TestLoadValues(t *testing.T) {
 		{"ssh url", "url: ssh://git@git.example.com:2222/ops/fleet.git", func(c *Config) bool { return strings.HasPrefix(c.Source.URL, "ssh://") }},
 		{"file url", "url: file:///srv/fleet.git", func(c *Config) bool { return c.Source.URL == "file:///srv/fleet.git" }},
 		{"http url for a local server", "url: http://127.0.0.1:8080/fleet.git", func(c *Config) bool { return c.Source.URL != "" }},
+		{"notify urls list", "interval: 1m\nnotify:\n  urls: [ntfy://a/b, 'generic+https://x/y']", func(c *Config) bool {
+			return len(c.Notify.URLs) == 2 && c.Notify.URLs[1] == "generic+https://x/y"
+		}},
+		{"policy keys", "interval: 1m\npolicy:\n  preset: strict\n  devices: true\n  privileged: false\n  capabilities: [NET_ADMIN]\n  bind_paths: []", func(c *Config) bool {
+			p := c.Policy
+			return p.Preset == PresetStrict && *p.Devices && !*p.Privileged && p.HostNamespaces == nil &&
+				len(p.Capabilities) == 1 && p.BindPaths != nil && len(p.BindPaths) == 0
+		}},
+		{"verify keyring", "verify: {keyring: /etc/gitopsd/keys.asc}", func(c *Config) bool { return c.Source.Verify.Enabled() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,6 +174,12 @@ func TestLoadErrors(t *testing.T) {
 		{"metrics port", ok + "metrics: 'localhost:http'\n", nil, `config F: line 5: metrics: "localhost:http" is not a host:port (empty disables metrics)`},
 		{"webhook listen", ok + "webhook: {listen: 'x'}\n", nil, `config F: line 5: webhook.listen: "x" is not a host:port`},
 		{"webhook secret", ok + "webhook:\n  listen: ':8080'\n", nil, "config F: line 5: webhook.secret_file: required when webhook.listen is set"},
+		{"policy preset", ok + "policy:\n  preset: lax\n", nil, `config F: line 6: policy.preset: "lax" is not a preset: leave it out (allow everything) or use strict`},
+		{"policy bool", ok + "policy:\n  privileged: yes please\n", nil, `config F: line 6: policy.privileged: "yes please" is not true or false`},
+		{"policy list", ok + "policy:\n  bind_paths: /srv\n", nil, "config F: line 6: policy.bind_paths: want a list of strings, not a scalar"},
+		{"policy bind path", ok + "policy:\n  bind_paths: [srv]\n", nil, `config F: line 6: policy.bind_paths[0]: "srv" must be a clean absolute path`},
+		{"policy capability", ok + "policy:\n  capabilities: [net admin]\n", nil, `config F: line 6: policy.capabilities[0]: "net admin" is not a capability such as NET_ADMIN (or ALL)`},
+		{"notify url item", ok + "notify:\n  urls: [a, [b]]\n", nil, "config F: line 6: notify.urls[1]: want a string, not a list"},
 
 		// Bad values from the environment name the variable, not the file.
 		{"env interval", ok, map[string]string{"GITOPSD_SOURCE_INTERVAL": "soon"}, `config: source.interval: "soon" is not a duration such as 30s, 1m or 1h (from GITOPSD_SOURCE_INTERVAL)`},
@@ -232,6 +251,8 @@ metrics: 127.0.0.1:1
 		StateDir: "/var/lib/b",
 		Socket:   "/run/b.sock",
 		Metrics:  "",
+		Drift:    Drift{CheckInterval: time.Minute},
+		Images:   Images{MaxBuildContext: "512MiB"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v, want %+v", c, want)
@@ -393,5 +414,14 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate()\n got: %v\nwant: %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestDriftCheckInterval(t *testing.T) {
+	c := Default()
+	c.Source.URL = "/srv/fleet.git"
+	c.Drift.CheckInterval = 500 * time.Millisecond
+	if err := c.Validate(); err == nil || err.Error() != "config: drift.check_interval: must be at least 1s" {
+		t.Fatalf("Validate: %v", err)
 	}
 }

@@ -109,6 +109,41 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) error {
 		}
 		// The text as written: `name: 01` stays "01", `branch: yes` "yes".
 		v.SetString(n.Value)
+	case v.Kind() == reflect.Bool:
+		if n.Kind != yaml.ScalarNode {
+			return d.shape(n, key, "true or false")
+		}
+		b, err := strconv.ParseBool(n.Value)
+		if err != nil || n.Tag != "!!bool" {
+			return &Error{Line: n.Line, Key: key, Msg: fmt.Sprintf("%q is not true or false", n.Value)}
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Bool:
+		// A *bool tells "not set" (nil) from false, for keys whose default
+		// comes from elsewhere (a preset).
+		b := reflect.New(v.Type().Elem())
+		if err := d.value(n, b.Elem(), key); err != nil {
+			return err
+		}
+		v.Set(b)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		if n.Kind != yaml.SequenceNode {
+			return d.shape(n, key, "a list of strings")
+		}
+		list := reflect.MakeSlice(v.Type(), 0, len(n.Content)) // the file's list replaces the default
+		for i, item := range n.Content {
+			for item.Kind == yaml.AliasNode {
+				item = item.Alias
+			}
+			if item.Kind != yaml.ScalarNode {
+				return d.shape(item, fmt.Sprintf("%s[%d]", key, i), "a string")
+			}
+			if item.Tag == "!!null" {
+				return &Error{Line: item.Line, Key: fmt.Sprintf("%s[%d]", key, i), Msg: "empty list item"}
+			}
+			list = reflect.Append(list, reflect.ValueOf(item.Value))
+		}
+		v.Set(list)
 	case v.Kind() == reflect.Struct:
 		return d.mapping(n, key, func(k *yaml.Node, val *yaml.Node, path string) error {
 			f, ok := fieldByTag(v, k.Value)

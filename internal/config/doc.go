@@ -37,10 +37,17 @@
 //	    known_hosts: /etc/gitopsd/known_hosts
 //	    token_file: /etc/gitopsd/token
 //
-//	  # Optional. When set, only commits signed by a key this file allows
-//	  # are applied.
+//	  # Optional. With either file set, only a head whose commit is signed by
+//	  # a key they hold is applied: SSH keys in git's allowed_signers format
+//	  # (principals, options namespaces=, valid-after=, valid-before=; the
+//	  # key may sign under any principal, as git itself checks), OpenPGP keys
+//	  # as an armored keyring. An unsigned or wrongly signed head is refused:
+//	  # the last trusted head keeps running, status' source.error says why,
+//	  # gitopsd_source_head_trusted is 0. Only the head is verified, as Flux
+//	  # does: a signer vouches for the tree of the commit they sign.
 //	  verify:
 //	    allowed_signers: /etc/gitopsd/allowed_signers
+//	    keyring: /etc/gitopsd/keyring.asc
 //
 //	host:
 //	  # This host's name, matched by x-gitopsd.targets.hosts and seen by
@@ -72,6 +79,63 @@
 //	webhook:
 //	  listen: ""
 //	  secret_file: ""
+//
+//	# Drift is seen through Docker's events within a second; besides, every
+//	# stack is compared in full with the engine this often (reads only), for
+//	# whatever an event stream can miss. At least 1s. Default: 1m.
+//	drift:
+//	  check_interval: 1m
+//
+//	# Snapshots a stack encrypts (x-gitopsd.backup.recipients: age public
+//	# keys) are decrypted for restore tests and restores with the age
+//	# identities in this file (age-keygen's format). "" (the default): none.
+//	backup:
+//	  identity_file: /etc/gitopsd/backup.key
+//
+//	# SOPS-encrypted env_file files (dotenv, age recipients) are decrypted
+//	# in memory with the age identities in this file, for the stacks that run
+//	# here; values reach the containers' environment and nothing else (not
+//	# the state folder, logs, status, diff or metrics). "" (the default): a
+//	# stack with such a file is Invalid.
+//	secrets:
+//	  age_key_file: /etc/gitopsd/age.key
+//
+//	# What a stack may ask of this host. Without a preset everything docker
+//	# compose runs is allowed, except paths that leave the stack's folder.
+//	# preset: strict allows none of it; each key then opens a rule again.
+//	# A stack that breaks a rule is Invalid, naming the file, line and rule.
+//	policy:
+//	  preset: strict
+//	  privileged: false          # privileged: true, security_opt *unconfined
+//	  host_namespaces: false     # network_mode, pid, ipc, uts, userns_mode, cgroup: host
+//	  devices: false             # devices:, device_cgroup_rules:
+//	  docker_socket: false       # a bind of /var/run/docker.sock (or a folder holding it)
+//	  paths_outside_stack: false # env_file, include, extends, build contexts,
+//	                             # secrets/configs files, symlinks leaving stacks/<name>/
+//	  capabilities: [NET_BIND_SERVICE]  # cap_add allowed (ALL: any)
+//	  bind_paths: [/srv/data]    # host folders binds may come from; binds inside
+//	                             # the stack's folder need no entry
+//
+//	# Pulls take registry credentials from a Docker config.json (auths,
+//	# credsStore and credHelpers, as `docker login` leaves them); ""
+//	# (the default) reads $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+//	# A build context (after .dockerignore) may hold max_build_context.
+//	# Images gitopsd built or pulled that neither the applied nor the last
+//	# healthy revision of any stack uses are removed after prune_after; 0
+//	# (the default) never removes an image.
+//	images:
+//	  docker_config: /root/.docker/config.json
+//	  max_build_context: 512MiB
+//	  prune_after: 168h
+//
+//	# What went wrong (deploy_failed, rolled_back, drift, backup_failed,
+//	# restore_test_failed) is POSTed as JSON ({event, host, stack, detail,
+//	# at}) to this URL. "" (the default): no notifications.
+//	# urls are shoutrrr service URLs (slack://, telegram://, smtp://,
+//	# ntfy://, generic+https://, ...) that get each event as a line of text.
+//	notify:
+//	  webhook: https://hooks.example.com/gitopsd
+//	  urls: []
 //
 // # Rules
 //

@@ -1,17 +1,22 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/source"
-	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
 	"github.com/gitopsd/gitopsd/internal/sync"
+	"github.com/gitopsd/gitopsd/internal/webhook"
 )
 
 // The methods below make the Daemon the api.Backend: they read the store
@@ -61,6 +66,16 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 			return st, err
 		}
 		ss.Services = services(cs)
+		open, err := d.store.OpenDrifts(ctx, s.Name)
+		if err != nil {
+			return st, err
+		}
+		for _, o := range open {
+			ss.Drift = append(ss.Drift, api.DriftBrief{Kind: o.Kind, Service: o.Service, Since: rfc3339(o.OpenedAt)})
+		}
+		if ss.Backups, err = d.backupBriefs(ctx, s.Name); err != nil {
+			return st, err
+		}
 		st.Stacks = append(st.Stacks, ss)
 	}
 	if only != "" && len(st.Stacks) == 0 {
@@ -149,7 +164,7 @@ func (d *Daemon) Diff(ctx context.Context, only string) ([]api.Diff, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("no revision loaded yet: the first fetch has not succeeded")
 	}
-	res := stack.LoadAll(ctx, dir, d.host)
+	res := d.stacks.LoadAll(ctx, dir, d.host)
 	if res.Err != nil {
 		return nil, fmt.Errorf("load revision %s: %w", head, res.Err)
 	}
@@ -221,8 +236,8 @@ func (d *Daemon) Sync(ctx context.Context, stackName string, retry, wait bool) e
 
 // Rollback queues an operator's rollback of a stack (to "" = the last
 // healthy revision) and its pin.
-func (d *Daemon) Rollback(ctx context.Context, stackName, to string, wait bool) error {
-	return d.queue(ctx, request{op: opRollback, stack: stackName, to: to}, wait)
+func (d *Daemon) Rollback(ctx context.Context, stackName, to string, withData, wait bool) error {
+	return d.queue(ctx, request{op: opRollback, stack: stackName, to: to, withData: withData}, wait)
 }
 
 // Unpin queues the unpinning of a stack.
@@ -257,4 +272,71 @@ func rfc3339(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// summary is the one-line status systemd shows: how many stacks are in
+// which state, the head, and the drifts open.
+func (d *Daemon) summary(ctx context.Context) string {
+	states, err := d.store.Stacks(ctx)
+	if err != nil {
+		return "cannot read the state: " + err.Error()
+	}
+	by := map[string]int{}
+	for _, s := range states {
+		by[s.Sync]++
+	}
+	parts := []string{fmt.Sprintf("%d stacks", len(states))}
+	for _, k := range []string{string(sync.Synced), string(sync.Progressing), string(sync.OutOfSync), string(sync.Failed), string(sync.Invalid)} {
+		if by[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", by[k], strings.ToLower(k)))
+		}
+	}
+	src, _ := d.store.SourceState(ctx)
+	if src.Head != "" {
+		parts = append(parts, "head "+short(src.Head))
+	}
+	if src.Error != "" {
+		parts = append(parts, "fetch failing")
+	}
+	if open, err := d.store.OpenDrifts(ctx, ""); err == nil && len(open) > 0 {
+		parts = append(parts, fmt.Sprintf("%d drifts open", len(open)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// serveWebhook serves the push trigger on webhook.listen until ctx ends.
+func (d *Daemon) serveWebhook(ctx context.Context) error {
+	raw, err := os.ReadFile(d.cfg.Webhook.SecretFile)
+	if err != nil {
+		return fmt.Errorf("config: webhook.secret_file: %w", err)
+	}
+	secret := bytes.TrimSpace(raw)
+	if len(secret) == 0 {
+		return fmt.Errorf("config: webhook.secret_file: %s is empty", d.cfg.Webhook.SecretFile)
+	}
+	l, err := net.Listen("tcp", d.cfg.Webhook.Listen)
+	if err != nil {
+		return fmt.Errorf("config: webhook.listen: %w", err)
+	}
+	trigger := func(string) {
+		// A push while a sync is queued already needs no second one.
+		select {
+		case d.requests <- request{trigger: sync.TriggerWebhook}:
+		default:
+		}
+	}
+	srv := &http.Server{Handler: webhook.Handler(secret, d.cfg.Source.Branch, trigger, d.log), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(l); err != nil && err != http.ErrServerClosed {
+			d.log.Error("webhook server stopped", "err", err)
+		}
+	}()
+	d.log.Info("webhook listening", "addr", l.Addr().String())
+	return nil
 }

@@ -6,20 +6,34 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/backup"
 	"github.com/gitopsd/gitopsd/internal/config"
+	"github.com/gitopsd/gitopsd/internal/drift"
 	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/metrics"
+	"github.com/gitopsd/gitopsd/internal/notify"
+	"github.com/gitopsd/gitopsd/internal/policy"
+	"github.com/gitopsd/gitopsd/internal/secrets"
 	"github.com/gitopsd/gitopsd/internal/source"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
@@ -28,33 +42,77 @@ import (
 
 // Daemon is one running gitopsd.
 type Daemon struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	store  *store.Store
-	engine *engine.Engine
-	source *source.Source
-	rec    *sync.Reconciler
-	host   stack.Host
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *store.Store
+	engine  *engine.Engine
+	source  *source.Source
+	rec     *sync.Reconciler
+	backups *backup.Runner
+	host    stack.Host
+	started time.Time // when this daemon started: new backup schedules count from here
+	// backupEvery is how often the loop looks for due snapshots and tests.
+	backupEvery time.Duration
+	// stacks caches loaded stacks by checkout: polls that find nothing new
+	// and drift checks load nothing again.
+	stacks stack.Cache
+	// signers are the keys a head must be signed by (nil: any head);
+	// refusedHead is the last head refused for its signature.
+	signers     *source.Signers
+	refusedHead string
+	// watchLocal: a repository on this host is watched for pushes, so they
+	// apply without waiting for a poll. Tests that poke the daemon
+	// themselves turn it off, or the watch would race their requests.
+	watchLocal bool
+	// notify sends the service manager a state (sd_notify); watchdog is how
+	// often the loop itself pings it (0: no watchdog).
+	notify   func(state string)
+	watchdog time.Duration
+	// notifier tells people what went wrong (nil: nobody).
+	notifier *notify.Notifier
 
 	requests chan request
+	metrics  *metrics.Metrics
+	backoff  *drift.Backoff // spaces the heals of services that keep drifting
 
-	mu       gosync.Mutex // guards checkout
-	checkout string       // folder of the head revision last loaded
+	checksMu gosync.Mutex
+	checks   map[string]bool      // stacks poked for a drift check; "" is every stack
+	retryAt  map[string]time.Time // when a backed-off stack's next poke is due
+	checkDue chan struct{}        // cap 1: wakes the loop for checks
+	// fullChecks counts the checks of every stack run so far (for tests).
+	fullChecks atomic.Int64
+
+	mu       gosync.Mutex // guards checkout, head and views
+	checkout string       // the live view of the last reconcile
 	head     string
+	// views maps each stack to the revision whose files the live view
+	// shows for it: the head, or the revision a held stack runs.
+	views          map[string]string
+	lastImagePrune time.Time // guarded by mu
+	// loaded caches stacks loaded outside a reconcile (backups), by name.
+	loaded map[string]loadedStack
 }
 
 type request struct {
-	op      string // opSync (default), opRollback or opUnpin
-	trigger string
-	stack   string
-	to      string     // opRollback: the revision, "" for the last healthy one
-	done    chan error // nil: nobody waits
+	op       string // opSync (default), opRollback or opUnpin
+	trigger  string
+	stack    string
+	to       string     // opRollback: the revision, "" for the last healthy one
+	volume   string     // backup ops: the volume, "" for every one the stack backs up
+	level    int        // opBackupTest: 1-3, 0 for the volume's own
+	snapshot int64      // opBackupRestore: 0 for the newest good one
+	withData bool       // opRollback: restore the snapshots taken before the deploy
+	done     chan error // nil: nobody waits
 }
 
 const (
 	opSync     = ""
 	opRollback = "rollback"
 	opUnpin    = "unpin"
+
+	opBackupRun     = "backup-run"
+	opBackupTest    = "backup-test"
+	opBackupRestore = "backup-restore"
 )
 
 // New opens the state, the engine and the source. It does not fetch.
@@ -66,7 +124,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(ctx)
+	filesKey, err := hostKey(filepath.Join(cfg.StateDir, "files.key"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	eng, err := engine.New(ctx, engine.WithDockerConfig(cfg.Images.DockerConfig))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -84,9 +147,47 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	}
 	d := &Daemon{
 		cfg: cfg, log: log, store: st, engine: eng, source: src,
-		rec:      &sync.Reconciler{Engine: eng, Store: st, Log: log},
+		rec:      &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
 		host:     stack.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels},
 		requests: make(chan request, 16),
+		backoff:  drift.NewBackoff(),
+		checks:   map[string]bool{},
+		retryAt:  map[string]time.Time{},
+		checkDue: make(chan struct{}, 1),
+		views:    map[string]string{},
+		loaded:   map[string]loadedStack{},
+	}
+	d.metrics = metrics.New(st)
+	d.started, d.backupEvery, d.watchLocal = time.Now(), backupTick, true
+	d.backups = &backup.Runner{Engine: eng, Store: st, Log: log, Dir: filepath.Join(cfg.StateDir, "snapshots"), Observe: d.observeBackup,
+		Owner: fmt.Sprintf("%x", sha256.Sum256([]byte(cfg.StateDir)))[:16]}
+	if f := cfg.Backup.IdentityFile; f != "" {
+		data, err := os.ReadFile(f)
+		if err == nil {
+			d.backups.Identities, err = age.ParseIdentities(bytes.NewReader(data))
+		}
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("config: backup.identity_file: %w", err)
+		}
+	}
+	if v := cfg.Source.Verify; v.Enabled() {
+		if d.signers, err = source.LoadSigners(v.AllowedSigners, v.Keyring); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("config: source.verify: %w", err)
+		}
+	}
+	rules := policy.FromConfig(cfg.Policy)
+	d.host.Policy = &rules
+	if f := cfg.Secrets.AgeKeyFile; f != "" {
+		if d.host.Identities, err = secrets.LoadIdentities(f); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("config: secrets.age_key_file: %w", err)
+		}
+	}
+	if err := d.backups.Recover(ctx); err != nil {
+		d.Close()
+		return nil, err
 	}
 	// A deployment still "running" was cut off by a crash; the reconcile
 	// that follows converges from whatever it left.
@@ -99,17 +200,50 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	return d, nil
 }
 
+// SetNotifier makes the daemon tell the service manager how it is doing:
+// READY=1 once the API listens, STATUS= after each job, and WATCHDOG=1
+// every watchdog (when > 0) from the reconcile loop itself, between jobs, so
+// that a wedged loop stops the pings and gets restarted.
+func (d *Daemon) SetNotifier(notify func(state string), watchdog time.Duration) {
+	d.notify, d.watchdog = notify, watchdog
+}
+
+func (d *Daemon) tell(state string) {
+	if d.notify != nil {
+		d.notify(state)
+	}
+}
+
 // Close releases the store and the engine.
 func (d *Daemon) Close() error {
 	return errors.Join(d.engine.Close(), d.store.Close())
 }
 
-// Run serves the API and reconciles on every poll and request until ctx ends.
-// ready, if not nil, is called once the API listens (systemd's READY=1).
+// Run serves the API and the metrics, follows the engine's events, and
+// reconciles on every poll and request until ctx ends. ready, if not nil, is
+// called once the API listens (systemd's READY=1).
 func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	srv, err := api.Listen(d.cfg.Socket, d, d.log)
 	if err != nil {
 		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if d.notifier, err = notify.New(ctx, d.cfg.Notify.Webhook, d.cfg.Notify.URLs, d.host.Name, d.log); err != nil {
+		_ = srv.Shutdown(context.Background())
+		return fmt.Errorf("config: %w", err)
+	}
+	if d.cfg.Webhook.Listen != "" {
+		if err := d.serveWebhook(ctx); err != nil {
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+	}
+	if d.cfg.Metrics != "" {
+		if err := d.metrics.Serve(ctx, d.cfg.Metrics, d.log); err != nil {
+			_ = srv.Shutdown(context.Background())
+			return fmt.Errorf("metrics %s: %w", d.cfg.Metrics, err)
+		}
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
@@ -122,10 +256,43 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	if ready != nil {
 		ready()
 	}
+	// Ready before the first sync: a host offline at boot still comes up.
+	d.tell("READY=1\nSTATUS=listening; first reconcile running")
 
 	_ = d.Reconcile(ctx, sync.TriggerPoll, "")
+	d.tell("STATUS=" + d.summary(ctx))
+	var pings <-chan time.Time
+	if d.watchdog > 0 {
+		wd := time.NewTicker(d.watchdog)
+		defer wd.Stop()
+		pings = wd.C
+		d.tell("WATCHDOG=1")
+	}
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		drift.Watch(ctx, d.engine.Client(), d.log, d.poke)
+	}()
+	defer func() { <-watching }()
+	if repo := source.LocalPath(d.cfg.Source.URL); repo != "" && d.watchLocal {
+		go func() {
+			pushed := func() {
+				select { // a sync already queued covers this push too
+				case d.requests <- request{trigger: sync.TriggerPoll}:
+				default:
+				}
+			}
+			if err := source.WatchLocal(ctx, repo, d.cfg.Source.Branch, d.log, pushed); err != nil {
+				d.log.Warn("cannot watch the local repository; polls find its changes", "repo", repo, "err", err)
+			}
+		}()
+	}
 	timer := time.NewTimer(source.Jitter(d.cfg.Source.Interval))
 	defer timer.Stop()
+	fullCheck := time.NewTicker(d.cfg.Drift.CheckInterval)
+	defer fullCheck.Stop()
+	backups := time.NewTicker(d.backupEvery)
+	defer backups.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,22 +300,41 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			return nil
 		case err := <-serveErr:
 			return err
+		case <-pings:
+			d.tell("WATCHDOG=1")
 		case <-timer.C:
 			_ = d.Reconcile(ctx, sync.TriggerPoll, "")
 			timer.Reset(source.Jitter(d.cfg.Source.Interval))
+			d.tell("STATUS=" + d.summary(ctx))
+		case <-fullCheck.C:
+			d.poke("")
+		case <-backups.C:
+			d.runDueBackups(ctx)
+		case <-d.checkDue:
+			d.runChecks(ctx)
 		case req := <-d.requests:
 			var err error
 			switch req.op {
 			case opRollback:
 				err = d.RollbackStack(ctx, req.stack, req.to)
+				if err == nil && req.withData {
+					err = d.restoreBeforeDeploy(ctx, req.stack)
+				}
 			case opUnpin:
 				err = d.UnpinStack(ctx, req.stack)
+			case opBackupRun:
+				err = d.runBackup(ctx, req.stack, req.volume, backup.TriggerManual)
+			case opBackupTest:
+				err = d.testBackup(ctx, req.stack, req.volume, req.level, backup.TriggerManual)
+			case opBackupRestore:
+				err = d.restoreBackup(ctx, req.stack, req.volume, req.snapshot)
 			default:
 				err = d.Reconcile(ctx, req.trigger, req.stack)
 			}
 			if req.done != nil {
 				req.done <- err
 			}
+			d.tell("STATUS=" + d.summary(ctx))
 		}
 	}
 }
@@ -166,7 +352,15 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 		d.log.Error("checkout failed", "revision", head, "err", err)
 		return err
 	}
-	held, pins, err := d.heldStacks(ctx, head, trigger)
+	rows, err := d.store.Stacks(ctx)
+	if err != nil {
+		return err
+	}
+	states := make(map[string]store.StackState, len(rows))
+	for _, s := range rows {
+		states[s.Name] = s
+	}
+	held, pins, views, err := d.heldStacks(ctx, rows, head, trigger)
 	if err != nil {
 		return err
 	}
@@ -174,15 +368,33 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 	if err != nil {
 		return err
 	}
+	entries, err := os.ReadDir(filepath.Join(live, "stacks"))
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("live view: %w", err)
+	}
 	d.mu.Lock()
 	d.checkout, d.head = live, head
+	d.views = map[string]string{}
+	for _, e := range entries {
+		d.views[e.Name()] = head
+	}
+	for name, rev := range views {
+		d.views[name] = rev
+	}
 	d.mu.Unlock()
 
-	res := stack.LoadAll(ctx, live, d.host)
+	res := d.stacks.LoadAll(ctx, live, d.host)
 	if res.Err != nil {
 		// Not knowing which stacks the revision has is not "it has none".
 		return fmt.Errorf("load revision %s: %w", head, res.Err)
 	}
+	res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
+		if err := backup.Validate(st); err != nil {
+			res.Invalid[st.Name] = err
+			return true
+		}
+		return false
+	})
 	var errs []error
 	present := map[string]bool{}
 	for _, st := range res.Stacks {
@@ -194,9 +406,33 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 		if pin, ok := pins[st.Name]; ok {
 			rev = pin // converge to the pinned revision, whatever the branch says
 		}
-		err := d.rec.Sync(ctx, st, rev, trigger)
-		if err != nil && sync.WantsRollback(err) && rev == head {
-			err = errors.Join(err, d.rollback(ctx, st.Name, head, dir, held, err))
+		d.metrics.SeeStack(st.Name)
+		var err error
+		began, result := time.Now(), "succeeded"
+		if state, ok := states[st.Name]; ok && steady(state, rev, d.viewOf(st.Name), trigger) {
+			// Nothing to deploy: what differs is drift, healed or reported
+			// per the stack's policy.
+			err, result = d.checkDrift(ctx, st, state, true), "unchanged"
+		} else {
+			if trigger != sync.TriggerRollback {
+				d.snapshotBeforeDeploy(ctx, st, states[st.Name], rev, trigger)
+			}
+			err = d.rec.Sync(ctx, st, rev, trigger)
+			if err != nil && sync.WantsRollback(err) && rev == head {
+				result = "rolled_back"
+				err = errors.Join(err, d.rollback(ctx, st.Name, head, dir, held, err))
+			}
+			err = errors.Join(err, d.settleDrifts(ctx, st))
+		}
+		if err != nil && result != "rolled_back" {
+			result = "failed"
+		}
+		d.metrics.Sync(st.Name, result, time.Since(began))
+		switch result {
+		case "failed":
+			d.notifier.Send(notify.DeployFailed, st.Name, err.Error())
+		case "rolled_back":
+			d.notifier.Send(notify.RolledBack, st.Name, err.Error())
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("stack %s: %w", st.Name, err))
@@ -208,6 +444,7 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 			continue
 		}
 		loadErr := res.Invalid[name]
+		d.metrics.Sync(name, "invalid", 0)
 		d.log.Error("stack invalid; running containers left as they are", "stack", name, "revision", head, "err", loadErr)
 		if err := d.rec.MarkInvalid(ctx, name, head, loadErr); err != nil {
 			errs = append(errs, err)
@@ -217,7 +454,11 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 	if only == "" {
 		errs = append(errs, d.removeGone(ctx, head, trigger, present))
 	}
+	if err := d.recordBehind(ctx, head, only); err != nil {
+		d.log.Error("record stacks behind the branch", "err", err)
+	}
 	d.prune(ctx, head)
+	d.pruneImagesDue(ctx)
 	return errors.Join(errs...)
 }
 
@@ -225,14 +466,11 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 // an operator's rollback) stay on their pinned revision, and ones whose
 // folder has not changed since a revision of it failed its health gate stay,
 // for polls, on the revision they run. It returns the checkouts of the live
-// view that are not the head's, and the revision each held stack converges
-// to (the pin, or the failed revision, which Sync leaves alone).
-func (d *Daemon) heldStacks(ctx context.Context, head, trigger string) (map[string]string, map[string]string, error) {
-	states, err := d.store.Stacks(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	held, pins := map[string]string{}, map[string]string{}
+// view that are not the head's, the revision each held stack converges to
+// (the pin, or the failed revision, which Sync leaves alone), and the
+// revision of each of those checkouts. states are the stacks' rows.
+func (d *Daemon) heldStacks(ctx context.Context, states []store.StackState, head, trigger string) (held, pins, views map[string]string, err error) {
+	held, pins, views = map[string]string{}, map[string]string{}, map[string]string{}
 	for _, s := range states {
 		rev := ""
 		switch {
@@ -254,11 +492,18 @@ func (d *Daemon) heldStacks(ctx context.Context, head, trigger string) (map[stri
 		}
 		dir, err := d.source.Checkout(ctx, rev)
 		if err != nil {
-			return nil, nil, fmt.Errorf("check out %s for stack %s: %w", rev, s.Name, err)
+			return nil, nil, nil, fmt.Errorf("check out %s for stack %s: %w", rev, s.Name, err)
 		}
-		held[s.Name] = dir
+		held[s.Name], views[s.Name] = dir, rev
 	}
-	return held, pins, nil
+	return held, pins, views, nil
+}
+
+// viewOf is the revision whose files the live view shows for a stack.
+func (d *Daemon) viewOf(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.views[name]
 }
 
 // failedUnchanged says whether a stack's folder is the same at head as at
@@ -298,12 +543,19 @@ func (d *Daemon) RollbackStack(ctx context.Context, name, to string) error {
 			return fmt.Errorf("rollback %s: %w", name, err)
 		}
 		rev = r.SHA
+		if d.signers != nil {
+			if _, err := d.source.Verify(ctx, rev, d.signers); err != nil {
+				return fmt.Errorf("rollback %s to %s: %w", name, short(rev), err)
+			}
+		}
 	}
 	state.Pinned, state.Target = true, rev
 	if err := d.store.PutStack(ctx, state); err != nil {
 		return fmt.Errorf("rollback %s: pin: %w", name, err)
 	}
 	d.log.Info("operator rollback", "stack", name, "to", rev)
+	d.metrics.Rollback(name, "operator")
+	d.notifier.Send(notify.RolledBack, name, "operator rollback to "+rev)
 	return d.Reconcile(ctx, sync.TriggerRollback, name)
 }
 
@@ -369,11 +621,15 @@ func (d *Daemon) rollback(ctx context.Context, name, failed, headDir string, hel
 	if err != nil {
 		return fmt.Errorf("rollback %s: %w", name, err)
 	}
-	st, err := stack.Load(ctx, live, name, d.host)
+	st, err := d.stacks.Load(ctx, live, name, d.host)
 	if err != nil {
 		return fmt.Errorf("rollback %s: load revision %s: %w", name, good, err)
 	}
 	d.log.Warn("rolling back", "stack", name, "from", failed, "to", good, "reason", cause)
+	d.metrics.Rollback(name, "health_gate")
+	d.mu.Lock()
+	d.views[name] = good
+	d.mu.Unlock()
 	return d.rec.Rollback(ctx, st, good, failed, cause)
 }
 
@@ -389,6 +645,7 @@ func (d *Daemon) fetch(ctx context.Context) (string, error) {
 	if ferr != nil {
 		state.Error = ferr.Error()
 		d.log.Error("fetch failed", "err", ferr)
+		d.metrics.FetchFailed()
 		if err := d.store.PutSourceState(ctx, state); err != nil {
 			return "", err
 		}
@@ -396,6 +653,33 @@ func (d *Daemon) fetch(ctx context.Context) (string, error) {
 			return "", ferr
 		}
 		return prev.Head, nil
+	}
+	if d.signers != nil {
+		sig, verr := d.source.Verify(ctx, rev.SHA, d.signers)
+		// Each refused head is counted and logged once, not at every poll.
+		if verr == nil || rev.SHA != d.refusedHead {
+			d.metrics.HeadVerified(verr == nil)
+		}
+		if verr != nil {
+			// The last trusted head stays the one stacks converge to; the
+			// refused one is not recorded as a revision.
+			state.Error = fmt.Sprintf("head %s not applied: %v", short(rev.SHA), verr)
+			if rev.SHA != d.refusedHead {
+				d.log.Error("head refused: not signed by an allowed key", "revision", rev.SHA, "err", verr)
+				d.refusedHead = rev.SHA
+			}
+			if err := d.store.PutSourceState(ctx, state); err != nil {
+				return "", err
+			}
+			if prev.Head == "" {
+				return "", errors.New(state.Error)
+			}
+			return prev.Head, nil
+		}
+		d.refusedHead = ""
+		if rev.SHA != prev.Head {
+			d.log.Info("head verified", "revision", rev.SHA, "kind", sig.Kind, "signer", sig.Signer, "key", sig.Fingerprint)
+		}
 	}
 	state.Head, state.FetchedAt, state.Error = rev.SHA, time.Now().UTC(), ""
 	if err := d.store.RecordRevision(ctx, store.Revision{SHA: rev.SHA, Message: rev.Message, Author: rev.Author, CommittedAt: rev.Time, SeenAt: time.Now().UTC()}); err != nil {
@@ -424,7 +708,9 @@ func (d *Daemon) removeGone(ctx context.Context, head, trigger string, present m
 		}
 		if err := d.rec.Remove(ctx, s.Name, head, trigger); err != nil {
 			errs = append(errs, fmt.Errorf("remove stack %s: %w", s.Name, err))
+			continue
 		}
+		errs = append(errs, d.closeAllDrifts(ctx, s.Name))
 	}
 	return errors.Join(errs...)
 }
@@ -449,4 +735,39 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// hostKey reads this host's random key from path, creating it on first
+// use. It keys the digests gitopsd writes on containers of what their
+// secrets hold, so the key must outlive restarts (or every service with a
+// secret would roll) and stay on the host.
+func hostKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil && len(key) == 32 {
+		return key, nil
+	}
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("make %s: %w", path, err)
+	}
+	// Written whole or not at all: a torn key would roll every service
+	// with a secret at the next start.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// instanceID names this gitopsd (its state folder) on what it builds: a
+// digest of its host key, which says nothing of the key.
+func instanceID(key []byte) string {
+	sum := sha256.Sum256(append([]byte("gitopsd instance\x00"), key...))
+	return hex.EncodeToString(sum[:8])
 }

@@ -10,11 +10,14 @@ import (
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
-// runDaemon runs the harness's daemon loop (no timer poll within the test)
-// and returns a client of its socket.
-func runDaemon(t *testing.T, h *harness) *api.Client {
+// runDaemon runs the harness's daemon loop and returns a client of its
+// socket. Neither a timer poll nor the watch of the local repository runs
+// within the test (unless h.watch): the test's own requests decide what
+// happens when.
+func runDaemon(t testing.TB, h *harness) *api.Client {
 	t.Helper()
 	h.cfg.Source.Interval = time.Hour
+	h.d.watchLocal = h.watch
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- h.d.Run(ctx, func() { close(ready) }) }()
@@ -40,7 +43,7 @@ func TestSyncRetry(t *testing.T) {
 	h := newHarness(t, nil)
 	a := testenv.UniqueName(t, "retry")
 	testenv.CleanupProjects(t, a)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	file := "stacks/" + a + "/compose.yaml"
 	good := h.repo.Commit(t, "v1", map[string]string{file: portStack(h.image, port, "v1", false)})
 	c := runDaemon(t, h)

@@ -137,7 +137,7 @@ func (e *benchEnv) failedGate(b *testing.B) (s gateSample, ok bool) {
 	project := testenv.UniqueName(b, "bench-gate")
 	testenv.CleanupProjects(b, project)
 	defer e.removeProject(b, project)
-	port := freePort(b)
+	port := testenv.FreePort(b)
 	file := "stacks/" + project + "/compose.yaml"
 
 	bd.repo.Commit(b, "v1", map[string]string{file: benchStack(e.image, "v1", 1, port, false)})
@@ -365,7 +365,7 @@ func (e *benchEnv) stackFile(b *testing.B, fixedPort bool) func(version string) 
 	if !fixedPort {
 		return func(version string) string { return benchStack(e.image, version, 2, 0, false) }
 	}
-	port := freePort(b)
+	port := testenv.FreePort(b)
 	return func(version string) string { return benchStack(e.image, version, 1, port, false) }
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,16 +40,6 @@ networks:
 // probeCheck is the test app's fast healthcheck, in flow style.
 const probeCheck = `{test: ["CMD", "/testapp", "probe"], interval: 300ms, timeout: 2s, retries: 2}`
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // serves returns what the stack's port answers at /, or the error.
 func serves(port int) (string, error) {
 	c := http.Client{Timeout: 2 * time.Second}
@@ -67,7 +56,7 @@ func TestUnhealthyRevisionRestoresTheOldContainer(t *testing.T) {
 	h := newHarness(t, nil)
 	a := testenv.UniqueName(t, "gate")
 	testenv.CleanupProjects(t, a)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	file := "stacks/" + a + "/compose.yaml"
 
 	h.repo.Commit(t, "v1", map[string]string{file: portStack(h.image, port, "v1", false)})

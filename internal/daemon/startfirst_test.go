@@ -19,19 +19,22 @@ import (
 
 // replicatedStack is a 2-replica healthchecked web service without a fixed
 // host port: gitopsd rolls it start-first.
-func replicatedStack(image, version string) string {
+func replicatedStack(image, version string) string { return replicatedStackN(image, version, 2) }
+
+// replicatedStackN is replicatedStack with n replicas.
+func replicatedStackN(image, version string, n int) string {
 	return fmt.Sprintf(`services:
   web:
     image: %s
     pull_policy: never
-    environment: {VERSION: %q}
-    deploy: {replicas: 2}
+    environment: {VERSION: %q, STOP_DELAY: 300ms}
+    deploy: {replicas: %d}
     healthcheck: `+probeCheck+`
     labels: {%s: "1"}
 networks:
   default:
     labels: {%s: "1"}
-`, image, version, testenv.TestLabel, testenv.TestLabel)
+`, image, version, n, testenv.TestLabel, testenv.TestLabel)
 }
 
 // loadResult is what `testapp load` prints.
@@ -98,6 +101,7 @@ func startLoad(t *testing.T, h *harness, project, image string, d time.Duration)
 }
 
 func TestStartFirstRollKeepsServing(t *testing.T) {
+	testenv.RunAlone(t)
 	h := newHarness(t, nil)
 	a := testenv.UniqueName(t, "roll")
 	testenv.CleanupProjects(t, a)

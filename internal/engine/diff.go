@@ -28,6 +28,7 @@ var ignoredLabels = map[string]bool{
 	LabelStack:       true,
 	LabelRevision:    true,
 	LabelOneShot:     true,
+	LabelFiles:       true, // compared by the planner, when there
 }
 
 // Differences lists, field by field, where an inspected container differs

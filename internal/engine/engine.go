@@ -47,11 +47,23 @@ const (
 // Engine is gitopsd's handle on the Docker engine.
 type Engine struct {
 	cli *client.Client
+	// dockerConfig is the config.json pulls take registry credentials
+	// from; "" is where the docker CLI looks (DefaultDockerConfig).
+	dockerConfig string
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithDockerConfig makes pulls take registry credentials from the Docker
+// config.json at path ("" is where the docker CLI looks).
+func WithDockerConfig(path string) Option {
+	return func(e *Engine) { e.dockerConfig = path }
 }
 
 // New connects to the engine from the environment (DOCKER_HOST etc.),
 // negotiates the API version and pings it.
-func New(ctx context.Context) (*Engine, error) {
+func New(ctx context.Context, opts ...Option) (*Engine, error) {
 	cli, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -60,7 +72,11 @@ func New(ctx context.Context) (*Engine, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker engine at %s does not answer: %w", cli.DaemonHost(), err)
 	}
-	return &Engine{cli: cli}, nil
+	e := &Engine{cli: cli}
+	for _, opt := range opts {
+		opt(e)
+	}
+	return e, nil
 }
 
 // Client exposes the underlying client for tests and rare callers.
@@ -166,6 +182,9 @@ type ContainerSpec struct {
 	// time, so these are connected after create and before start, as
 	// compose does.
 	Extra map[string]*network.EndpointSettings
+	// Files are secrets and configs written into the container after
+	// create, before start.
+	Files []InjectedFile
 }
 
 // CreateContainer creates (does not start) a container and connects it to
@@ -188,6 +207,10 @@ func (e *Engine) CreateContainer(ctx context.Context, spec ContainerSpec) (strin
 			return "", fmt.Errorf("connect container %s to network %s: %w", spec.Name, name, err)
 		}
 	}
+	if err := e.injectFiles(ctx, res.ID, spec.Files); err != nil {
+		_ = e.RemoveContainer(context.WithoutCancel(ctx), res.ID)
+		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
+	}
 	return res.ID, nil
 }
 
@@ -205,6 +228,22 @@ func (e *Engine) StopContainer(ctx context.Context, id string, timeoutSeconds *i
 	_, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeoutSeconds})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// PauseContainer freezes a running container.
+func (e *Engine) PauseContainer(ctx context.Context, id string) error {
+	if _, err := e.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
+		return fmt.Errorf("pause container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// UnpauseContainer resumes a paused container.
+func (e *Engine) UnpauseContainer(ctx context.Context, id string) error {
+	if _, err := e.cli.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{}); err != nil {
+		return fmt.Errorf("unpause container %s: %w", shortID(id), err)
 	}
 	return nil
 }

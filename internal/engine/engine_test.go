@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,6 +163,13 @@ func TestCreatedContainerMatchesItsSpec(t *testing.T) {
 		t.Fatalf("port change not seen: %v", d)
 	}
 
+	// A network a running container is attached to is not removed, and
+	// that is not mistaken for the engine's leak.
+	err = e.RemoveNetwork(ctx, ns[0].ID)
+	if err == nil || errors.Is(err, engine.ErrNetworkLeaked) || !strings.Contains(err.Error(), "still attached") {
+		t.Fatalf("remove of a network in use: %v; want an error saying a container is still attached", err)
+	}
+
 	// Stop, rename and remove are idempotent where it matters.
 	if err := e.StopContainer(ctx, id, nil); err != nil {
 		t.Fatal(err)
@@ -179,12 +187,23 @@ func TestCreatedContainerMatchesItsSpec(t *testing.T) {
 		t.Fatalf("stop of a removed container: %v", err)
 	}
 	for _, n := range ns {
-		if err := e.RemoveNetwork(ctx, n.ID); err != nil {
+		err := e.RemoveNetwork(ctx, n.ID)
+		if errors.Is(err, engine.ErrNetworkLeaked) && testenv.NetworkLeaked(t, n.ID) {
+			t.Logf("network %s: %v", n.Name, err)
+			continue
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if ns, _ := e.Networks(ctx, name); len(ns) != 0 {
-		t.Fatalf("networks left: %v", ns)
+	left, err := e.Networks(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range left {
+		if !testenv.NetworkLeaked(t, n.ID) {
+			t.Fatalf("network %s left", n.Name)
+		}
 	}
 }
 

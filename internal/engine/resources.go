@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
@@ -93,12 +96,54 @@ func (e *Engine) Networks(ctx context.Context, project string) ([]Network, error
 	return out, nil
 }
 
-// RemoveNetwork removes a network; a missing one is no error.
+// ErrNetworkLeaked marks a network the engine refuses to remove for
+// "active endpoints" though nothing is attached to it. Docker 20.10 leaks
+// an endpoint count now and then when containers go (moby/moby#43286); only
+// a restart of dockerd frees such a network. Callers treat it as left
+// behind, not as a failure of what they were doing.
+var ErrNetworkLeaked = errors.New("the engine reports active endpoints with nothing attached (moby/moby#43286); restart dockerd to free it")
+
+// RemoveNetwork removes a network; a missing one is no error. An endpoint
+// of a container just removed can take a moment to be released, and one
+// whose container is gone can stay listed: both are waited for or
+// disconnected by force for a few seconds. A network the engine still
+// refuses with nothing attached is ErrNetworkLeaked.
 func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
-	if _, err := e.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("remove network %s: %w", shortID(id), err)
+	const attempts = 12
+	for attempt := 1; ; attempt++ {
+		_, err := e.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "active endpoints") {
+			return fmt.Errorf("remove network %s: %w", shortID(id), err)
+		}
+		res, ierr := e.cli.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+		if ierr != nil {
+			if cerrdefs.IsNotFound(ierr) {
+				return nil
+			}
+			return fmt.Errorf("remove network %s: %w", shortID(id), errors.Join(err, ierr))
+		}
+		attached := len(res.Network.Containers)
+		if attempt == attempts {
+			if attached == 0 {
+				return fmt.Errorf("remove network %s: %w", shortID(id), ErrNetworkLeaked)
+			}
+			return fmt.Errorf("remove network %s: %d container(s) still attached: %w", shortID(id), attached, err)
+		}
+		for cid := range res.Network.Containers {
+			if _, cerr := e.cli.ContainerInspect(ctx, cid, client.ContainerInspectOptions{}); cerrdefs.IsNotFound(cerr) {
+				// The container is gone but its endpoint is listed.
+				_, _ = e.cli.NetworkDisconnect(ctx, id, client.NetworkDisconnectOptions{Container: cid, Force: true})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("remove network %s: %w", shortID(id), ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // Volume is an observed volume of a compose project.
@@ -145,76 +190,6 @@ func (e *Engine) Volumes(ctx context.Context, project string) ([]Volume, error) 
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
-
-// Pull policies of the compose specification (and their aliases).
-const (
-	PullAlways  = "always"
-	PullNever   = "never"
-	PullMissing = "missing"
-	PullBuild   = "build"
-)
-
-// EnsureImage makes the image available per compose's pull_policy and returns
-// its local ID. Nothing is pulled when policy allows the local image.
-func (e *Engine) EnsureImage(ctx context.Context, ref, pullPolicy string) (string, error) {
-	local := func() (string, bool, error) {
-		res, err := e.cli.ImageInspect(ctx, ref)
-		if cerrdefs.IsNotFound(err) {
-			return "", false, nil
-		}
-		if err != nil {
-			return "", false, fmt.Errorf("inspect image %s: %w", ref, err)
-		}
-		return res.ID, true, nil
-	}
-	switch pullPolicy {
-	case PullNever, PullBuild:
-		id, ok, err := local()
-		if err != nil || ok {
-			return id, err
-		}
-		return "", fmt.Errorf("image %s is not present locally and pull_policy is %s", ref, pullPolicy)
-	case PullAlways:
-	case "", PullMissing, "if_not_present":
-		if id, ok, err := local(); err != nil || ok {
-			return id, err
-		}
-	default:
-		// daily, weekly, every_<duration>: without a record of the last pull,
-		// a present image is good enough; gitopsd's image drift check pulls.
-		if id, ok, err := local(); err != nil || ok {
-			return id, err
-		}
-	}
-	if err := e.pull(ctx, ref); err != nil {
-		return "", err
-	}
-	id, ok, err := local()
-	if err != nil {
-		return "", err
-	}
-	if !ok {
-		return "", fmt.Errorf("image %s: pulled but not found", ref)
-	}
-	return id, nil
-}
-
-func (e *Engine) pull(ctx context.Context, ref string) error {
-	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
-	if err != nil {
-		return fmt.Errorf("pull image %s: %w", ref, err)
-	}
-	defer resp.Close()
-	for msg, err := range resp.JSONMessages(ctx) {
-		if err != nil {
-			return fmt.Errorf("pull image %s: %w", ref, err)
-		}
-		if msg.Error != nil {
-			return fmt.Errorf("pull image %s: %s", ref, msg.Error.Message)
-		}
-	}
-	return nil
 }
 
 // objectLabels are the labels of a network or volume as compose writes them

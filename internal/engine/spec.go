@@ -92,10 +92,19 @@ func ServiceSpec(project *types.Project, svc types.ServiceConfig, number int, co
 		bindings[p] = append(bindings[p], b)
 	}
 
+	refs, err := fileReferences(project, svc)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
 	binds, mounts, err := volumeMounts(project, svc)
 	if err != nil {
 		return ContainerSpec{}, err
 	}
+	fileBinds, files, err := fileMounts(svc, refs)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	mounts = append(mounts, fileBinds...)
 	tmpfs := map[string]string{}
 	for _, t := range svc.Tmpfs {
 		target, opts, _ := strings.Cut(t, ":")
@@ -134,7 +143,7 @@ func ServiceSpec(project *types.Project, svc types.ServiceConfig, number int, co
 		host.LogConfig = container.LogConfig{Type: svc.Logging.Driver, Config: svc.Logging.Options}
 	}
 
-	spec := ContainerSpec{Name: name, Config: cfg, HostConfig: host}
+	spec := ContainerSpec{Name: name, Config: cfg, HostConfig: host, Files: files}
 	if err := networking(project, svc, number, &spec); err != nil {
 		return ContainerSpec{}, err
 	}
@@ -466,12 +475,6 @@ func unsupported(svc types.ServiceConfig) error {
 	if len(svc.VolumesFrom) > 0 {
 		keys = append(keys, "volumes_from")
 	}
-	if len(svc.Secrets) > 0 {
-		keys = append(keys, "secrets")
-	}
-	if len(svc.Configs) > 0 {
-		keys = append(keys, "configs")
-	}
 	if len(svc.Gpus) > 0 {
 		keys = append(keys, "gpus")
 	}
@@ -482,9 +485,6 @@ func unsupported(svc types.ServiceConfig) error {
 	}
 	if strings.HasPrefix(svc.Pid, "service:") {
 		keys = append(keys, "pid: service:")
-	}
-	if svc.Image == "" {
-		keys = append(keys, "build without image")
 	}
 	if len(keys) > 0 {
 		return fmt.Errorf("service %s uses %s, which gitopsd does not support yet", svc.Name, strings.Join(keys, ", "))

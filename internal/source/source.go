@@ -627,6 +627,26 @@ func (s *Source) Lookup(ctx context.Context, rev string) (Revision, error) {
 	return revisionOf(c), nil
 }
 
+// Verify checks that the commit rev names is signed by one of signers
+// (see Signers.VerifyCommit): errors.Is ErrUnsigned or ErrUntrusted when
+// it is not.
+func (s *Source) Verify(ctx context.Context, rev string, signers *Signers) (Signature, error) {
+	if err := ctx.Err(); err != nil {
+		return Signature{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	repo, err := s.open()
+	if err != nil {
+		return Signature{}, fmt.Errorf("verify revision %s: %w", rev, err)
+	}
+	c, err := resolve(repo, rev)
+	if err != nil {
+		return Signature{}, err
+	}
+	return signers.VerifyCommit(c)
+}
+
 // resolve finds the commit a full or abbreviated SHA names. Unlike go-git's
 // ResolveRevision it takes no ref names (a branch called "deadbeef" must not
 // shadow a commit) and reports an ambiguous prefix instead of picking one.

@@ -3,13 +3,46 @@
 // normalized model, with gitopsd's x-gitopsd extension parsed and load
 // errors pinned to a file and line.
 //
-// Loading follows `docker compose -p <name> -f <file> [-f compose.<host>.yaml]
-// up` of compose v2.40.3, run in the stack folder, step for step, so that
-// the config hash gitopsd writes equals the one compose computes: the stack
-// folder is the working directory (and PWD), its .env feeds interpolation
-// (the process environment wins over it), paths are resolved, no profile is
-// active, unused networks and volumes are dropped, the service environment
-// is resolved after load (env_file merged in, then dropped) and builds get
-// DOCKER_DEFAULT_PLATFORM. GITOPSD_HOST and GITOPSD_LABEL_<KEY> are added
-// to the interpolation environment and win over the process environment.
+// Loading follows `docker compose -p <name> [--profile P]... up` of compose
+// v2.40.3, run in the stack folder, step for step, so that the config hash
+// gitopsd writes equals the one compose computes:
+//
+//   - The interpolation environment is GITOPSD_HOST and GITOPSD_LABEL_<KEY>,
+//     then the process environment, then the stack's .env, each filling in
+//     only what the ones before left unset; PWD is the stack folder.
+//   - The files are those COMPOSE_FILE in .env names (split by
+//     COMPOSE_PATH_SEPARATOR, default ":", relative to the stack folder),
+//     else the first of compose.yaml, compose.yml, docker-compose.yml and
+//     docker-compose.yaml; the host's overlay compose.<host>.yaml (or .yml)
+//     is merged last. compose.override.yaml is not read. The first file's
+//     folder is the project directory, and its own .env, if it is not the
+//     stack folder, fills in what is still unset.
+//   - The active profiles are x-gitopsd.profiles (as --profile), else
+//     COMPOSE_PROFILES in .env, else none. A stack that sets
+//     x-gitopsd.profiles is loaded twice: its profiles are known only once
+//     its files are merged and interpolated.
+//   - COMPOSE_FILE, COMPOSE_PATH_SEPARATOR and COMPOSE_PROFILES are taken
+//     from .env only, never from the process environment: one variable in
+//     the daemon's environment would change every stack on the host.
+//   - Paths are resolved, services of inactive profiles dropped (a required
+//     depends_on on one fails, as in compose), unused networks and volumes
+//     dropped, the service environment resolved after load (env_file merged
+//     in, then dropped), and builds get DOCKER_DEFAULT_PLATFORM.
+//
+// Discover takes a folder under stacks/ for a stack when it holds a compose
+// file by a default name or a .env assigning COMPOSE_FILE; a .env naming
+// files that do not exist makes an Invalid stack, not a missing one (whose
+// containers would be removed).
+//
+// Two steps are gitopsd's own, for a repository that may be hostile: before
+// compose-go reads anything, the stack folder is checked (symlinks leaving
+// it, file sizes, YAML alias expansion, at most MaxComposeFiles files in
+// COMPOSE_FILE), and paths that leave it (compose files, include paths,
+// project directories and env files, extends files, env_file, build
+// contexts, secret and config files) are refused unless the host's policy
+// allows them; after loading, SOPS-encrypted env files and secret and
+// config files are decrypted in memory (a decrypted secret or config keeps
+// its plaintext as content, which the engine writes into the container)
+// and, for stacks that target this host, the host's policy judges
+// what the services ask (internal/policy).
 package stack

@@ -3,6 +3,7 @@ package stack
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -84,13 +85,13 @@ func (l *locator) locate(err error) *Error {
 		// Absolute checkout paths change with every revision; users know
 		// their files by the path in the repository.
 		e.Msg = strings.ReplaceAll(e.Msg, l.repoDir+string(filepath.Separator), "")
-		if e.File == "" {
+		if e.File == "" && len(l.files) > 0 {
 			e.File = l.rel(l.files[0])
 		}
 	}()
 	search := l.candidates(named)
 	fileOrMain := named
-	if fileOrMain == "" {
+	if fileOrMain == "" && len(l.files) > 0 {
 		fileOrMain = l.files[0]
 	}
 
@@ -119,8 +120,8 @@ func (l *locator) locate(err error) *Error {
 			return at(f, line)
 		}
 	}
-	if m := undefinedRef.FindStringSubmatch(msg); m != nil {
-		svc := serviceNamed.FindStringSubmatch(msg)[1]
+	if m, named := undefinedRef.FindStringSubmatch(msg), serviceNamed.FindStringSubmatch(msg); m != nil && named != nil {
+		svc := named[1]
 		key, ref := "depends_on", m[1]
 		if m[2] != "" {
 			key, ref = m[2]+"s", m[3]
@@ -129,6 +130,9 @@ func (l *locator) locate(err error) *Error {
 			}
 		}
 		keyPath := "services." + svc + "." + key
+		if key == "depends_on" {
+			e.Msg += inactiveProfileHint(search, ref)
+		}
 		if f, line := findValue(search, keyPath, refersTo(ref)); line > 0 {
 			return at(f, line)
 		}
@@ -195,7 +199,10 @@ func (l *locator) locate(err error) *Error {
 
 // atPath is an *Error for a problem at a key path of the merged files.
 func (l *locator) atPath(keyPath, msg string) *Error {
-	e := &Error{Stack: l.stack, File: l.rel(l.files[0]), Msg: keyPath + ": " + msg}
+	e := &Error{Stack: l.stack, Msg: keyPath + ": " + msg}
+	if len(l.files) > 0 {
+		e.File = l.rel(l.files[0])
+	}
 	if f, line := findPath(l.candidates(""), keyPath); line > 0 {
 		e.File, e.Line = l.rel(f), line
 	}
@@ -229,6 +236,27 @@ func (l *locator) dotenv(file, lineText, rest string) *Error {
 		e.Msg = strings.Join(strings.Fields(rest), " ")
 	}
 	return e
+}
+
+// inactiveProfileHint explains an "undefined" dependency that the files do
+// define, under profiles that are not active: compose-go drops such a
+// service before it checks depends_on, as `docker compose up` does.
+func inactiveProfileHint(files []string, service string) string {
+	for _, f := range files {
+		for _, doc := range parseFile(f) {
+			for _, n := range under(doc, []string{"services", service, "profiles"}) {
+				var names []string
+				for _, p := range scalars(n) {
+					names = append(names, p.Value)
+				}
+				if len(names) == 0 {
+					continue
+				}
+				return fmt.Sprintf(" (%s is only in profiles [%s], none of them active: activate one with x-gitopsd.profiles or COMPOSE_PROFILES in .env, or make the dependency required: false)", service, strings.Join(names, ", "))
+			}
+		}
+	}
+	return ""
 }
 
 // samePath says whether a value in a compose file names the file target,

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -22,8 +23,13 @@ import (
 var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // Discover returns the sorted names of the folders (or symlinks to folders)
-// under repoDir/stacks that hold a compose file. A repository without a
-// stacks/ folder has no stacks.
+// under repoDir/stacks that are stacks: that hold a compose file by one of
+// compose's default names, or a .env that assigns COMPOSE_FILE. A
+// repository without a stacks/ folder has no stacks.
+//
+// A .env naming files that do not exist still makes a stack: Load then
+// reports it Invalid, which keeps its containers running, where not
+// finding the stack at all would remove them over a typo.
 func Discover(repoDir string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(repoDir, "stacks"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -38,12 +44,27 @@ func Discover(repoDir string) ([]string, error) {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			continue // os.Stat follows symlinks: the daemon's live view is made of them
 		}
-		if composeFile(dir) != "" {
+		if composeFile(dir) != "" || assignsComposeFile(filepath.Join(dir, ".env")) {
 			names = append(names, e.Name())
 		}
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// composeFileLine matches the line of a .env that assigns COMPOSE_FILE.
+var composeFileLine = regexp.MustCompile(`(?m)^[ \t]*(?:export[ \t]+)?COMPOSE_FILE[ \t]*[=:]`)
+
+// assignsComposeFile says whether a .env file assigns COMPOSE_FILE. It
+// reads the text, not the parsed file: a .env that does not parse must
+// still make its folder a stack, so that Load can say what is wrong.
+func assignsComposeFile(dotEnv string) bool {
+	st, err := os.Stat(dotEnv)
+	if err != nil || !st.Mode().IsRegular() || st.Size() > MaxFileBytes {
+		return false
+	}
+	b, err := os.ReadFile(dotEnv)
+	return err == nil && composeFileLine.Match(b)
 }
 
 // composeFile is the stack's main compose file, looked up in compose's order.
@@ -87,9 +108,20 @@ func envKey(label string) string {
 }
 
 // Load loads the stack stacks/<name>/ of the checkout at repoDir as
-// `docker compose -p <name> -f <file> [-f compose.<host>.yaml] up` would,
-// run in that folder. Errors a user can fix in the repository are *Error.
-func Load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
+// `docker compose -p <name> [--profile P] -f <file>... [-f compose.<host>.yaml] up`
+// would, run in that folder. Errors a user can fix in the repository are *Error.
+func Load(ctx context.Context, repoDir, name string, host Host) (st *Stack, err error) {
+	// A crafted compose file must cost its stack, never the daemon: a panic
+	// anywhere in loading (compose-go's or ours) is that stack's error.
+	defer func() {
+		if r := recover(); r != nil {
+			st, err = nil, &Error{Stack: name, Msg: fmt.Sprintf("the loader failed on this stack (a bug: please report it): %v", r)}
+		}
+	}()
+	return load(ctx, repoDir, name, host)
+}
+
+func load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
 	if !stackName.MatchString(name) {
 		return nil, &Error{Stack: name, Msg: fmt.Sprintf("invalid stack name %q: use lowercase letters, digits, '-' and '_', starting with a letter or digit", name)}
 	}
@@ -101,64 +133,208 @@ func Load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) 
 	// stack to its revision's checkout, and compose's working_dir label
 	// and resolved paths must not change with the revision.
 	dir := filepath.Join(repoDir, "stacks", name)
-	main := composeFile(dir)
-	if main == "" {
-		return nil, &Error{Stack: name, Msg: "no compose file (compose.yaml, compose.yml, docker-compose.yml or docker-compose.yaml)"}
+	loc := &locator{stack: name, repoDir: repoDir}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, &Error{Stack: name, Msg: noComposeFile}
 	}
-	files := []string{main}
-	if overlay := overlayFile(dir, host.Name); overlay != "" {
-		files = append(files, overlay)
+	rules := host.policy()
+	if err := loc.preflight(dir, rules.PathsOutsideStack); err != nil {
+		return nil, err
 	}
-	loc := &locator{stack: name, repoDir: repoDir, files: files}
-
-	// The options of `docker compose up` (cmd/compose/compose.go:
-	// WithServices and toProjectOptions), minus the file lookups made moot
-	// by explicit files and COMPOSE_PROFILES (no profile is ever active).
-	// gitopsd's variables are set first, so the process environment (which
-	// only fills what is unset) cannot override them, and .env fills in
-	// only what neither set.
-	opts, err := cli.NewProjectOptions(files,
-		cli.WithResolvedPaths(true),
-		cli.WithoutEnvironmentResolution,
-		cli.WithWorkingDirectory(dir),
-		cli.WithEnv(HostEnv(host)),
-		// A shell in the stack folder has PWD set to it; the daemon's own
-		// working directory means nothing to a stack.
-		cli.WithEnv([]string{"PWD=" + dir}),
-		cli.WithOsEnv,
-		cli.WithEnvFiles(),
-		cli.WithDotEnv,
-		cli.WithName(name),
-	)
+	sel, err := loc.selectFiles(dir, host, rules.PathsOutsideStack)
 	if err != nil {
-		return nil, loc.locate(err)
+		return nil, err
 	}
-	project, err := opts.LoadProject(ctx)
+	loc.files = sel.files
+	if err := loc.checkIncludes(dir, sel, rules.PathsOutsideStack); err != nil {
+		return nil, err
+	}
+	project, options, err := loading{loc: loc, name: name, dir: dir, sel: sel, allowOutside: rules.PathsOutsideStack}.project(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("load stack %s: %w", name, ctx.Err())
+		return nil, err
+	}
+	// Before env files are read: they are read by normalize.
+	if err := loc.checkPaths(project, dir, rules.PathsOutsideStack); err != nil {
+		return nil, err
+	}
+	if err := loc.checkBuilds(project); err != nil {
+		return nil, err
+	}
+	// What only a host the stack runs on must have (its keys) or allow
+	// (its policy) is not asked of the others.
+	targeted := options.Targets.Match(host)
+	if targeted {
+		if err := loc.decryptEnvFiles(project, host.Identities, host.SkipSecrets); err != nil {
+			return nil, err
 		}
-		return nil, loc.locate(err)
+		if err := loc.decryptFileObjects(project, host.Identities, host.SkipSecrets); err != nil {
+			return nil, err
+		}
 	}
+	active := activeProfiles(project.Profiles)
 	project, err = normalize(project, name)
 	if err != nil {
 		return nil, loc.locate(err)
 	}
-
-	options, err := parseOptions(project.Extensions["x-gitopsd"])
-	if err != nil {
-		var oe *optionError
-		if errors.As(err, &oe) {
-			return nil, loc.atPath(oe.keyPath(), oe.msg)
+	if targeted {
+		if vs := rules.Check(project, dir); len(vs) > 0 {
+			return nil, loc.atPath(vs[0].KeyPath, vs[0].Error())
 		}
-		return nil, &Error{Stack: name, File: loc.rel(main), Msg: err.Error()}
 	}
-	return &Stack{Name: name, Dir: dir, Files: files, Project: project, Options: options}, nil
+	return &Stack{Name: name, Dir: dir, Files: sel.files, Project: project, Options: options, Profiles: active}, nil
+}
+
+// loading is one stack on its way through compose-go: its folder, what
+// selectFiles settled, and whether the host's policy lets it reach
+// outside its folder.
+type loading struct {
+	loc          *locator
+	name, dir    string
+	sel          selection
+	allowOutside bool
+}
+
+// project runs compose-go on the selected files with the active profiles:
+// x-gitopsd.profiles when the files set it, else COMPOSE_PROFILES of .env.
+// x-gitopsd is part of what is being loaded, so a stack that sets it is
+// loaded twice: first its model, for the profiles, then the project with
+// them (compose-go applies profiles while loading, and its checks, such as
+// depends_on naming an inactive service, depend on them).
+func (g loading) project(ctx context.Context) (*types.Project, Options, error) {
+	profiles := g.sel.profiles
+	if declaresProfiles(g.sel.files) {
+		model, err := g.model(ctx)
+		if err != nil {
+			return nil, Options{}, err
+		}
+		options, err := g.loc.options(model["x-gitopsd"])
+		if err != nil {
+			return nil, Options{}, err
+		}
+		if options.Profiles != nil {
+			profiles = options.Profiles
+		}
+	}
+	project, options, err := g.withProfiles(ctx, profiles)
+	if err != nil || options.Profiles == nil || slices.Equal(options.Profiles, profiles) {
+		return project, options, err
+	}
+	// The look for x-gitopsd.profiles in the YAML as written missed it
+	// (behind a merge key, say): the loaded project has the last word.
+	return g.withProfiles(ctx, options.Profiles)
+}
+
+// withProfiles loads the project with these profiles active, with the
+// options of `docker compose up` (cmd/compose/compose.go: WithServices
+// and toProjectOptions) and the files, project directory and environment
+// selectFiles settled, and parses its x-gitopsd.
+func (g loading) withProfiles(ctx context.Context, profiles []string) (*types.Project, Options, error) {
+	opts := []cli.ProjectOptionsFn{
+		cli.WithResolvedPaths(true),
+		cli.WithoutEnvironmentResolution,
+		cli.WithWorkingDirectory(g.sel.workingDir),
+		withEnvironment(g.sel.env),
+		cli.WithName(g.name),
+		cli.WithProfiles(profiles),
+	}
+	if !g.allowOutside {
+		opts = append(opts, cli.WithResourceLoader(escapeGuard{stack: g.name, dir: g.dir}))
+	}
+	po, err := cli.NewProjectOptions(g.sel.files, opts...)
+	if err != nil {
+		return nil, Options{}, g.loc.locate(err)
+	}
+	project, err := po.LoadProject(ctx)
+	if err != nil {
+		return nil, Options{}, g.loc.loadError(ctx, err)
+	}
+	options, err := g.loc.options(project.Extensions["x-gitopsd"])
+	if err != nil {
+		return nil, Options{}, err
+	}
+	return project, options, nil
+}
+
+// model loads the stack's merged and interpolated model, before profiles
+// apply. It calls the loader itself: compose-go v2.9.1's
+// ProjectOptions.LoadModel interpolates without the environment.
+func (g loading) model(ctx context.Context) (map[string]any, error) {
+	details := types.ConfigDetails{WorkingDir: g.sel.workingDir, ConfigFiles: types.ToConfigFiles(g.sel.files), Environment: g.sel.env.Clone()}
+	model, err := loader.LoadModelWithContext(ctx, details, func(o *loader.Options) {
+		o.SetProjectName(g.name, true)
+		if !g.allowOutside {
+			o.ResourceLoaders = append(o.ResourceLoaders, escapeGuard{stack: g.name, dir: g.dir})
+		}
+	})
+	if err != nil {
+		return nil, g.loc.loadError(ctx, err)
+	}
+	return model, nil
+}
+
+// options parses x-gitopsd, pinning a bad value to its line.
+func (l *locator) options(raw any) (Options, error) {
+	options, err := parseOptions(raw)
+	if err == nil {
+		return options, nil
+	}
+	var oe *optionError
+	if errors.As(err, &oe) {
+		return options, l.atPath(oe.keyPath(), oe.msg)
+	}
+	return options, &Error{Stack: l.stack, File: l.rel(l.files[0]), Msg: err.Error()}
+}
+
+// activeProfiles are the profiles a project was loaded with, as a user
+// would list them.
+func activeProfiles(profiles []string) []string {
+	var out []string
+	for _, p := range profiles {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loadError is the error of a compose-go load: the context's, ours (from
+// escapeGuard), or compose-go's, located.
+func (l *locator) loadError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("load stack %s: %w", l.stack, ctx.Err())
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		l.placeGuardError(e)
+		return e
+	}
+	return l.locate(err)
+}
+
+// placeGuardError gives the error of escapeGuard, which is not told which
+// file asked for the path, the file and line that name it.
+func (l *locator) placeGuardError(e *Error) {
+	p, isGuard := strings.CutSuffix(e.Msg, outsideMsg(""))
+	if e.File != "" || !isGuard {
+		return
+	}
+	if f, line := findValue(l.candidates(""), "", func(v string) bool { return v == p }); line > 0 {
+		e.File, e.Line = l.rel(f), line
+	}
+}
+
+// withEnvironment makes env, settled by selectFiles, the whole
+// interpolation environment.
+func withEnvironment(env types.Mapping) cli.ProjectOptionsFn {
+	return func(o *cli.ProjectOptions) error {
+		o.Environment = env.Clone()
+		return nil
+	}
 }
 
 // normalize applies what the compose CLI does to a loaded project before
 // `up` hashes its services, in the same order: enable the selected
-// services (none named: no profile), drop unused resources, resolve the
+// services (none named: only the active profiles), drop unused resources, resolve the
 // service environment (env_file merged into environment, then dropped),
 // then the platform defaults of createOptions.Apply.
 func normalize(project *types.Project, name string) (*types.Project, error) {

@@ -23,7 +23,7 @@ func (e *optionError) keyPath() string {
 
 // knownOptions are the keys of x-gitopsd; the ones parsed elsewhere (backup,
 // health, update) are only checked to exist here.
-var knownOptions = map[string]bool{"targets": true, "drift": true, "backup": true, "health": true, "update": true}
+var knownOptions = map[string]bool{"targets": true, "drift": true, "profiles": true, "backup": true, "health": true, "update": true}
 
 // parseOptions reads the x-gitopsd extension (nil when absent).
 func parseOptions(raw any) (Options, error) {
@@ -43,7 +43,7 @@ func parseOptions(raw any) (Options, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !knownOptions[k] {
-			return opts, &optionError{path: k, msg: fmt.Sprintf("unknown key %q (known: backup, drift, health, targets, update)", k)}
+			return opts, &optionError{path: k, msg: fmt.Sprintf("unknown key %q (known: backup, drift, health, profiles, targets, update)", k)}
 		}
 	}
 	if v, ok := m["drift"]; ok {
@@ -62,7 +62,37 @@ func parseOptions(raw any) (Options, error) {
 		}
 		opts.Targets = t
 	}
+	if v, ok := m["profiles"]; ok {
+		p, err := parseProfiles(v)
+		if err != nil {
+			return opts, err
+		}
+		opts.Profiles = p
+	}
 	return opts, nil
+}
+
+// parseProfiles reads x-gitopsd.profiles: the profiles to activate, as
+// `docker compose --profile` would. The result is never nil, so that an
+// empty list (activate none, whatever .env says) differs from no key.
+// An empty entry activates nothing, as in COMPOSE_PROFILES, so that
+// "${GITOPSD_LABEL_ROLE}" is harmless on a host without that label; "*"
+// activates every profile, as in compose. Names are not checked further:
+// compose allows any string as a service's profile.
+func parseProfiles(v any) ([]string, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, &optionError{path: "profiles", msg: "must be a list of profile names"}
+	}
+	profiles := make([]string, 0, len(list))
+	for i, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return nil, &optionError{path: fmt.Sprintf("profiles.%d", i), msg: fmt.Sprintf("must be a profile name, not %v", item)}
+		}
+		profiles = append(profiles, s)
+	}
+	return profiles, nil
 }
 
 func parseTargets(v any) (Targets, error) {

@@ -5,13 +5,31 @@ import (
 	"fmt"
 	"path"
 
+	"filippo.io/age"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/gitopsd/gitopsd/internal/policy"
 )
 
 // Host is what a stack's targets and interpolation see of this host.
 type Host struct {
 	Name   string
 	Labels map[string]string
+	// Policy is what a stack may ask of this host; nil is policy.Default.
+	Policy *policy.Policy
+	// Identities decrypt the SOPS-encrypted files of the stacks that run
+	// here; none: such a stack is Invalid.
+	Identities []age.Identity
+	// SkipSecrets leaves encrypted env files out, unread, instead of
+	// asking for a key: for judging a repository offline without its keys.
+	SkipSecrets bool
+}
+
+func (h Host) policy() policy.Policy {
+	if h.Policy == nil {
+		return policy.Default()
+	}
+	return *h.Policy
 }
 
 // Stack is one folder stacks/<Name>/ of a checked-out revision, loaded and
@@ -22,12 +40,20 @@ type Stack struct {
 	Files   []string       // absolute paths of the compose files used, in merge order
 	Project *types.Project // normalized as the compose CLI normalizes it
 	Options Options        // the parsed x-gitopsd extension
+	// Profiles are the active profiles: x-gitopsd.profiles, else
+	// COMPOSE_PROFILES of the stack's .env; none when neither is set. The
+	// services of other profiles are in Project.DisabledServices.
+	Profiles []string
 }
 
 // Options is the top-level x-gitopsd extension of a stack.
 type Options struct {
 	Targets Targets
 	Drift   DriftPolicy // default DriftHeal
+	// Profiles are the profiles to activate, as `docker compose --profile`
+	// would; nil when x-gitopsd has no profiles key, empty to activate
+	// none whatever .env says.
+	Profiles []string
 	// Backup and later keys are parsed by their own packages from Raw.
 	Raw map[string]any
 }
@@ -79,6 +105,10 @@ type Result struct {
 // LoadAll loads every stacks/<name>/ folder of the checkout at repoDir.
 // One broken stack never prevents the others from loading.
 func LoadAll(ctx context.Context, repoDir string, host Host) Result {
+	return loadAll(ctx, repoDir, host, Load)
+}
+
+func loadAll(ctx context.Context, repoDir string, host Host, load func(context.Context, string, string, Host) (*Stack, error)) Result {
 	res := Result{Invalid: map[string]error{}}
 	names, err := Discover(repoDir)
 	if err != nil {
@@ -86,7 +116,7 @@ func LoadAll(ctx context.Context, repoDir string, host Host) Result {
 		return res
 	}
 	for _, name := range names {
-		st, err := Load(ctx, repoDir, name, host)
+		st, err := load(ctx, repoDir, name, host)
 		switch {
 		case err != nil:
 			res.Invalid[name] = err

@@ -432,3 +432,26 @@ func BenchmarkServiceHash(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoadAll100x5: a revision of 100 stacks of 5 services each, the
+// size of a small fleet's repository, loaded as a reconcile loads it.
+func BenchmarkLoadAll100x5(b *testing.B) {
+	files := map[string]string{}
+	for s := range 100 {
+		var sb strings.Builder
+		sb.WriteString("services:\n")
+		for v := range 5 {
+			fmt.Fprintf(&sb, "  svc%d:\n    image: app%d:1\n    environment: {A: \"1\", STACK: \"%d\"}\n    ports: [\"80\"]\n    volumes: [data:/data]\n    deploy: {update_config: {monitor: 1s}}\n", v, v, s)
+		}
+		sb.WriteString("volumes:\n  data: {}\n")
+		files[fmt.Sprintf("stacks/s%03d/compose.yaml", s)] = sb.String()
+	}
+	dir := repo(b, files)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := LoadAll(ctx, dir, host); len(res.Stacks) != 100 {
+			b.Fatalf("loaded %d stacks, invalid %v", len(res.Stacks), res.Invalid)
+		}
+	}
+}

@@ -6,17 +6,24 @@
 // The model, in the order a reconcile runs it:
 //
 //   - Desire resolves a loaded stack into what it wants: images made
-//     available per pull_policy (pulled before anything is stopped), the
-//     compose config hash of each service, and one container spec per
-//     replica, with Compose's own names and labels.
+//     available per pull_policy (pulled before anything is stopped), or
+//     built from the checkout for a build: section when the digest of the
+//     context's files and build config has no image yet (build.go). A
+//     rollback or a heal takes the images already on the host without
+//     asking a registry; a poll whose pull fails keeps the local image.
+//     Desire also computes each service's compose config hash and one
+//     container spec per replica, with Compose's own names and labels.
 //   - Observe lists the project's containers, networks and volumes.
 //   - MakePlan is a pure function of the two. A container is recreated when
 //     its config-hash label differs (what docker compose checks), when it runs
 //     another image than the tag now names, or when a field differs from its
 //     spec (engine.Differences), so a container edited by hand under an
 //     unchanged label is caught too. A stopped container that matches is
-//     started. Replicas above the wanted count and services that left are
-//     removed; volumes never are: they are reported as orphans.
+//     started (and a paused one unpaused), both through its gate; one that
+//     Docker is restarting by its own restart policy is left to Docker, and
+//     one being removed is waited for. Replicas above the wanted count and
+//     services that left are removed; volumes never are: they are reported
+//     as orphans.
 //   - The Reconciler applies the plan in order. Every new container must
 //     pass its health gate (package health); a one-shot job (a service
 //     waited for with service_completed_successfully) passes by exiting 0.
@@ -40,6 +47,11 @@
 //     retry it unless the trigger is TriggerRetry (`sync --retry`); the
 //     daemon keeps passing that revision while the stack's folder is
 //     unchanged, so only a new commit to the stack tries again.
+//   - Compare and Heal serve drift (package drift): Compare plans a stack
+//     against the revision it already runs, changing nothing, so any action
+//     is drift; Heal applies only the actions of the named services, gated
+//     like a sync, as a deployment with trigger heal that never rolls the
+//     stack back nor marks its revision failed.
 //
 // Each reconcile ends with the stack's row in the store saying where it is:
 // Sync is Synced, OutOfSync, Progressing, Invalid or Failed; Health is the

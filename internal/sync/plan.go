@@ -82,6 +82,7 @@ const (
 	ActCreate        ActionKind = "create"
 	ActRecreate      ActionKind = "recreate"
 	ActStart         ActionKind = "start"
+	ActUnpause       ActionKind = "unpause"
 	ActRestart       ActionKind = "restart"
 	ActRemove        ActionKind = "remove"
 	ActRemoveNetwork ActionKind = "remove-network"
@@ -138,9 +139,11 @@ func (p Plan) Empty() bool { return len(p.Actions) == 0 }
 //  1. networks and volumes the stack needs and that do not exist;
 //  2. containers of services that left the stack, removed;
 //  3. services in depends_on order: per replica create, recreate (when the
-//     container differs from its spec, field by field) or start (when it
-//     exists as specified but is not running, unless it is a one-shot job
-//     that completed); surplus replicas removed; replicas of a service that
+//     container differs from its spec, field by field), start (when it
+//     exists as specified but is stopped, unless it is a one-shot job that
+//     completed) or unpause; a container that Docker is restarting by its
+//     restart policy is left to Docker; surplus replicas removed; replicas
+//     of a service that
 //     depends on a recreated one with restart: true, restarted;
 //  4. networks of the project that no service needs any more, removed.
 //
@@ -228,13 +231,23 @@ func MakePlan(desired Desired, observed Observed) (Plan, error) {
 func planService(svc DesiredService, have []engine.Container) []Action {
 	var actions []Action
 	byNumber := map[int][]engine.Container{}
+	removing := map[int]bool{}
 	for _, c := range have {
+		if c.State == "removing" {
+			// Going away already: its replica is planned once it is gone
+			// (a new one could not take its name before).
+			removing[c.Number] = true
+			continue
+		}
 		byNumber[c.Number] = append(byNumber[c.Number], c)
 	}
 	for i, spec := range svc.Specs {
 		number := i + 1
 		candidates := byNumber[number]
 		delete(byNumber, number)
+		if len(candidates) == 0 && removing[number] {
+			continue
+		}
 		if len(candidates) == 0 {
 			actions = append(actions, Action{Kind: ActCreate, Service: svc.Name, Number: number, Name: spec.Name})
 			continue
@@ -250,7 +263,14 @@ func planService(svc DesiredService, have []engine.Container) []Action {
 			actions = append(actions, Action{Kind: ActRecreate, Service: svc.Name, Number: number, ID: keep.ID, Name: keep.Name, Reasons: reasons})
 			continue
 		}
-		if keep.State != "running" && !(svc.OneShot && keep.Completed()) {
+		switch {
+		case keep.State == "running", svc.OneShot && keep.Completed():
+		case keep.State == "restarting":
+			// The container's own restart policy is at work: Docker starts
+			// it again, and starting it here would race Docker.
+		case keep.State == "paused":
+			actions = append(actions, Action{Kind: ActUnpause, Service: svc.Name, Number: number, ID: keep.ID, Name: keep.Name, Reasons: []string{"container paused"}})
+		default:
 			actions = append(actions, Action{Kind: ActStart, Service: svc.Name, Number: number, ID: keep.ID, Name: keep.Name, Reasons: []string{"container " + keep.State}})
 		}
 	}
@@ -319,6 +339,11 @@ func containerDifferences(svc DesiredService, spec engine.ContainerSpec, c engin
 	}
 	if svc.ImageID != "" && c.ImageID != "" && c.ImageID != svc.ImageID {
 		reasons = append(reasons, "image changed")
+	}
+	// A container compose created (adopted) has no digest of its secrets
+	// and configs: only one gitopsd wrote can tell they changed.
+	if have, ok := c.Labels[engine.LabelFiles]; ok && have != spec.Config.Labels[engine.LabelFiles] {
+		reasons = append(reasons, "secrets or configs changed")
 	}
 	for _, field := range engine.Differences(spec, c.Inspect) {
 		if field == "image" && len(reasons) > 0 {

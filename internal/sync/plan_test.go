@@ -3,6 +3,7 @@ package sync
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,12 @@ func TestMakePlan(t *testing.T) {
 	handEdited.Inspect.Config = &cfg
 	newImage := webRunning
 	newImage.ImageID = "sha256:older"
+	restarting := webRunning
+	restarting.State = "restarting"
+	paused := webRunning
+	paused.State = "paused"
+	removing := webRunning
+	removing.State = "removing"
 	parked := running(web.Specs[0], web, 1, "c-parked")
 	parked.Name = "c-web12345_s-web-1"
 	parked.State = "exited"
@@ -137,6 +144,24 @@ func TestMakePlan(t *testing.T) {
 			desired:  Desired{Stack: "s", Services: []DesiredService{web}, Networks: []string{"default"}},
 			observed: Observed{Containers: []engine.Container{stopped}, Networks: []engine.Network{net}},
 			want:     []string{"start web#1"},
+		},
+		{
+			name:     "a container Docker is restarting by its restart policy is left to Docker",
+			desired:  Desired{Stack: "s", Services: []DesiredService{web}, Networks: []string{"default"}},
+			observed: Observed{Containers: []engine.Container{restarting}, Networks: []engine.Network{net}},
+			want:     nil,
+		},
+		{
+			name:     "a container being removed is waited for, not started nor replaced",
+			desired:  Desired{Stack: "s", Services: []DesiredService{web}, Networks: []string{"default"}},
+			observed: Observed{Containers: []engine.Container{removing}, Networks: []engine.Network{net}},
+			want:     nil,
+		},
+		{
+			name:     "unpause a paused container",
+			desired:  Desired{Stack: "s", Services: []DesiredService{web}, Networks: []string{"default"}},
+			observed: Observed{Containers: []engine.Container{paused}, Networks: []engine.Network{net}},
+			want:     []string{"unpause web#1"},
 		},
 		{
 			name:     "scale up",
@@ -372,6 +397,43 @@ func TestRollConfig(t *testing.T) {
 		}
 		if err != nil || got != c.want {
 			t.Errorf("%s: got %+v, %v; want %+v", c.name, got, err, c.want)
+		}
+	}
+}
+
+// A container gitopsd made with other secrets or configs is recreated; one
+// without the label (made by docker compose, adopted) is not.
+func TestPlanRollsChangedSecretsAndConfigs(t *testing.T) {
+	want := service("s", "web", "h1", 1)
+	want.Specs[0].Config.Labels[engine.LabelFiles] = "new"
+	for _, tc := range []struct {
+		name, have string
+		recreate   bool
+	}{
+		{"same contents", "new", false},
+		{"changed contents", "old", true},
+		{"adopted from compose", "", false},
+	} {
+		c := running(want.Specs[0], want, 1, "c1")
+		c.Labels = map[string]string{}
+		for k, v := range want.Specs[0].Config.Labels {
+			if k != engine.LabelFiles {
+				c.Labels[k] = v
+			}
+		}
+		if tc.have != "" {
+			c.Labels[engine.LabelFiles] = tc.have
+		}
+		cfg := *c.Inspect.Config
+		cfg.Labels = c.Labels
+		c.Inspect.Config = &cfg
+		plan, err := MakePlan(Desired{Stack: "s", Services: []DesiredService{want}}, Observed{Containers: []engine.Container{c}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := len(plan.Actions) == 1 && plan.Actions[0].Kind == ActRecreate && slices.Contains(plan.Actions[0].Reasons, "secrets or configs changed")
+		if got != tc.recreate || (!tc.recreate && !plan.Empty()) {
+			t.Errorf("%s: plan %v (reasons %v)", tc.name, kinds(plan), plan.Actions)
 		}
 	}
 }

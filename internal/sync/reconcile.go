@@ -92,6 +92,16 @@ type Reconciler struct {
 	Engine *engine.Engine
 	Store  *store.Store
 	Log    *slog.Logger
+	// MaxBuildContext bounds a build context in bytes (0: no bound).
+	MaxBuildContext int64
+	// FilesKey keys the digest of secrets and configs written on
+	// containers (engine.LabelFiles), so it says nothing of a short secret.
+	FilesKey []byte
+	// InstanceID names this gitopsd on the images it builds
+	// (engine.LabelBuiltBy).
+	InstanceID string
+
+	digests buildDigests
 }
 
 // Desire resolves a loaded stack into the containers it wants: images made
@@ -103,12 +113,13 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 	extra := map[string]string{engine.LabelStack: st.Name, engine.LabelRevision: revision}
 	used := map[string]bool{}
 	waitedFor := dependencyConditions(p)
+	imageIDs, err := r.serviceImages(ctx, st, revision, dryRun)
+	if err != nil {
+		return d, err
+	}
 	for _, name := range p.ServiceNames() {
 		svc := p.Services[name]
-		imageID, err := r.image(ctx, svc.Image, svc.PullPolicy, dryRun)
-		if err != nil {
-			return d, fmt.Errorf("service %s: %w", name, err)
-		}
+		imageID := imageIDs[name]
 		hash, err := stack.ServiceHash(svc)
 		if err != nil {
 			return d, fmt.Errorf("service %s: config hash: %w", name, err)
@@ -138,12 +149,25 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 		}
 		sort.Strings(ds.RestartWith)
 		labels := extra
-		if ds.OneShot {
+		files, err := engine.FilesDigest(p, svc, r.FilesKey)
+		if err != nil {
+			return d, fmt.Errorf("service %s: %w", name, err)
+		}
+		if ds.OneShot || files != "" {
 			labels = maps.Clone(extra)
+		}
+		if ds.OneShot {
 			labels[engine.LabelOneShot] = "true"
 		}
+		if files != "" {
+			labels[engine.LabelFiles] = files
+		}
+		// A service that only builds runs the image compose would tag; the
+		// hash above is of the service as written, as compose hashes it.
+		specSvc := svc
+		specSvc.Image = ImageName(p.Name, svc)
 		for n := 1; n <= svc.GetScale(); n++ {
-			spec, err := engine.ServiceSpec(p, svc, n, hash, imageID, labels)
+			spec, err := engine.ServiceSpec(p, specSvc, n, hash, imageID, labels)
 			if err != nil {
 				return d, fmt.Errorf("service %s: %w", name, err)
 			}
@@ -178,7 +202,40 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 	return d, nil
 }
 
-// image returns the local ID of ref, pulling it when pull_policy says so.
+// serviceImages is the local ID of the image each service runs. Services
+// that build come first, as compose builds every image before it creates
+// a container: another service may run a built image by its name.
+func (r *Reconciler) serviceImages(ctx context.Context, st *stack.Stack, revision string, dryRun bool) (map[string]string, error) {
+	ids := map[string]string{}
+	names := st.Project.ServiceNames()
+	for _, builds := range []bool{true, false} {
+		for _, name := range names {
+			svc := st.Project.Services[name]
+			if (svc.Build != nil) != builds {
+				continue
+			}
+			id, err := r.serviceImage(ctx, st, svc, revision, dryRun)
+			if err != nil {
+				return nil, fmt.Errorf("service %s: %w", name, err)
+			}
+			ids[name] = id
+		}
+	}
+	return ids, nil
+}
+
+// serviceImage is the local ID of the image svc runs: built from the
+// checkout when it has a build: section (unless pull_policy: never, which
+// takes the image as the host has it), else pulled per pull_policy.
+func (r *Reconciler) serviceImage(ctx context.Context, st *stack.Stack, svc types.ServiceConfig, revision string, dryRun bool) (string, error) {
+	if svc.Build != nil && svc.PullPolicy != types.PullPolicyNever {
+		return r.builtImage(ctx, st, svc, revision, dryRun)
+	}
+	return r.image(ctx, ImageName(st.Name, svc), svc.PullPolicy, dryRun)
+}
+
+// image returns the local ID of ref, pulling it when pull_policy says so
+// for what the context's pullScope resolves images for, once per scope.
 // In a dry run a missing image is not an error: its ID is simply unknown.
 func (r *Reconciler) image(ctx context.Context, ref, pullPolicy string, dryRun bool) (string, error) {
 	if dryRun {
@@ -188,7 +245,142 @@ func (r *Reconciler) image(ctx context.Context, ref, pullPolicy string, dryRun b
 		}
 		return id, nil
 	}
-	return r.Engine.EnsureImage(ctx, ref, pullPolicy)
+	scope := pullScopeOf(ctx)
+	if id, ok := scope.pinnedImage(ref); ok {
+		// Containers are created by name, as compose creates them: the
+		// name must name the pinned image again.
+		if err := r.Engine.TagImage(ctx, id, ref); err != nil {
+			return "", err
+		}
+		return id, nil
+	}
+	if id, ok := scope.resolved(ref, pullPolicy); ok {
+		return id, nil
+	}
+	id, err := r.resolveImage(ctx, ref, pullPolicy, scope.mode)
+	if err != nil {
+		return "", err
+	}
+	scope.remember(ref, pullPolicy, id)
+	return id, nil
+}
+
+// resolveImage makes ref available per pull_policy for mode. The periodic
+// policies (daily, weekly, every_<duration>) go by the last pull the store
+// recorded, so a restart does not pull everything again.
+func (r *Reconciler) resolveImage(ctx context.Context, ref, pullPolicy string, mode engine.ImageMode) (string, error) {
+	policy, err := engine.ParsePullPolicy(pullPolicy)
+	if err != nil {
+		return "", err
+	}
+	req := engine.ImageRequest{Ref: ref, Policy: policy, Mode: mode}
+	if policy.Every > 0 {
+		last, _, err := r.Store.LastPull(ctx, ref)
+		if err != nil {
+			return "", err
+		}
+		req.LastPulled = last.PulledAt
+	}
+	res, err := r.Engine.ResolveImage(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	if res.PullErr != nil {
+		r.Log.Warn("pull failed; the image on this host stands for the tag", "image", ref, "err", res.PullErr)
+	}
+	if res.Pulled {
+		r.Log.Info("pulled image", "image", ref, "id", shortID(res.ID))
+		at := now()
+		if err := r.Store.RecordPull(ctx, store.Pull{Ref: ref, ImageID: res.ID, PulledAt: at}); err != nil {
+			return "", err
+		}
+		if err := r.Store.NoteImage(ctx, res.ID, ref, store.ImagePulled, at); err != nil {
+			return "", err
+		}
+	}
+	return res.ID, nil
+}
+
+// pullScope is what one Desire knows about its images: what it resolves
+// them for (a forward deploy, a poll's check, or a rollback or heal
+// returning to what ran), and the images it resolved already, so services
+// sharing an image pull it once. Callers put it in the context, which
+// spares Desire's signature a flag only images care about.
+type pullScope struct {
+	mode   engine.ImageMode
+	mu     gosync.Mutex
+	ids    map[string]string // ref + " " + pull_policy -> image ID
+	pinned map[string]string // ref -> the image ID to take, whatever the tag names
+}
+
+// pinImagesRunBy makes a rollback to revision take, for each image
+// reference, the image that revision's own containers still run (the
+// replicas a failed roll left in place or put back) rather than what the
+// tag names now: a tag the failed revision's pull moved must not bring its
+// image back with the rollback.
+func (r *Reconciler) pinImagesRunBy(ctx context.Context, stackName, revision string) error {
+	cs, err := r.Engine.Containers(ctx, stackName)
+	if err != nil {
+		return fmt.Errorf("find the images revision %s runs: %w", short(revision), err)
+	}
+	scope := pullScopeOf(ctx)
+	scope.mu.Lock()
+	defer scope.mu.Unlock()
+	for _, c := range cs {
+		if c.Labels[engine.LabelRevision] == revision && c.Image != "" && c.ImageID != "" {
+			if scope.pinned == nil {
+				scope.pinned = map[string]string{}
+			}
+			scope.pinned[c.Image] = c.ImageID
+		}
+	}
+	return nil
+}
+
+func (s *pullScope) pinnedImage(ref string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.pinned[ref]
+	return id, ok
+}
+
+type pullScopeKey struct{}
+
+// withPullScope gives the Desire called with the returned context a fresh
+// scope resolving images for mode.
+func withPullScope(ctx context.Context, mode engine.ImageMode) context.Context {
+	return context.WithValue(ctx, pullScopeKey{}, &pullScope{mode: mode, ids: map[string]string{}})
+}
+
+// pullScopeOf is ctx's scope; without one, images are resolved for a
+// forward deploy and nothing is remembered.
+func pullScopeOf(ctx context.Context) *pullScope {
+	if s, ok := ctx.Value(pullScopeKey{}).(*pullScope); ok {
+		return s
+	}
+	return &pullScope{mode: engine.ForDeploy, ids: map[string]string{}}
+}
+
+func (s *pullScope) resolved(ref, policy string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.ids[ref+" "+policy]
+	return id, ok
+}
+
+func (s *pullScope) remember(ref, policy, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ids[ref+" "+policy] = id
+}
+
+// imageModeFor is what a sync with trigger resolves images for: a rollback
+// returns to images the host ran, without the registry.
+func imageModeFor(trigger string) engine.ImageMode {
+	if trigger == TriggerRollback {
+		return engine.ForRestore
+	}
+	return engine.ForDeploy
 }
 
 // Observe reads what runs now for a stack.
@@ -238,7 +430,15 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 		return nil
 	}
 
-	desired, derr := r.Desire(ctx, st, revision, false)
+	scoped := withPullScope(ctx, imageModeFor(trigger))
+	var derr error
+	if trigger == TriggerRollback {
+		derr = r.pinImagesRunBy(scoped, st.Name, revision)
+	}
+	var desired Desired
+	if derr == nil {
+		desired, derr = r.Desire(scoped, st, revision, false)
+	}
 	if trigger == TriggerRollback {
 		// A rollback rolls by deploy.rollback_config.
 		for i := range desired.Services {
@@ -262,6 +462,11 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 			}
 		}
 		state.Sync, state.Error = string(Failed), derr.Error()
+		if be := (*engine.BuildError)(nil); errors.As(derr, &be) {
+			// A build fails the same way again: like a revision that failed
+			// its gate, it waits for the branch to move or `sync --retry`.
+			state.FailedRevision = revision
+		}
 		state.Health = string(r.health(ctx, st.Name))
 		log.Error("sync failed before any change", "err", derr)
 		return errors.Join(derr, r.putStack(ctx, state))
@@ -337,6 +542,71 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 		return errors.Join(applyErr, fmt.Errorf("sync %s: finish deployment: %w", st.Name, err))
 	}
 	return errors.Join(applyErr, r.putStack(ctx, state))
+}
+
+// Compare plans st at revision (the revision the stack runs) against what
+// runs, changing no container: any action in the plan is drift. With pull,
+// images are pulled per pull_policy first, so a moved tag shows; without,
+// nothing is pulled. It also returns the health of what runs.
+func (r *Reconciler) Compare(ctx context.Context, st *stack.Stack, revision string, pull bool) (Plan, Health, error) {
+	desired, err := r.Desire(withPullScope(ctx, engine.ForCheck), st, revision, !pull)
+	if err != nil {
+		return Plan{}, Unknown, fmt.Errorf("compare %s: %w", st.Name, err)
+	}
+	observed, err := r.Observe(ctx, st.Name)
+	if err != nil {
+		return Plan{}, Unknown, err
+	}
+	plan, err := MakePlan(desired, observed)
+	return plan, healthOf(observed.Containers), err
+}
+
+// Heal re-applies revision, the revision the stack runs, to the named
+// services only, through the same gated steps as a sync, and records it as a
+// deployment with trigger heal. Networks and volumes the stack lacks are
+// created too. A heal never rolls the stack back nor marks its revision
+// failed: what failed stays drifted, and the stack's error says why.
+func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string, services map[string]bool) error {
+	log := r.Log.With("stack", st.Name, "revision", short(revision))
+	// What a heal puts back runs from the images on the host: a poll's
+	// check pulled already, and an event's heal must not need the registry.
+	desired, err := r.Desire(withPullScope(ctx, engine.ForRestore), st, revision, false)
+	if err != nil {
+		return fmt.Errorf("heal %s: %w", st.Name, err)
+	}
+	observed, err := r.Observe(ctx, st.Name)
+	if err != nil {
+		return err
+	}
+	full, err := MakePlan(desired, observed)
+	if err != nil {
+		return err
+	}
+	plan := Plan{Stack: full.Stack}
+	for _, a := range full.Actions {
+		if (services[a.Service] && a.Kind != ActRemoveNetwork) || a.Kind == ActCreateNetwork || a.Kind == ActCreateVolume {
+			plan.Actions = append(plan.Actions, a)
+		}
+	}
+	if plan.Empty() {
+		return nil
+	}
+	id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: st.Name, Trigger: TriggerHeal, From: revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
+	if err != nil {
+		return fmt.Errorf("heal %s: record deployment: %w", st.Name, err)
+	}
+	log = log.With("deployment", id)
+	log.Info("healing drift", "actions", len(plan.Actions))
+	applyErr := r.apply(ctx, log, id, st, desired, plan)
+	outcome, msg := OutcomeSucceeded, ""
+	if applyErr != nil {
+		outcome, msg = OutcomeFailed, applyErr.Error()
+		log.Error("heal failed", "err", applyErr)
+	}
+	if err := r.Store.FinishDeployment(ctx, id, outcome, msg, now()); err != nil {
+		return errors.Join(applyErr, fmt.Errorf("heal %s: finish deployment: %w", st.Name, err))
+	}
+	return applyErr
 }
 
 // Rollback rolls st back to good, its last healthy revision, after its roll
@@ -570,7 +840,15 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		}
 		return r.recreate(ctx, a, svc.Specs[a.Number-1], gate, notes)
 	case ActStart:
-		return r.Engine.StartContainer(ctx, a.ID)
+		if err := r.Engine.StartContainer(ctx, a.ID); err != nil {
+			return err
+		}
+		return r.gate(ctx, a.ID, gate, notes)
+	case ActUnpause:
+		if err := r.Engine.UnpauseContainer(ctx, a.ID); err != nil {
+			return err
+		}
+		return r.gate(ctx, a.ID, gate, notes)
 	case ActRestart:
 		if err := r.Engine.RestartContainer(ctx, a.ID, nil); err != nil {
 			return err
@@ -582,7 +860,15 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		}
 		return r.Engine.RemoveContainer(ctx, a.ID)
 	case ActRemoveNetwork:
-		return r.Engine.RemoveNetwork(ctx, a.ID)
+		err := r.Engine.RemoveNetwork(ctx, a.ID)
+		if errors.Is(err, engine.ErrNetworkLeaked) {
+			// The containers are gone; what is left is the engine's to free.
+			// Failing here would keep the stack failing until dockerd restarts.
+			r.Log.Warn("network left behind", "network", a.Name, "err", err)
+			notes.add("left network %s: %v", a.Name, err)
+			return nil
+		}
+		return err
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,6 +22,24 @@ type GitRepo struct {
 	Bare string // path of the bare repository
 	Work string // path of the working clone
 	home string // HOME for every git run, so the host's config never applies
+
+	served atomic.Int64 // response bytes ServeHTTP wrote
+}
+
+// ServedBytes is how many response bytes the ServeHTTP server has sent:
+// what clients fetched over the network.
+func (r *GitRepo) ServedBytes() int64 { return r.served.Load() }
+
+// countingWriter counts the bytes of a response body.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
 }
 
 // NewGitRepo creates an empty bare repository with branch main.
@@ -54,6 +73,12 @@ func NewGitRepo(t testing.TB) *GitRepo {
 // main, and returns the new commit's SHA.
 func (r *GitRepo) Commit(t testing.TB, msg string, files map[string]string, remove ...string) string {
 	t.Helper()
+	return r.commit(t, nil, msg, files, remove)
+}
+
+// commit is Commit, signed with key unless key is nil.
+func (r *GitRepo) commit(t testing.TB, key *SigningKey, msg string, files map[string]string, remove []string) string {
+	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(r.Work, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -72,7 +97,12 @@ func (r *GitRepo) Commit(t testing.TB, msg string, files map[string]string, remo
 		}
 	}
 	r.git(t, r.Work, "add", "-A")
-	r.git(t, r.Work, "commit", "-q", "--allow-empty", "-m", msg)
+	if key == nil {
+		r.git(t, r.Work, "commit", "-q", "--allow-empty", "-m", msg)
+	} else {
+		args := append(key.gitConfig(), "commit", "-q", "--allow-empty", "-S", "-m", msg)
+		r.gitWith(t, r.Work, key.env(), args...)
+	}
 	r.git(t, r.Work, "push", "-q", "origin", "HEAD:main")
 	return strings.TrimSpace(r.git(t, r.Work, "rev-parse", "HEAD"))
 }
@@ -126,7 +156,10 @@ func (r *GitRepo) ServeHTTP(t testing.TB, token string) string {
 	if err != nil {
 		t.Fatalf("listen for git http server: %v", err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	counted := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		handler.ServeHTTP(countingWriter{w, &r.served}, req)
+	})
+	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -146,11 +179,18 @@ func (r *GitRepo) ServeHTTP(t testing.TB, token string) string {
 // stdout; it fails the test with the combined output on error.
 func (r *GitRepo) git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
+	return r.gitWith(t, dir, nil, args...)
+}
+
+// gitWith is git with extra environment variables (such as GNUPGHOME for a
+// signing run) on top of the hermetic ones.
+func (r *GitRepo) gitWith(t testing.TB, dir string, env []string, args ...string) string {
+	t.Helper()
 	if r.home == "" {
 		// A GitRepo built by hand still must not read the host's config.
 		r.home = t.TempDir()
 	}
-	out, err := runGit(r.home, dir, args...)
+	out, err := runGitEnv(r.home, dir, env, args...)
 	if err != nil {
 		t.Fatalf("git %s: %v", strings.Join(args, " "), err)
 	}
@@ -161,9 +201,15 @@ func (r *GitRepo) git(t testing.TB, dir string, args ...string) string {
 // variables from the caller's environment, so results do not depend on the
 // host. It returns stdout; the error carries stderr.
 func runGit(home, dir string, args ...string) (string, error) {
+	return runGitEnv(home, dir, nil, args...)
+}
+
+// runGitEnv is runGit with env added to the environment; os/exec lets a
+// later entry win, so env overrides a variable the caller already has.
+func runGitEnv(home, dir string, env []string, args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
-	cmd.Env = gitEnv(home)
+	cmd.Env = append(gitEnv(home), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

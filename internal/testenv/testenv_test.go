@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -142,17 +141,6 @@ func TestGitRepoServeHTTP(t *testing.T) {
 	})
 }
 
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-}
-
 // TestTestApp runs the test app natively, so its behaviour is checked without
 // the engine's help.
 func TestTestApp(t *testing.T) {
@@ -172,7 +160,7 @@ func TestTestApp(t *testing.T) {
 		return string(out), err
 	}
 
-	port := freePort(t)
+	port := fmt.Sprint(FreePort(t))
 	base := "http://127.0.0.1:" + port
 	written := filepath.Join(dir, "written")
 	srv := exec.Command(bin) // no args: serve
@@ -264,7 +252,7 @@ func TestTestApp(t *testing.T) {
 	}
 
 	t.Run("crash", func(t *testing.T) {
-		port := freePort(t)
+		port := fmt.Sprint(FreePort(t))
 		srv := exec.Command(bin, "serve")
 		srv.Env = append(os.Environ(), "PORT="+port)
 		if err := srv.Start(); err != nil {
@@ -294,7 +282,7 @@ func TestTestApp(t *testing.T) {
 	})
 
 	t.Run("crash after", func(t *testing.T) {
-		err := exec.Command("env", "PORT="+freePort(t), "CRASH_AFTER=200ms", bin).Run()
+		err := exec.Command("env", "PORT="+fmt.Sprint(FreePort(t)), "CRASH_AFTER=200ms", bin).Run()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Errorf("exit with CRASH_AFTER: %v, want status 1", err)

@@ -5,12 +5,16 @@
 //
 // Subcommands:
 //
-//	serve                        HTTP app on :$PORT (default)
+//	serve                        HTTP app on :$PORT (default); exits 1 at start
+//	                             when the file $CRASH_IF_EXISTS exists; on
+//	                             SIGTERM serves $STOP_DELAY longer, then drains
 //	probe [URL]                  exit 0 if URL (default own /healthz) answers 200
 //	get URL                      print the body, exit 0 on 2xx
 //	load URL --duration D --out F  request URL in a loop for D (or until
 //	                             SIGTERM), write JSON stats
 //	job --for D --exit N         a one-shot: run for D, then exit with N
+//	check FILE [CONTENT]         exit 0 if FILE exists (and holds CONTENT): a
+//	                             restore test's verify command
 package main
 
 import (
@@ -26,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,6 +61,8 @@ func main() {
 		err = load(args)
 	case "job":
 		err = job(args)
+	case "check":
+		err = check(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
@@ -77,6 +84,12 @@ func serve() error {
 	var failing atomic.Bool
 	failing.Store(os.Getenv("FAIL_HEALTH") == "1")
 
+	if poison := os.Getenv("CRASH_IF_EXISTS"); poison != "" {
+		if _, err := os.Stat(poison); err == nil {
+			// A crash on start, for crash-loop tests: put the file in a volume.
+			return fmt.Errorf("%s exists: crashing on start (CRASH_IF_EXISTS)", poison)
+		}
+	}
 	if wf := os.Getenv("WRITE_FILE"); wf != "" {
 		// Split at the first "=" after the path, so content may contain "=".
 		path, content, _ := strings.Cut(wf, "=")
@@ -163,6 +176,13 @@ func serve() error {
 		os.Exit(1)
 	case s := <-sigs:
 		fmt.Printf("got %v, shutting down\n", s)
+		if d, err := time.ParseDuration(os.Getenv("STOP_DELAY")); err == nil {
+			// Keep serving while the network forgets this replica (Docker's
+			// DNS, a proxy's pool), as a Kubernetes preStop sleep does:
+			// closing the listener at once resets connections the kernel
+			// accepted meanwhile.
+			time.Sleep(d)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -328,15 +348,23 @@ func dialEach(ctx context.Context, network, addr string, timeout time.Duration) 
 func probe2xx(client *http.Client, url string) error {
 	// The addresses dialled tell a failure's cause: a replica that had
 	// already gone, or one that was still there but did not answer.
+	// The hooks run on the resolver's goroutines too (its DNS queries for
+	// A and AAAA are dialled in parallel), so the list is locked.
+	var mu sync.Mutex
 	var dialled []string
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		dialled = append(dialled, s)
+	}
 	trace := &httptrace.ClientTrace{
-		ConnectStart: func(_, addr string) { dialled = append(dialled, addr) },
+		ConnectStart: func(_, addr string) { note(addr) },
 		ConnectDone: func(_, addr string, err error) {
 			if err == nil {
-				dialled = append(dialled, "connected")
+				note("connected")
 			}
 		},
-		WroteRequest: func(httptrace.WroteRequestInfo) { dialled = append(dialled, "sent") },
+		WroteRequest: func(httptrace.WroteRequestInfo) { note("sent") },
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
 	if err != nil {
@@ -344,6 +372,8 @@ func probe2xx(client *http.Client, url string) error {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		mu.Lock()
+		defer mu.Unlock()
 		return fmt.Errorf("dialled %v: %w", dialled, err)
 	}
 	defer resp.Body.Close()
@@ -351,5 +381,22 @@ func probe2xx(client *http.Client, url string) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("status %s", resp.Status)
 	}
+	return nil
+}
+
+// check is a verify command for restore tests: the file must be there, with
+// the content given.
+func check(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return errors.New("usage: testapp check FILE [CONTENT]")
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	if len(args) == 2 && string(b) != args[1] {
+		return fmt.Errorf("%s holds %q, want %q", args[0], b, args[1])
+	}
+	fmt.Printf("%s ok\n", args[0])
 	return nil
 }

@@ -1,0 +1,478 @@
+// Package backup owns volume snapshots: taking one while the volume is
+// kept still (stop, pause or a hook), storing it (package format: zstd
+// tar, optionally encrypted to age recipients, a manifest of every entry, a
+// commit marker written last), retention (package policy, restic's
+// vocabulary), restore tests at three levels, restores, and the record of
+// every snapshot and test in the store.
+//
+// Volumes are read and written through the engine's archive endpoints and a
+// helper container that is never started (engine.ReadVolume), so nothing is
+// pulled and no shell is needed in any image. The restore tests:
+//
+//	level 1  decompress (decrypt) the archive, check every entry and hash against the manifest
+//	level 2  level 1, then restore into a scratch volume and compare every entry read back
+//	level 3  level 2, then run the stack's verify command from the service's local image,
+//	         no network, the restored copy mounted where the service mounts the volume
+//
+// Scratch volumes and containers carry engine.LabelHelper and are always
+// removed.
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/gitopsd/gitopsd/internal/backup/format"
+	"github.com/gitopsd/gitopsd/internal/backup/policy"
+	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/stack"
+	"github.com/gitopsd/gitopsd/internal/store"
+)
+
+// Triggers of snapshots and restore tests.
+const (
+	TriggerSchedule     = "schedule"
+	TriggerManual       = "manual"
+	TriggerBeforeDeploy = "before_deploy"
+)
+
+// ErrNoSnapshot is returned (wrapped) when a volume has no good snapshot.
+var ErrNoSnapshot = errors.New("no good snapshot")
+
+// Runner takes, tests and restores snapshots. Its methods are not safe to
+// call concurrently: the daemon runs one job at a time.
+type Runner struct {
+	Engine *engine.Engine
+	Store  *store.Store
+	Log    *slog.Logger
+	// Dir holds the snapshots: Dir/<stack>/<volume>/<id>/.
+	Dir string
+	// Identities decrypt encrypted snapshots for tests and restores.
+	Identities []age.Identity
+	// Observe, if set, is told of every finished snapshot and test (metrics).
+	Observe func(Event)
+	// Owner tells this daemon's helper containers and scratch volumes from
+	// another's on the same engine (LabelOwner); Recover removes its own.
+	Owner string
+}
+
+// LabelOwner names the gitopsd (its state_dir) whose job made a helper.
+const LabelOwner = engine.LabelHelper + ".owner"
+
+// Event is a finished snapshot or restore test.
+type Event struct {
+	Stack, Volume string
+	Snapshot      *store.Snapshot    // a snapshot was taken (Status ok or failed)
+	Test          *store.RestoreTest // a restore test ran
+	Took          time.Duration
+}
+
+// Snapshot snapshots one volume of a stack now, keeping it still per its
+// consistency setting, and then applies retention.
+func (r *Runner) Snapshot(ctx context.Context, st *stack.Stack, cfg *Config, volume, trigger, revision string) (store.Snapshot, error) {
+	vc, ok := cfg.Volumes[volume]
+	if !ok {
+		return store.Snapshot{}, fmt.Errorf("snapshot %s/%s: the stack does not back up volume %s", st.Name, volume, volume)
+	}
+	began := time.Now()
+	sn := store.Snapshot{Stack: st.Name, Volume: volume, Trigger: trigger, Revision: revision, StartedAt: began.UTC(), Encrypted: len(cfg.Recipients) > 0}
+	id, err := r.Store.StartSnapshot(ctx, sn)
+	if err != nil {
+		return sn, err
+	}
+	sn.ID = id
+	sn.Dir = filepath.Join(r.Dir, st.Name, volume, strconv.FormatInt(id, 10))
+	if err := r.Store.SetSnapshotDir(ctx, id, sn.Dir); err != nil {
+		return sn, err
+	}
+	log := r.Log.With("stack", st.Name, "volume", volume, "snapshot", id)
+	m, err := r.write(ctx, st, vc, sn.Dir, cfg.Recipients)
+	sn.FinishedAt = time.Now().UTC()
+	if err != nil {
+		sn.Status, sn.Error = store.SnapshotFailed, err.Error()
+		_ = os.RemoveAll(sn.Dir)
+		log.Error("snapshot failed", "err", err)
+	} else {
+		sn.Status, sn.SizeBytes, sn.Files, sn.DataBytes = store.SnapshotOK, m.ArchiveSize, int64(m.Files), m.Bytes
+		log.Info("snapshot taken", "bytes", m.Bytes, "files", m.Files, "archive_bytes", m.ArchiveSize, "took", time.Since(began).Round(time.Millisecond))
+	}
+	if ferr := r.Store.FinishSnapshot(context.WithoutCancel(ctx), sn); ferr != nil {
+		return sn, errors.Join(err, ferr)
+	}
+	if r.Observe != nil {
+		r.Observe(Event{Stack: st.Name, Volume: volume, Snapshot: &sn, Took: time.Since(began)})
+	}
+	if err != nil {
+		return sn, fmt.Errorf("snapshot %s/%s: %w", st.Name, volume, err)
+	}
+	return sn, r.retain(ctx, st.Name, volume, vc.Keep)
+}
+
+// write keeps the volume still and streams it into a snapshot directory.
+func (r *Runner) write(ctx context.Context, st *stack.Stack, vc VolumeConfig, dir string, recipients []age.Recipient) (format.Manifest, error) {
+	resume, err := r.quiesce(ctx, st, vc)
+	if err != nil {
+		return format.Manifest{}, errors.Join(err, resume())
+	}
+	m, err := func() (format.Manifest, error) {
+		rc, err := r.Engine.ReadVolume(ctx, volumeName(st, vc.Volume), r.helperLabels(st.Name))
+		if err != nil {
+			return format.Manifest{}, err
+		}
+		defer rc.Close()
+		return format.Write(ctx, dir, crashReader(rc), recipients)
+	}()
+	// The services come back whatever happened to the snapshot.
+	return m, errors.Join(err, resume())
+}
+
+// quiesce keeps a volume still per its consistency setting and returns
+// what undoes it.
+func (r *Runner) quiesce(ctx context.Context, st *stack.Stack, vc VolumeConfig) (func() error, error) {
+	none := func() error { return nil }
+	switch vc.Consistency {
+	case ConsistencyStop:
+		return r.stopServices(ctx, st, vc.Services)
+	case ConsistencyPause:
+		ids, err := r.containersOf(ctx, st.Name, vc.Services)
+		if err != nil {
+			return none, err
+		}
+		var paused []string
+		resume := func() error {
+			var errs []error
+			for _, id := range paused {
+				errs = append(errs, r.Engine.UnpauseContainer(context.WithoutCancel(ctx), id))
+			}
+			return errors.Join(errs...)
+		}
+		for _, id := range ids {
+			if err := r.Engine.PauseContainer(ctx, id); err != nil {
+				return resume, err
+			}
+			paused = append(paused, id)
+		}
+		return resume, nil
+	case ConsistencyHook:
+		ids, err := r.containersOf(ctx, st.Name, []string{vc.Hook.Service})
+		if err != nil || len(ids) == 0 {
+			return none, errors.Join(err, fmt.Errorf("hook: no running container of service %s", vc.Hook.Service))
+		}
+		run := func(cmd []string, what string) error {
+			if len(cmd) == 0 {
+				return nil
+			}
+			code, out, err := r.Engine.Exec(context.WithoutCancel(ctx), ids[0], cmd)
+			if err != nil {
+				return fmt.Errorf("hook %s: %w", what, err)
+			}
+			if code != 0 {
+				return fmt.Errorf("hook %s in %s exited %d: %s", what, vc.Hook.Service, code, out)
+			}
+			return nil
+		}
+		return func() error { return run(vc.Hook.After, "after") }, run(vc.Hook.Before, "before")
+	}
+	return none, nil
+}
+
+// stopServices stops the services' containers, dependents first, and
+// returns what starts them again in dependency order, each through its
+// health gate.
+func (r *Runner) stopServices(ctx context.Context, st *stack.Stack, services []string) (func() error, error) {
+	order := dependencyOrder(st, services)
+	type stopped struct {
+		id   string
+		gate health.Gate
+	}
+	var done []stopped
+	resume := func() error {
+		bg := context.WithoutCancel(ctx)
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- { // stopped dependents first: start in dependency order
+			if err := r.Engine.StartContainer(bg, done[i].id); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			errs = append(errs, health.Wait(bg, r.Engine.Client(), done[i].id, done[i].gate))
+		}
+		return errors.Join(errs...)
+	}
+	for i := len(order) - 1; i >= 0; i-- {
+		svc := order[i]
+		ids, err := r.containersOf(ctx, st.Name, []string{svc})
+		if err != nil {
+			return resume, err
+		}
+		for _, id := range ids {
+			if err := r.Engine.StopContainer(ctx, id, nil); err != nil {
+				return resume, err
+			}
+			done = append(done, stopped{id: id, gate: health.GateFor(st.Project.Services[svc])})
+		}
+	}
+	return resume, nil
+}
+
+// dependencyOrder sorts services so that dependencies come first.
+func dependencyOrder(st *stack.Stack, services []string) []string {
+	want := map[string]bool{}
+	for _, s := range services {
+		want[s] = true
+	}
+	var out []string
+	seen := map[string]bool{}
+	var visit func(string)
+	visit = func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		for _, dep := range st.Project.Services[name].GetDependencies() {
+			visit(dep)
+		}
+		if want[name] {
+			out = append(out, name)
+		}
+	}
+	for _, name := range st.Project.ServiceNames() {
+		visit(name)
+	}
+	return out
+}
+
+// containersOf lists the running containers of the services.
+func (r *Runner) containersOf(ctx context.Context, stackName string, services []string) ([]string, error) {
+	cs, err := r.Engine.Containers(ctx, stackName)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, s := range services {
+		want[s] = true
+	}
+	var ids []string
+	for _, c := range cs {
+		if want[c.Service] && c.State == "running" {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids, nil
+}
+
+// retain removes the snapshots the volume's keep policy lets go.
+func (r *Runner) retain(ctx context.Context, stackName, volume string, keep policy.Keep) error {
+	good, err := r.Store.Snapshots(ctx, stackName, volume, store.SnapshotOK)
+	if err != nil {
+		return err
+	}
+	snaps := make([]policy.Snapshot, 0, len(good))
+	byID := map[string]store.Snapshot{}
+	for _, sn := range good {
+		id := strconv.FormatInt(sn.ID, 10)
+		snaps = append(snaps, policy.Snapshot{ID: id, CreatedAt: sn.StartedAt, TestedOK: sn.TestedOK})
+		byID[id] = sn
+	}
+	_, remove := policy.Retain(snaps, keep, time.Local)
+	var errs []error
+	for _, p := range remove {
+		sn := byID[p.ID]
+		if err := os.RemoveAll(sn.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("retention: remove snapshot %d: %w", sn.ID, err))
+			continue
+		}
+		errs = append(errs, r.Store.MarkSnapshotDeleted(ctx, sn.ID))
+		r.Log.Info("snapshot removed by retention", "stack", stackName, "volume", volume, "snapshot", sn.ID)
+	}
+	return errors.Join(errs...)
+}
+
+// pick is the snapshot id of a volume, or its newest good one (id 0).
+func (r *Runner) pick(ctx context.Context, stackName, volume string, id int64) (store.Snapshot, error) {
+	if id != 0 {
+		sn, ok, err := r.Store.Snapshot(ctx, id)
+		if err != nil {
+			return sn, err
+		}
+		if !ok || sn.Stack != stackName || sn.Volume != volume || sn.Status != store.SnapshotOK {
+			return sn, fmt.Errorf("snapshot %d of %s/%s: %w", id, stackName, volume, ErrNoSnapshot)
+		}
+		return sn, nil
+	}
+	good, err := r.Store.Snapshots(ctx, stackName, volume, store.SnapshotOK)
+	if err != nil {
+		return store.Snapshot{}, err
+	}
+	if len(good) == 0 {
+		return store.Snapshot{}, fmt.Errorf("%s/%s: %w", stackName, volume, ErrNoSnapshot)
+	}
+	return good[0], nil
+}
+
+// Test restore-tests a snapshot (id 0: the newest good one) at level 1, 2
+// or 3 and records the result; a failed test is an error naming why.
+func (r *Runner) Test(ctx context.Context, st *stack.Stack, cfg *Config, volume string, id int64, level int, trigger string) (store.RestoreTest, error) {
+	vc, ok := cfg.Volumes[volume]
+	if !ok {
+		return store.RestoreTest{}, fmt.Errorf("test %s/%s: the stack does not back up volume %s", st.Name, volume, volume)
+	}
+	if level == 0 {
+		level = vc.TestLevel
+	}
+	sn, err := r.pick(ctx, st.Name, volume, id)
+	if err != nil {
+		return store.RestoreTest{}, err
+	}
+	t := store.RestoreTest{SnapshotID: sn.ID, Stack: st.Name, Volume: volume, Level: level, Trigger: trigger, StartedAt: time.Now().UTC()}
+	terr := r.test(ctx, st, vc, sn, level)
+	t.FinishedAt, t.OK = time.Now().UTC(), terr == nil
+	if terr != nil {
+		t.Error = terr.Error()
+	}
+	if t.ID, err = r.Store.RecordRestoreTest(context.WithoutCancel(ctx), t); err != nil {
+		return t, errors.Join(terr, err)
+	}
+	if r.Observe != nil {
+		r.Observe(Event{Stack: st.Name, Volume: volume, Test: &t, Took: t.FinishedAt.Sub(t.StartedAt)})
+	}
+	log := r.Log.With("stack", st.Name, "volume", volume, "snapshot", sn.ID, "level", level)
+	if terr != nil {
+		log.Error("restore test failed", "err", terr)
+		return t, fmt.Errorf("restore test of snapshot %d of %s/%s (level %d): %w", sn.ID, st.Name, volume, level, terr)
+	}
+	log.Info("restore test passed", "took", t.FinishedAt.Sub(t.StartedAt).Round(time.Millisecond))
+	return t, nil
+}
+
+func (r *Runner) test(ctx context.Context, st *stack.Stack, vc VolumeConfig, sn store.Snapshot, level int) error {
+	if err := format.Verify(ctx, sn.Dir, r.Identities); err != nil {
+		return err
+	}
+	if level < 2 {
+		return nil
+	}
+	m, err := format.ReadManifest(sn.Dir)
+	if err != nil {
+		return err
+	}
+	scratch := fmt.Sprintf("gitopsd-restore-test-%s-%s-%d", st.Name, vc.Volume, sn.ID)
+	if err := r.Engine.CreateScratchVolume(ctx, scratch, r.helperLabels(st.Name)); err != nil {
+		return err
+	}
+	defer func() { _ = r.Engine.RemoveVolume(context.WithoutCancel(ctx), scratch) }()
+	if err := r.restoreInto(ctx, sn, scratch); err != nil {
+		return err
+	}
+	rc, err := r.Engine.ReadVolume(ctx, scratch, r.helperLabels(st.Name))
+	if err != nil {
+		return err
+	}
+	cerr := format.Compare(ctx, m, rc)
+	if err := errors.Join(cerr, rc.Close()); err != nil {
+		return fmt.Errorf("restored copy: %w", err)
+	}
+	if level < 3 {
+		return nil
+	}
+	svc := st.Project.Services[vc.VerifyWith]
+	code, out, err := r.Engine.RunOnce(ctx, engine.OneOff{
+		Name: scratch + "-verify", Image: svc.Image, Cmd: vc.Verify, Labels: r.helperLabels(st.Name),
+		Volume: scratch, Target: MountPoint(st, vc.VerifyWith, vc.Volume), Timeout: vc.Timeout,
+	})
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if code != 0 {
+		return fmt.Errorf("verify %q exited %d: %s", vc.Verify, code, out)
+	}
+	return nil
+}
+
+// restoreInto extracts a snapshot into a volume.
+func (r *Runner) restoreInto(ctx context.Context, sn store.Snapshot, volume string) error {
+	rc, err := format.Open(sn.Dir, r.Identities)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return r.Engine.WriteVolume(ctx, volume, rc, r.helperLabels(sn.Stack))
+}
+
+// Restore puts a snapshot (id 0: the newest good one) back into the volume:
+// the services that mount it are stopped, the volume emptied and filled
+// from the snapshot, and the services started again.
+func (r *Runner) Restore(ctx context.Context, st *stack.Stack, volume string, id int64) (store.Snapshot, error) {
+	sn, err := r.pick(ctx, st.Name, volume, id)
+	if err != nil {
+		return sn, err
+	}
+	var users []string
+	for _, name := range st.Project.ServiceNames() {
+		if MountPoint(st, name, volume) != "" {
+			users = append(users, name)
+		}
+	}
+	resume, err := r.stopServices(ctx, st, users)
+	if err == nil {
+		name := volumeName(st, volume)
+		err = r.Engine.EmptyVolume(ctx, name)
+		if err == nil {
+			err = r.restoreInto(ctx, sn, name)
+		}
+	}
+	if err := errors.Join(err, resume()); err != nil {
+		return sn, fmt.Errorf("restore snapshot %d into %s/%s: %w", sn.ID, st.Name, volume, err)
+	}
+	r.Log.Info("snapshot restored", "stack", st.Name, "volume", volume, "snapshot", sn.ID)
+	return sn, nil
+}
+
+// Recover closes the snapshots a crash cut off and removes their files,
+// and the helper containers and scratch volumes this gitopsd left.
+func (r *Runner) Recover(ctx context.Context) error {
+	if r.Owner != "" {
+		if err := r.Engine.RemoveHelpers(ctx, LabelOwner+"="+r.Owner); err != nil {
+			r.Log.Warn("remove helpers left by a previous run", "err", err)
+		}
+	}
+	cut, err := r.Store.FailRunningSnapshots(ctx, "interrupted: gitopsd stopped during the snapshot")
+	if err != nil {
+		return err
+	}
+	for _, sn := range cut {
+		if sn.Dir != "" {
+			_ = os.RemoveAll(sn.Dir)
+		}
+		r.Log.Warn("closed a snapshot interrupted by a previous stop", "stack", sn.Stack, "volume", sn.Volume, "snapshot", sn.ID)
+	}
+	return nil
+}
+
+func volumeName(st *stack.Stack, key string) string {
+	if v, ok := st.Project.Volumes[key]; ok && v.Name != "" {
+		return v.Name
+	}
+	return st.Name + "_" + key
+}
+
+func (r *Runner) helperLabels(stackName string) map[string]string {
+	return map[string]string{engine.LabelStack + ".backup": stackName, LabelOwner: r.Owner}
+}
+
+// crashReader wraps the volume stream for the crash tests (crash.go).
+func crashReader(r io.Reader) io.Reader {
+	if crashAt != CrashHalfway {
+		return r
+	}
+	return &halfway{r: r}
+}

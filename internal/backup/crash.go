@@ -1,0 +1,31 @@
+package backup
+
+import (
+	"io"
+	"os"
+	"syscall"
+)
+
+// crashAt names a point where the process kills itself (GITOPSD_CRASH_AT),
+// as a power cut or kill -9 would: the crash tests' way to cut a snapshot
+// halfway. Empty in production.
+var crashAt = os.Getenv("GITOPSD_CRASH_AT")
+
+// CrashHalfway kills the process once 1 MiB of a volume has been read into
+// a snapshot: the archive is half-written and has no commit marker.
+const CrashHalfway = "backup:halfway"
+
+type halfway struct {
+	r    io.Reader
+	read int64
+}
+
+func (h *halfway) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.read += int64(n)
+	if h.read > 1<<20 {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+	return n, err
+}

@@ -1,0 +1,347 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/backup"
+	"github.com/gitopsd/gitopsd/internal/backup/policy"
+	"github.com/gitopsd/gitopsd/internal/notify"
+	"github.com/gitopsd/gitopsd/internal/stack"
+	"github.com/gitopsd/gitopsd/internal/store"
+	"github.com/gitopsd/gitopsd/internal/sync"
+)
+
+// Backup jobs run in the reconcile loop, one at a time, so a stop for a
+// consistent snapshot is never fought by a sync or a drift heal: the loop
+// is busy with the snapshot meanwhile.
+
+// backupTick is how often the loop looks for due snapshots and tests
+// (Daemon.backupEvery; tests make it shorter).
+const backupTick = 15 * time.Second
+
+// loadedStack is a stack loaded from the live view, with its backup config,
+// for the revision the view showed then.
+type loadedStack struct {
+	revision string
+	st       *stack.Stack
+	cfg      *backup.Config
+	err      error
+}
+
+// loadStack loads one stack from the live view of the last reconcile. The
+// result is kept until the view shows another revision of the stack: the
+// backup schedule looks at every stack every few seconds, and loading one
+// costs milliseconds the reconcile loop would wait.
+func (d *Daemon) loadStack(ctx context.Context, name string) (*stack.Stack, *backup.Config, error) {
+	d.mu.Lock()
+	live, view := d.checkout, d.views[name]
+	cached, ok := d.loaded[name]
+	d.mu.Unlock()
+	if live == "" {
+		return nil, nil, errors.New("no revision loaded yet: the first fetch has not succeeded")
+	}
+	if ok && view != "" && cached.revision == view {
+		return cached.st, cached.cfg, cached.err
+	}
+	l := loadedStack{revision: view}
+	l.st, l.err = d.stacks.Load(ctx, live, name, d.host)
+	if l.err != nil {
+		l.err = fmt.Errorf("load stack %s: %w", name, l.err)
+	} else if l.cfg, l.err = backup.ParseConfig(l.st); l.err != nil {
+		l.err = fmt.Errorf("stack %s: %w", name, l.err)
+	}
+	if ctx.Err() == nil {
+		d.mu.Lock()
+		d.loaded[name] = l
+		d.mu.Unlock()
+	}
+	return l.st, l.cfg, l.err
+}
+
+// backupVolumes is the volume asked for, or every volume the stack backs up.
+func backupVolumes(st *stack.Stack, cfg *backup.Config, volume string) ([]string, error) {
+	if cfg == nil || len(cfg.Volumes) == 0 {
+		return nil, fmt.Errorf("stack %s backs up no volume (x-gitopsd.backup.volumes): %w", st.Name, api.ErrNotFound)
+	}
+	if volume != "" {
+		if _, ok := cfg.Volumes[volume]; !ok {
+			return nil, fmt.Errorf("stack %s does not back up volume %s: %w", st.Name, volume, api.ErrNotFound)
+		}
+		return []string{volume}, nil
+	}
+	return sortedKeys(cfg.Volumes), nil
+}
+
+// runBackup snapshots volumes of a stack now.
+func (d *Daemon) runBackup(ctx context.Context, name, volume, trigger string) error {
+	st, cfg, err := d.loadStack(ctx, name)
+	if err != nil {
+		return err
+	}
+	vols, err := backupVolumes(st, cfg, volume)
+	if err != nil {
+		return err
+	}
+	state, _, err := d.store.Stack(ctx, name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range vols {
+		_, err := d.backups.Snapshot(ctx, st, cfg, v, trigger, state.Revision)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// testBackup restore-tests the newest good snapshot of volumes of a stack.
+func (d *Daemon) testBackup(ctx context.Context, name, volume string, level int, trigger string) error {
+	st, cfg, err := d.loadStack(ctx, name)
+	if err != nil {
+		return err
+	}
+	vols, err := backupVolumes(st, cfg, volume)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range vols {
+		_, err := d.backups.Test(ctx, st, cfg, v, 0, level, trigger)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// restoreBackup puts a snapshot back into a stack's volume.
+func (d *Daemon) restoreBackup(ctx context.Context, name, volume string, id int64) error {
+	st, cfg, err := d.loadStack(ctx, name)
+	if err != nil {
+		return err
+	}
+	if _, err := backupVolumes(st, cfg, volume); err != nil {
+		return err
+	}
+	_, err = d.backups.Restore(ctx, st, volume, id)
+	return err
+}
+
+// runDueBackups runs the snapshots and restore tests whose schedule came
+// due, a missed one once (the host was off at 03:00), each delayed by a
+// small offset of its own so a fleet does not snapshot in step.
+func (d *Daemon) runDueBackups(ctx context.Context) {
+	states, err := d.store.Stacks(ctx)
+	if err != nil {
+		d.log.Error("backup schedule: read stacks", "err", err)
+		return
+	}
+	now := time.Now()
+	for _, s := range states {
+		st, cfg, err := d.loadStack(ctx, s.Name)
+		if err != nil || cfg == nil {
+			continue // an invalid backup config is reported by validate and by backup run
+		}
+		for _, v := range sortedKeys(cfg.Volumes) {
+			vc := cfg.Volumes[v]
+			if vc.Schedule != nil {
+				last := d.lastSnapshot(ctx, s.Name, v)
+				if due(*vc.Schedule, last, d.started, now, d.host.Name+"/"+s.Name+"/"+v) {
+					if _, err := d.backups.Snapshot(ctx, st, cfg, v, backup.TriggerSchedule, s.Revision); err != nil {
+						d.log.Error("scheduled snapshot failed", "stack", s.Name, "volume", v, "err", err)
+					}
+				}
+			}
+			if vc.Test != nil {
+				var last time.Time
+				if t, ok, err := d.store.LastRestoreTest(ctx, s.Name, v, backup.TriggerSchedule); err == nil && ok {
+					last = t.StartedAt
+				}
+				if due(*vc.Test, last, d.started, now, d.host.Name+"/"+s.Name+"/"+v+"/test") {
+					if _, err := d.backups.Test(ctx, st, cfg, v, 0, 0, backup.TriggerSchedule); err != nil {
+						d.log.Error("scheduled restore test failed", "stack", s.Name, "volume", v, "err", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// lastSnapshot is when the volume's last scheduled snapshot started (ok or
+// not: a failing one is not retried before its next activation).
+func (d *Daemon) lastSnapshot(ctx context.Context, stackName, volume string) time.Time {
+	at, err := d.store.LastSnapshotStarted(ctx, stackName, volume, backup.TriggerSchedule)
+	if err != nil {
+		d.log.Warn("backup schedule: read the last snapshot", "stack", stackName, "volume", volume, "err", err)
+	}
+	return at
+}
+
+// due says whether a schedule's job runs now, its activation pushed back by
+// the job's own offset (stable per host and job, at most the schedule's
+// jitter window).
+func due(s policy.Schedule, last, since, now time.Time, key string) bool {
+	offset := policy.Jitter(key, s.JitterMax(now))
+	return s.Due(last, since, now.Add(-offset))
+}
+
+// Snapshots lists snapshots, newest first.
+func (d *Daemon) Snapshots(ctx context.Context, stackName string) ([]api.Snapshot, error) {
+	ss, err := d.store.Snapshots(ctx, stackName, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Snapshot, 0, len(ss))
+	for _, sn := range ss {
+		out = append(out, api.Snapshot{
+			ID: sn.ID, Stack: sn.Stack, Volume: sn.Volume, CreatedAt: rfc3339(sn.StartedAt), SizeBytes: sn.SizeBytes,
+			TestOK: sn.TestedOK, TestedAt: rfc3339(sn.LastTest.FinishedAt), Status: sn.Status, Trigger: sn.Trigger,
+			Files: sn.Files, DataBytes: sn.DataBytes, Encrypted: sn.Encrypted, Error: sn.Error,
+			LastTestOK: sn.LastTest.OK, LastTestLevel: sn.LastTest.Level, LastTestError: sn.LastTest.Error,
+		})
+	}
+	return out, nil
+}
+
+// backupBriefs is the backup state of each volume of a stack, for status.
+func (d *Daemon) backupBriefs(ctx context.Context, stackName string) ([]api.BackupBrief, error) {
+	ss, err := d.store.Snapshots(ctx, stackName, "")
+	if err != nil {
+		return nil, err
+	}
+	by := map[string]*api.BackupBrief{}
+	var order []string
+	for _, sn := range ss { // newest first
+		b, ok := by[sn.Volume]
+		if !ok {
+			b = &api.BackupBrief{Volume: sn.Volume}
+			by[sn.Volume] = b
+			order = append(order, sn.Volume)
+		}
+		if b.LastSuccess == "" && (sn.Status == store.SnapshotOK || sn.Status == store.SnapshotDeleted) {
+			b.LastSuccess = rfc3339(sn.FinishedAt)
+		}
+	}
+	out := []api.BackupBrief{}
+	for _, v := range order {
+		b := by[v]
+		if t, ok, err := d.store.LastRestoreTest(ctx, stackName, v, ""); err == nil && ok {
+			b.LastTest, b.LastTestOK = rfc3339(t.FinishedAt), t.OK
+		}
+		out = append(out, *b)
+	}
+	return out, nil
+}
+
+// BackupRun queues a snapshot of a stack's volume (or all of them).
+func (d *Daemon) BackupRun(ctx context.Context, stackName, volume string, wait bool) error {
+	return d.queue(ctx, request{op: opBackupRun, stack: stackName, volume: volume}, wait)
+}
+
+// BackupTest restore-tests the newest good snapshot and waits for the verdict.
+func (d *Daemon) BackupTest(ctx context.Context, stackName, volume string, level int) error {
+	return d.queue(ctx, request{op: opBackupTest, stack: stackName, volume: volume, level: level}, true)
+}
+
+// BackupRestore puts a snapshot back and waits for it.
+func (d *Daemon) BackupRestore(ctx context.Context, stackName, volume string, snapshot int64) error {
+	return d.queue(ctx, request{op: opBackupRestore, stack: stackName, volume: volume, snapshot: snapshot}, true)
+}
+
+// observeBackup puts a finished snapshot or restore test into the metrics.
+func (d *Daemon) observeBackup(e backup.Event) {
+	switch {
+	case e.Snapshot != nil:
+		d.metrics.Snapshot(e.Stack, e.Volume, e.Snapshot.Status == store.SnapshotOK, e.Snapshot.SizeBytes, e.Snapshot.FinishedAt, e.Took)
+		if e.Snapshot.Status != store.SnapshotOK {
+			d.notifier.Send(notify.BackupFailed, e.Stack, fmt.Sprintf("snapshot of volume %s failed: %s", e.Volume, e.Snapshot.Error))
+		}
+	case e.Test != nil:
+		d.metrics.RestoreTest(e.Stack, e.Volume, e.Test.OK, e.Test.FinishedAt)
+		if !e.Test.OK {
+			d.notifier.Send(notify.RestoreTestFailed, e.Stack, fmt.Sprintf("level %d restore test of volume %s failed: %s", e.Test.Level, e.Volume, e.Test.Error))
+		}
+	}
+}
+
+// snapshotBeforeDeploy snapshots, before a deploy of rev, the volumes of a
+// stack with x-gitopsd.backup.before_deploy that a service the deploy
+// changes mounts, tagged with the revision the data belongs to (the one the
+// stack runs), so `rollback --with-data` can bring the data back with it.
+// A failed snapshot does not stop the deploy: it is recorded and logged.
+func (d *Daemon) snapshotBeforeDeploy(ctx context.Context, st *stack.Stack, state store.StackState, rev, trigger string) {
+	cfg, err := backup.ParseConfig(st)
+	if err != nil || cfg == nil || !cfg.BeforeDeploy || state.Revision == "" || state.Revision == rev {
+		return
+	}
+	if rev == state.FailedRevision && trigger != sync.TriggerRetry {
+		return // held: Sync leaves it alone
+	}
+	plan, err := d.rec.Diff(ctx, st, rev)
+	if err != nil {
+		d.log.Warn("snapshot before deploy: cannot tell what the deploy changes", "stack", st.Name, "err", err)
+		return
+	}
+	changed := map[string]bool{}
+	for _, a := range plan.Actions {
+		if a.Service != "" && a.Kind != sync.ActCreate {
+			changed[a.Service] = true
+		}
+	}
+	for _, v := range sortedKeys(cfg.Volumes) {
+		touched := false
+		for svc := range changed {
+			if backup.MountPoint(st, svc, v) != "" {
+				touched = true
+			}
+		}
+		if !touched {
+			continue
+		}
+		if _, err := d.backups.Snapshot(ctx, st, cfg, v, backup.TriggerBeforeDeploy, state.Revision); err != nil {
+			d.log.Error("snapshot before deploy failed; deploying anyway", "stack", st.Name, "volume", v, "err", err)
+		}
+	}
+}
+
+// restoreBeforeDeploy follows an operator's rollback with its data: every
+// volume the stack backs up gets the newest snapshot taken before a deploy
+// away from the revision the stack now runs.
+func (d *Daemon) restoreBeforeDeploy(ctx context.Context, name string) error {
+	state, _, err := d.store.Stack(ctx, name)
+	if err != nil {
+		return err
+	}
+	st, cfg, err := d.loadStack(ctx, name)
+	if err != nil {
+		return err
+	}
+	vols, err := backupVolumes(st, cfg, "")
+	if err != nil {
+		return fmt.Errorf("rollback --with-data: %w", err)
+	}
+	var errs []error
+	for _, v := range vols {
+		ss, err := d.store.Snapshots(ctx, name, v, store.SnapshotOK)
+		if err != nil {
+			return err
+		}
+		var id int64
+		for _, sn := range ss {
+			if sn.Trigger == backup.TriggerBeforeDeploy && sn.Revision == state.Revision {
+				id = sn.ID
+				break
+			}
+		}
+		if id == 0 {
+			errs = append(errs, fmt.Errorf("rollback --with-data: volume %s has no snapshot taken before a deploy away from %s (x-gitopsd.backup.before_deploy)", v, short(state.Revision)))
+			continue
+		}
+		if _, err := d.backups.Restore(ctx, st, v, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,71 @@
+package engine_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/testenv"
+)
+
+// filesYAML uses compose secrets and configs from a file, an environment
+// variable and inline content.
+const filesYAML = `services:
+  app:
+    image: %IMAGE%
+    pull_policy: never
+    labels: {io.gitopsd.test: "1"}
+    secrets: [db_password, {source: token, target: api_token}]
+    configs: [site, {source: conf, target: /etc/app.conf}]
+secrets:
+  db_password: {file: ./db_password.txt}
+  token: {environment: TOKEN}
+configs:
+  site: {content: "hello"}
+  conf: {file: ./app.conf}
+networks:
+  default: {labels: {io.gitopsd.test: "1"}}
+`
+
+// A container docker compose created with secrets and configs looks to
+// gitopsd exactly like the one it would create itself, so such a stack is
+// adopted without a restart; and the content-backed ones are written in.
+func TestComposeCreatedSecretsAndConfigsHaveNoDifferences(t *testing.T) {
+	compose := testenv.ComposeV2(t)
+	e := newEngine(t)
+	image := testenv.AppImage(t, "gitopsd-test-engine:"+testenv.UniqueName(t, "v"))
+	name := testenv.UniqueName(t, "engfiles")
+	testenv.CleanupProjects(t, name)
+	t.Setenv("TOKEN", "t0k3n")
+	p := loadProject(t, name, strings.ReplaceAll(filesYAML, "%IMAGE%", image))
+	p.Environment["TOKEN"] = "t0k3n" // what compose up reads from its environment
+	for file, content := range map[string]string{"db_password.txt": "pw\n", "app.conf": "listen 8080\n"} {
+		if err := os.WriteFile(filepath.Join(p.WorkingDir, file), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, append(compose, "-p", name, "-f", filepath.Join(p.WorkingDir, "compose.yaml"), "up", "-d")...)
+
+	ctx := context.Background()
+	cs, err := e.Containers(ctx, name)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("containers: %v %v", cs, err)
+	}
+	spec, err := engine.ServiceSpec(p, p.Services["app"], 1, cs[0].ConfigHash, cs[0].ImageID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := engine.Differences(spec, cs[0].Inspect); len(d) != 0 {
+		t.Fatalf("gitopsd sees differences in a container compose created with secrets and configs: %v", d)
+	}
+	written := map[string]string{}
+	for _, f := range spec.Files {
+		written[f.Path] = string(f.Content)
+	}
+	if len(written) != 2 || written["/run/secrets/api_token"] != "t0k3n" || written["/site"] != "hello" {
+		t.Fatalf("files gitopsd would write into the container: %v", written)
+	}
+}
