@@ -1,7 +1,6 @@
 package config_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -51,7 +50,7 @@ func FuzzLoad(f *testing.F) {
 			if e.Msg == "" {
 				t.Errorf("error %q has no message", msg)
 			}
-			if lines := bytes.Count(data, []byte("\n")) + 1; e.Line < 0 || e.Line > lines {
+			if lines := yamlLines(data); e.Line < 0 || e.Line > lines {
 				t.Errorf("error %q names line %d of a %d-line file", msg, e.Line, lines)
 			}
 			again, err2 := config.Load(path)
@@ -82,6 +81,15 @@ func FuzzLoad(f *testing.F) {
 			t.Errorf("second load differs: %+v, %v; first %+v", again, err, c)
 		}
 	})
+}
+
+// yamlLines counts the lines of data as YAML does (and so as the loader's
+// errors number them): besides \n, a lone \r and the Unicode breaks NEL,
+// LS and PS each end a line; \r\n is one break.
+func yamlLines(data []byte) int {
+	s := strings.ReplaceAll(string(data), "\r\n", "\n")
+	return 1 + strings.Count(s, "\n") + strings.Count(s, "\r") +
+		strings.Count(s, "\u0085") + strings.Count(s, "\u2028") + strings.Count(s, "\u2029")
 }
 
 // configSeeds are the documented example, variants of it, and hostile files.
@@ -134,6 +142,9 @@ func configSeeds(full string) []string {
 		"source: {url: \"user@:path\"}\nhost: {name: h}\n",
 		"source: {url: /srv/fleet, branch: \"refs/heads/main\"}\nhost: {name: h}\n",
 		"source: {url: /srv/fleet, branch: \"a..b\"}\nhost: {name: h}\n",
+		// Line breaks other than \n: YAML counts each as a new line.
+		"\ra", "source:\r  url: /srv/fleet\rhost: {name: [h]}\r",
+		"\u0085a", "\u2028a", "\u2029a", "source:\r\n  url: 1\r\n  url: 2\r\n",
 	}
 	// A "billion laughs" file: nine aliases per level, ten levels.
 	var bomb strings.Builder
