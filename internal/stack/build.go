@@ -7,8 +7,22 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/policy"
 )
+
+// checkPullPolicies refuses a pull_policy the compose schema lets through
+// but gitopsd cannot honour (refresh, a malformed every_), so the stack is
+// Invalid at load, naming the file and line, instead of Failed at its
+// first deployment.
+func (l *locator) checkPullPolicies(project *types.Project) error {
+	for _, name := range project.ServiceNames() {
+		if _, err := engine.ParsePullPolicy(project.Services[name].PullPolicy); err != nil {
+			return l.atPath(fmt.Sprintf("services.%s.pull_policy", name), err.Error())
+		}
+	}
+	return nil
+}
 
 // checkBuilds refuses the build: sections gitopsd cannot build, so such a
 // stack is Invalid with the file and line (and `gitopsd validate` says so

@@ -54,3 +54,33 @@ func lineOf(e *Error) int {
 	}
 	return e.Line
 }
+
+// A pull_policy the compose schema accepts but gitopsd cannot honour makes
+// the stack Invalid at load, naming the key and line; every policy gitopsd
+// honours loads.
+func TestPullPolicyGitopsdCannotHonourIsInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		policy, why string // why "" means it loads
+	}{
+		{"refresh", "want always, missing"},
+		{"always_when_idle", "pull_policy \"always_when_idle\""},
+		{"always", ""}, {"missing", ""}, {"if_not_present", ""}, {"never", ""},
+		{"daily", ""}, {"weekly", ""}, {"every_1d12h", ""},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			compose := "services:\n  web:\n    image: x\n    pull_policy: " + tc.policy + "\n"
+			dir := repo(t, map[string]string{"stacks/app/compose.yaml": compose})
+			_, err := Load(context.Background(), dir, "app", host)
+			if tc.why == "" {
+				if err != nil {
+					t.Fatalf("pull_policy %s: %v", tc.policy, err)
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) || !strings.Contains(e.Msg, "services.web.pull_policy: ") || !strings.Contains(e.Msg, tc.why) || e.Line != 4 {
+				t.Fatalf("got %v (line %d), want services.web.pull_policy at line 4: ...%s", err, lineOf(e), tc.why)
+			}
+		})
+	}
+}
