@@ -385,12 +385,22 @@ func TestRollbackWithData(t *testing.T) {
 
 func putFile(t *testing.T, port int, path, content string) {
 	t.Helper()
+	if code := putFileStatus(t, port, path, content); code != http.StatusNoContent {
+		t.Fatalf("put %s: status %d", path, code)
+	}
+}
+
+// putFileStatus writes path through the testapp on port and returns the
+// status it answered.
+func putFileStatus(t *testing.T, port int, path, content string) int {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/file?path=%s", port, path), strings.NewReader(content))
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("put %s: %v %v", path, resp, err)
+	if err != nil {
+		t.Fatalf("put %s: %v", path, err)
 	}
 	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func getFile(t *testing.T, port int, path string) string {

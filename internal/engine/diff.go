@@ -207,6 +207,9 @@ func sameMounts(want ContainerSpec, have container.InspectResponse) bool {
 		case mount.TypeTmpfs:
 			k.Source = ""
 		}
+		if _, ok := wanted[m.Destination]; !ok && len(want.HostConfig.VolumesFrom) > 0 {
+			continue // inherited through volumes_from: what those containers mount
+		}
 		got[m.Destination] = k
 	}
 	// HostConfig.Tmpfs mounts are not listed among inspected mount points.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -138,7 +139,9 @@ func ServiceSpec(project *types.Project, svc types.ServiceConfig, number int, co
 		Runtime:        svc.Runtime,
 		GroupAdd:       svc.GroupAdd,
 		OomScoreAdj:    int(svc.OomScoreAdj),
+		VolumesFrom:    svc.VolumesFrom,
 	}
+	host.Resources.DeviceRequests = deviceRequests(svc)
 	if svc.Logging != nil {
 		host.LogConfig = container.LogConfig{Type: svc.Logging.Driver, Config: svc.Logging.Options}
 	}
@@ -406,9 +409,7 @@ func volumeMounts(project *types.Project, svc types.ServiceConfig) ([]string, []
 // call) and the extra ones (connected before start), with compose's aliases.
 func networking(project *types.Project, svc types.ServiceConfig, number int, spec *ContainerSpec) error {
 	if svc.NetworkMode != "" {
-		if strings.HasPrefix(svc.NetworkMode, "service:") || strings.HasPrefix(svc.NetworkMode, "container:") {
-			return fmt.Errorf("network_mode %q is not supported yet", svc.NetworkMode)
-		}
+		// "container:<id>" is how the caller resolved "service:<svc>".
 		spec.HostConfig.NetworkMode = container.NetworkMode(svc.NetworkMode)
 		return nil
 	}
@@ -427,6 +428,7 @@ func networking(project *types.Project, svc types.ServiceConfig, number int, spe
 		}
 		ep := endpoint(project, svc, number, key)
 		if i == 0 {
+			ep.Links = links(project, svc, number)
 			spec.HostConfig.NetworkMode = container.NetworkMode(n.Name)
 			spec.Networking = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{n.Name: ep}}
 			continue
@@ -465,29 +467,66 @@ func endpoint(project *types.Project, svc types.ServiceConfig, number int, key s
 	return ep
 }
 
-// unsupported names the service keys gitopsd cannot create yet, so such a
+// links are compose's legacy links of the container for replica number:
+// each container of a linked service under the link's alias, and under
+// "<svc>-<number>" and "<project>-<svc>-<number>", number being this
+// container's own, as docker compose v2.40.3 writes them.
+func links(project *types.Project, svc types.ServiceConfig, number int) []string {
+	var out []string
+	for _, link := range svc.Links {
+		name, alias, found := strings.Cut(link, ":")
+		if !found {
+			alias = name
+		}
+		linked, ok := project.Services[name]
+		if !ok {
+			continue // not deployed here (a profile): compose finds no container either
+		}
+		for n := 1; n <= linked.GetScale(); n++ {
+			target := ContainerName(project.Name, linked, n)
+			out = append(out,
+				target+":"+alias,
+				fmt.Sprintf("%s:%s-%d", target, name, number),
+				fmt.Sprintf("%s:%s-%s-%d", target, project.Name, name, number))
+		}
+	}
+	return out
+}
+
+// deviceRequests are compose's gpus and deploy.resources.reservations
+// devices as the engine takes them.
+func deviceRequests(svc types.ServiceConfig) []container.DeviceRequest {
+	var out []container.DeviceRequest
+	if svc.Deploy != nil && svc.Deploy.Resources.Reservations != nil {
+		for _, d := range svc.Deploy.Resources.Reservations.Devices {
+			out = append(out, container.DeviceRequest{Driver: d.Driver, Count: int(d.Count), DeviceIDs: d.IDs, Capabilities: [][]string{d.Capabilities}, Options: d.Options})
+		}
+	}
+	for _, g := range svc.Gpus {
+		caps := g.Capabilities
+		if !slices.Contains(caps, "gpu") {
+			caps = append(slices.Clone(caps), "gpu")
+		}
+		out = append(out, container.DeviceRequest{Driver: g.Driver, Count: int(g.Count), DeviceIDs: g.IDs, Capabilities: [][]string{caps}, Options: g.Options})
+	}
+	return out
+}
+
+// unsupported names the service keys gitopsd cannot create, so such a
 // stack is reported instead of run half-configured.
 func unsupported(svc types.ServiceConfig) error {
 	var keys []string
-	if len(svc.Links) > 0 {
-		keys = append(keys, "links")
+	// The caller resolves network_mode, ipc and pid "service:" to the other
+	// service's container (sync's resolveShared); docker has no such mode
+	// for uts.
+	for key, mode := range map[string]string{"network_mode": svc.NetworkMode, "ipc": svc.Ipc, "pid": svc.Pid, "uts": svc.Uts} {
+		if strings.HasPrefix(mode, types.ServicePrefix) {
+			keys = append(keys, key+": "+mode)
+		}
 	}
-	if len(svc.VolumesFrom) > 0 {
-		keys = append(keys, "volumes_from")
-	}
-	if len(svc.Gpus) > 0 {
-		keys = append(keys, "gpus")
-	}
-	// compose rewrites these to the other service's container ID, and hashes
-	// the rewritten form; gitopsd does neither yet.
-	if strings.HasPrefix(svc.Ipc, "service:") {
-		keys = append(keys, "ipc: service:")
-	}
-	if strings.HasPrefix(svc.Pid, "service:") {
-		keys = append(keys, "pid: service:")
-	}
+	sort.Strings(keys)
 	if len(keys) > 0 {
-		return fmt.Errorf("service %s uses %s, which gitopsd does not support yet", svc.Name, strings.Join(keys, ", "))
+		return fmt.Errorf("service %s uses %s, which gitopsd cannot create", svc.Name, strings.Join(keys, ", "))
 	}
 	return nil
 }

@@ -41,6 +41,11 @@ type DesiredService struct {
 	// RestartWith are the dependencies (depends_on with restart: true)
 	// whose recreation restarts this service, as docker compose does.
 	RestartWith []string
+	// Shares are the services whose containers this one's config names
+	// (network_mode, ipc or pid service:<svc>, volumes_from): when one of
+	// them is created or recreated, this service is recreated after it,
+	// its spec resolved again against the new container.
+	Shares []string
 }
 
 // Failure actions of deploy.update_config and deploy.rollback_config.
@@ -143,8 +148,10 @@ func (p Plan) Empty() bool { return len(p.Actions) == 0 }
 //     exists as specified but is stopped, unless it is a one-shot job that
 //     completed) or unpause; a container that Docker is restarting by its
 //     restart policy is left to Docker; surplus replicas removed; replicas
-//     of a service that
-//     depends on a recreated one with restart: true, restarted;
+//     of a service that shares the container of one that gets a new
+//     container (network_mode service:, volumes_from), recreated; replicas
+//     of a service that depends on a recreated one with restart: true,
+//     restarted;
 //  4. networks of the project that no service needs any more, removed.
 //
 // It is a pure function: no I/O, the same inputs give the same plan.
@@ -204,11 +211,16 @@ func MakePlan(desired Desired, observed Observed) (Plan, error) {
 	}
 
 	recreated := map[string]bool{}
+	replaced := map[string]bool{} // created or recreated: a new container
 	for _, svc := range order {
 		actions := planService(svc, byService[svc.Name])
+		actions = withSharedRecreates(svc, byService[svc.Name], actions, replaced)
 		for _, a := range actions {
 			if a.Kind == ActRecreate {
 				recreated[svc.Name] = true
+			}
+			if a.Kind == ActRecreate || a.Kind == ActCreate {
+				replaced[svc.Name] = true
 			}
 		}
 		actions = append(actions, restartsFor(svc, byService[svc.Name], actions, recreated)...)
@@ -285,6 +297,43 @@ func planService(svc DesiredService, have []engine.Container) []Action {
 		}
 	}
 	return actions
+}
+
+// withSharedRecreates is svc's actions with every replica that nothing
+// replaces yet recreated (instead of started or unpaused) when a service
+// whose container svc shares (Shares) gets a new container: the old one's
+// ID, which svc's containers name, is gone.
+func withSharedRecreates(svc DesiredService, have []engine.Container, actions []Action, replaced map[string]bool) []Action {
+	var because string
+	for _, other := range svc.Shares {
+		if replaced[other] {
+			because = other
+			break
+		}
+	}
+	if because == "" {
+		return actions
+	}
+	touched := map[string]bool{}
+	kept := actions[:0:0]
+	for _, a := range actions {
+		switch a.Kind {
+		case ActRecreate, ActRemove:
+			touched[a.ID] = true
+		case ActStart, ActUnpause:
+			continue // recreated below
+		}
+		kept = append(kept, a)
+	}
+	var recreates []Action
+	for _, c := range have {
+		if touched[c.ID] || c.State == "removing" || c.Number < 1 || c.Number > len(svc.Specs) {
+			continue
+		}
+		recreates = append(recreates, Action{Kind: ActRecreate, Service: svc.Name, Number: c.Number, ID: c.ID, Name: c.Name, Reasons: []string{because + " got a new container, which this one shares"}})
+	}
+	sort.Slice(recreates, func(i, j int) bool { return recreates[i].Number < recreates[j].Number })
+	return append(kept, recreates...)
 }
 
 // restartsFor restarts the running replicas of svc that nothing else touches

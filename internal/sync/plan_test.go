@@ -385,6 +385,8 @@ func TestRollConfig(t *testing.T) {
 		{"stop-first asked", free, &types.UpdateConfig{Order: "stop-first"}, RollConfig{Parallelism: 1, FailureAction: FailureRollback}, ""},
 		{"all at once, paused on failure", free, &types.UpdateConfig{Parallelism: u64(0), FailureAction: "pause", Delay: types.Duration(time.Second)},
 			RollConfig{StartFirst: true, Parallelism: 0, Delay: time.Second, FailureAction: FailurePause}, ""},
+		{"a shared network namespace cannot hold two", types.ServiceConfig{Name: "app", NetworkMode: "service:vpn"}, &types.UpdateConfig{Order: "start-first"},
+			RollConfig{Parallelism: 1, FailureAction: FailureRollback}, ""},
 		{"unknown failure_action", free, &types.UpdateConfig{FailureAction: "retry"}, RollConfig{}, `failure_action "retry"`},
 	}
 	for _, c := range cases {

@@ -110,68 +110,23 @@ type Reconciler struct {
 func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision string, dryRun bool) (Desired, error) {
 	d := Desired{Stack: st.Name, Revision: revision}
 	p := st.Project
-	extra := map[string]string{engine.LabelStack: st.Name, engine.LabelRevision: revision}
 	used := map[string]bool{}
 	waitedFor := dependencyConditions(p)
 	imageIDs, err := r.serviceImages(ctx, st, revision, dryRun)
 	if err != nil {
 		return d, err
 	}
+	var running []engine.Container
+	if sharesContainers(p) {
+		if running, err = r.Engine.Containers(ctx, st.Name); err != nil {
+			return d, fmt.Errorf("desire %s: %w", st.Name, err)
+		}
+	}
 	for _, name := range p.ServiceNames() {
 		svc := p.Services[name]
-		imageID := imageIDs[name]
-		hash, err := stack.ServiceHash(svc)
+		ds, err := r.desireService(st, revision, svc, imageIDs[name], waitedFor, running)
 		if err != nil {
-			return d, fmt.Errorf("service %s: config hash: %w", name, err)
-		}
-		ds := DesiredService{Name: name, ConfigHash: hash, ImageID: imageID, DependsOn: svc.GetDependencies(), Gate: health.GateFor(svc)}
-		var update, rollback *types.UpdateConfig
-		if svc.Deploy != nil {
-			update, rollback = svc.Deploy.UpdateConfig, svc.Deploy.RollbackConfig
-		}
-		if ds.Roll, err = rollConfig(svc, update, FailureRollback); err != nil {
-			return d, fmt.Errorf("service %s: deploy.update_config: %w", name, err)
-		}
-		if ds.RollbackRoll, err = rollConfig(svc, rollback, FailurePause); err != nil {
-			return d, fmt.Errorf("service %s: deploy.rollback_config: %w", name, err)
-		}
-		if ds.RollbackRoll.FailureAction == FailureRollback {
-			// A rollback that fails has nothing further back to go to.
-			ds.RollbackRoll.FailureAction = FailurePause
-		}
-		ds.OneShot = waitedFor[name][types.ServiceConditionCompletedSuccessfully]
-		ds.Gate.Completes = ds.OneShot
-		ds.Gate.RequireHealthcheck = waitedFor[name][types.ServiceConditionHealthy]
-		for dep, cfg := range svc.DependsOn {
-			if cfg.Restart {
-				ds.RestartWith = append(ds.RestartWith, dep)
-			}
-		}
-		sort.Strings(ds.RestartWith)
-		labels := extra
-		files, err := engine.FilesDigest(p, svc, r.FilesKey)
-		if err != nil {
-			return d, fmt.Errorf("service %s: %w", name, err)
-		}
-		if ds.OneShot || files != "" {
-			labels = maps.Clone(extra)
-		}
-		if ds.OneShot {
-			labels[engine.LabelOneShot] = "true"
-		}
-		if files != "" {
-			labels[engine.LabelFiles] = files
-		}
-		// A service that only builds runs the image compose would tag; the
-		// hash above is of the service as written, as compose hashes it.
-		specSvc := svc
-		specSvc.Image = ImageName(p.Name, svc)
-		for n := 1; n <= svc.GetScale(); n++ {
-			spec, err := engine.ServiceSpec(p, specSvc, n, hash, imageID, labels)
-			if err != nil {
-				return d, fmt.Errorf("service %s: %w", name, err)
-			}
-			ds.Specs = append(ds.Specs, spec)
+			return d, err
 		}
 		d.Services = append(d.Services, ds)
 		for key := range svc.Networks {
@@ -200,6 +155,75 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 	}
 	sort.Strings(d.Volumes)
 	return d, nil
+}
+
+// desireService is one service of st resolved into the containers it
+// wants, its references to other services' containers (see shared.go)
+// resolved against running.
+func (r *Reconciler) desireService(st *stack.Stack, revision string, svc types.ServiceConfig, imageID string, waitedFor map[string]map[string]bool, running []engine.Container) (DesiredService, error) {
+	p, name := st.Project, svc.Name
+	hashSvc, specSvc := resolveShared(p, svc, running)
+	hash, err := stack.ServiceHash(hashSvc)
+	if err != nil {
+		return DesiredService{}, fmt.Errorf("service %s: config hash: %w", name, err)
+	}
+	ds := DesiredService{Name: name, ConfigHash: hash, ImageID: imageID, DependsOn: svc.GetDependencies(), Gate: health.GateFor(svc), Shares: sharedServices(svc)}
+	var update, rollback *types.UpdateConfig
+	if svc.Deploy != nil {
+		update, rollback = svc.Deploy.UpdateConfig, svc.Deploy.RollbackConfig
+	}
+	if ds.Roll, err = rollConfig(svc, update, FailureRollback); err != nil {
+		return ds, fmt.Errorf("service %s: deploy.update_config: %w", name, err)
+	}
+	if ds.RollbackRoll, err = rollConfig(svc, rollback, FailurePause); err != nil {
+		return ds, fmt.Errorf("service %s: deploy.rollback_config: %w", name, err)
+	}
+	if ds.RollbackRoll.FailureAction == FailureRollback {
+		// A rollback that fails has nothing further back to go to.
+		ds.RollbackRoll.FailureAction = FailurePause
+	}
+	ds.OneShot = waitedFor[name][types.ServiceConditionCompletedSuccessfully]
+	ds.Gate.Completes = ds.OneShot
+	ds.Gate.RequireHealthcheck = waitedFor[name][types.ServiceConditionHealthy]
+	for dep, cfg := range svc.DependsOn {
+		if cfg.Restart {
+			ds.RestartWith = append(ds.RestartWith, dep)
+		}
+	}
+	sort.Strings(ds.RestartWith)
+	labels := map[string]string{engine.LabelStack: st.Name, engine.LabelRevision: revision}
+	files, err := engine.FilesDigest(p, svc, r.FilesKey)
+	if err != nil {
+		return ds, fmt.Errorf("service %s: %w", name, err)
+	}
+	if ds.OneShot {
+		labels[engine.LabelOneShot] = "true"
+	}
+	if files != "" {
+		labels[engine.LabelFiles] = files
+	}
+	// A service that only builds runs the image compose would tag; the
+	// hash above is of the service as written, as compose hashes it.
+	specSvc.Image = ImageName(p.Name, svc)
+	for n := 1; n <= svc.GetScale(); n++ {
+		spec, err := engine.ServiceSpec(p, specSvc, n, hash, imageID, labels)
+		if err != nil {
+			return ds, fmt.Errorf("service %s: %w", name, err)
+		}
+		ds.Specs = append(ds.Specs, spec)
+	}
+	return ds, nil
+}
+
+// sharesContainers reports whether a service of p refers to another's
+// container, which Desire must then resolve against what runs.
+func sharesContainers(p *types.Project) bool {
+	for _, svc := range p.Services {
+		if len(sharedServices(svc)) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceImages is the local ID of the image each service runs. Services
@@ -582,6 +606,7 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 	if err != nil {
 		return err
 	}
+	services = withSharers(desired, services)
 	plan := Plan{Stack: full.Stack}
 	for _, a := range full.Actions {
 		if (services[a.Service] && a.Kind != ActRemoveNetwork) || a.Kind == ActCreateNetwork || a.Kind == ActCreateVolume {
@@ -607,6 +632,28 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 		return errors.Join(applyErr, fmt.Errorf("heal %s: finish deployment: %w", st.Name, err))
 	}
 	return applyErr
+}
+
+// withSharers is services plus every service that shares the container of
+// one of them (DesiredService.Shares), transitively: healing a container
+// recreates those that run in it.
+func withSharers(desired Desired, services map[string]bool) map[string]bool {
+	out := maps.Clone(services)
+	for grew := true; grew; {
+		grew = false
+		for _, s := range desired.Services {
+			if out[s.Name] {
+				continue
+			}
+			for _, other := range s.Shares {
+				if out[other] {
+					out[s.Name], grew = true, true
+					break
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Rollback rolls st back to good, its last healthy revision, after its roll
@@ -825,7 +872,11 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 	case ActCreateVolume:
 		return r.Engine.EnsureVolume(ctx, st.Project, a.Key, extra())
 	case ActCreate:
-		id, err := r.Engine.CreateContainer(ctx, svc.Specs[a.Number-1])
+		spec, err := r.specFor(ctx, st, svc, a.Number)
+		if err != nil {
+			return err
+		}
+		id, err := r.Engine.CreateContainer(ctx, spec)
 		if err != nil {
 			return err
 		}
@@ -835,10 +886,14 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		notes.add("started %s", shortID(id))
 		return r.gate(ctx, id, gate, notes)
 	case ActRecreate:
-		if svc.Roll.StartFirst {
-			return r.recreateStartFirst(ctx, a, svc.Specs[a.Number-1], gate, notes)
+		spec, err := r.specFor(ctx, st, svc, a.Number)
+		if err != nil {
+			return err
 		}
-		return r.recreate(ctx, a, svc.Specs[a.Number-1], gate, notes)
+		if svc.Roll.StartFirst {
+			return r.recreateStartFirst(ctx, a, spec, gate, notes)
+		}
+		return r.recreate(ctx, a, spec, gate, notes)
 	case ActStart:
 		if err := r.Engine.StartContainer(ctx, a.ID); err != nil {
 			return err
@@ -871,6 +926,25 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		return err
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+// specFor is the container to create for replica number of svc. For a
+// service that shares another's container it is made again from what runs
+// now: that container may have been recreated since the plan was made.
+func (r *Reconciler) specFor(ctx context.Context, st *stack.Stack, svc DesiredService, number int) (engine.ContainerSpec, error) {
+	spec := svc.Specs[number-1]
+	if len(svc.Shares) == 0 {
+		return spec, nil
+	}
+	running, err := r.Engine.Containers(ctx, st.Name)
+	if err != nil {
+		return spec, err
+	}
+	fresh, err := r.desireService(st, spec.Config.Labels[engine.LabelRevision], st.Project.Services[svc.Name], svc.ImageID, dependencyConditions(st.Project), running)
+	if err != nil {
+		return spec, err
+	}
+	return fresh.Specs[number-1], nil
 }
 
 // gate waits for a container's health gate and notes how long it took.
@@ -966,7 +1040,9 @@ func dependencyConditions(p *types.Project) map[string]map[string]bool {
 // host port would collide), whatever the file asks. Parallelism defaults to
 // 1, as in swarm; 0 rolls every replica at once.
 func rollConfig(svc types.ServiceConfig, c *types.UpdateConfig, defaultAction string) (RollConfig, error) {
-	canRunTwice := svc.ContainerName == ""
+	// Two containers in one network namespace would bind the same ports.
+	sharesNetwork := strings.HasPrefix(svc.NetworkMode, types.ServicePrefix) || strings.HasPrefix(svc.NetworkMode, types.ContainerPrefix)
+	canRunTwice := svc.ContainerName == "" && !sharesNetwork
 	for _, p := range svc.Ports {
 		if p.Published != "" && !strings.Contains(p.Published, "-") {
 			canRunTwice = false
