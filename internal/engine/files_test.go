@@ -4,10 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
@@ -67,5 +69,63 @@ func TestComposeCreatedSecretsAndConfigsHaveNoDifferences(t *testing.T) {
 	}
 	if len(written) != 2 || written["/run/secrets/api_token"] != "t0k3n" || written["/site"] != "hello" {
 		t.Fatalf("files gitopsd would write into the container: %v", written)
+	}
+}
+
+// gpusYAML asks for GPUs both ways compose knows: gpus: and
+// deploy.resources.reservations.devices.
+const gpusYAML = `services:
+  all:
+    image: %IMAGE%
+    pull_policy: never
+    labels: {io.gitopsd.test: "1"}
+    gpus: all
+  two:
+    image: %IMAGE%
+    pull_policy: never
+    labels: {io.gitopsd.test: "1"}
+    deploy:
+      resources:
+        reservations:
+          devices:
+            - {driver: nvidia, count: 2, capabilities: [gpu, utility]}
+            - {device_ids: ["GPU-1"], capabilities: [compute]}
+networks:
+  default: {labels: {io.gitopsd.test: "1"}}
+`
+
+// Containers asking for GPUs are created with the device requests docker
+// compose gives them, and hashed as compose hashes them. This host has no
+// GPU, so the containers are created, not started.
+func TestGPUsAsComposeRequestsThem(t *testing.T) {
+	compose := testenv.ComposeV2(t)
+	e := newEngine(t)
+	image := testenv.AppImage(t, "gitopsd-test-engine:"+testenv.UniqueName(t, "v"))
+	name := testenv.UniqueName(t, "enggpu")
+	testenv.CleanupProjects(t, name)
+	p := loadProject(t, name, strings.ReplaceAll(gpusYAML, "%IMAGE%", image))
+	run(t, append(compose, "-p", name, "-f", filepath.Join(p.WorkingDir, "compose.yaml"), "create")...)
+
+	cs, err := e.Containers(context.Background(), name)
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("containers: %v %v", cs, err)
+	}
+	for _, c := range cs {
+		svc := p.Services[c.Service]
+		hash, err := stack.ServiceHash(svc)
+		if err != nil || hash != c.ConfigHash {
+			t.Errorf("%s: gitopsd hashes %s (%v), compose %s", c.Service, hash, err, c.ConfigHash)
+		}
+		spec, err := engine.ServiceSpec(p, svc, 1, hash, c.ImageID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, got := spec.HostConfig.DeviceRequests, c.Inspect.HostConfig.DeviceRequests
+		if len(want) == 0 || !reflect.DeepEqual(want, got) {
+			t.Errorf("%s: gitopsd requests devices %+v, compose %+v", c.Service, want, got)
+		}
+		if d := engine.Differences(spec, c.Inspect); len(d) != 0 {
+			t.Errorf("%s: differences from compose's container: %v", c.Service, d)
+		}
 	}
 }
