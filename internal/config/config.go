@@ -91,9 +91,10 @@ type Policy struct {
 	Preset            string   `yaml:"preset"`
 	Privileged        *bool    `yaml:"privileged"`          // privileged: true
 	HostNamespaces    *bool    `yaml:"host_namespaces"`     // network_mode, pid, ipc, uts, userns: host
-	Devices           *bool    `yaml:"devices"`             // devices:, device_cgroup_rules:
+	Devices           *bool    `yaml:"devices"`             // devices:, device_cgroup_rules:, gpus:, reserved devices
 	DockerSocket      *bool    `yaml:"docker_socket"`       // a bind of the Docker socket
 	PathsOutsideStack *bool    `yaml:"paths_outside_stack"` // env_file, include, extends, build contexts, relative binds leaving stacks/<name>/, or symlinks doing so
+	OtherContainers   *bool    `yaml:"other_containers"`    // network_mode, ipc, pid or volumes_from container:<name>, external_links
 	Capabilities      []string `yaml:"capabilities"`        // cap_add allowed; absent: the preset's (any, or none)
 	BindPaths         []string `yaml:"bind_paths"`          // host folders binds may come from; absent: the preset's (any, or none)
 }

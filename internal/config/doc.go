@@ -108,10 +108,14 @@
 //	  preset: strict
 //	  privileged: false          # privileged: true, security_opt *unconfined
 //	  host_namespaces: false     # network_mode, pid, ipc, uts, userns_mode, cgroup: host
-//	  devices: false             # devices:, device_cgroup_rules:
+//	  devices: false             # devices:, device_cgroup_rules:, gpus:,
+//	                             # deploy.resources.reservations.devices
 //	  docker_socket: false       # a bind of /var/run/docker.sock (or a folder holding it)
 //	  paths_outside_stack: false # env_file, include, extends, build contexts,
 //	                             # secrets/configs files, symlinks leaving stacks/<name>/
+//	  other_containers: false    # joining or mounting from a container outside the
+//	                             # stack: network_mode, ipc, pid or volumes_from
+//	                             # container:<name>, external_links
 //	  capabilities: [NET_BIND_SERVICE]  # cap_add allowed (ALL: any)
 //	  bind_paths: [/srv/data]    # host folders binds may come from; binds inside
 //	                             # the stack's folder need no entry

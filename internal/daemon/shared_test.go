@@ -14,8 +14,9 @@ import (
 // sharedStack is the home-lab "VPN sidecar" shape: app runs in vpn's
 // network and IPC namespaces (so it answers on the port vpn publishes) and
 // mounts vpn's volumes read-only; linker reaches vpn through a legacy link
-// alias that only the link makes resolvable.
-func sharedStack(image string, port int, vpnVersion string) string {
+// alias that only the link makes resolvable, and links it again as an
+// external container.
+func sharedStack(project, image string, port int, vpnVersion string) string {
 	return fmt.Sprintf(`services:
   vpn:
     image: %[1]s
@@ -39,6 +40,7 @@ func sharedStack(image string, port int, vpnVersion string) string {
     image: %[1]s
     pull_policy: never
     links: ["vpn:tunnel"]
+    external_links: ["%[5]s-vpn-1:outside"]
     healthcheck: {test: ["CMD", "/testapp", "probe", "http://tunnel:8080/healthz"], interval: 300ms, timeout: 2s, retries: 2}
     labels: {%[4]s: "1"}
 networks:
@@ -47,7 +49,7 @@ networks:
 volumes:
   data:
     labels: {%[4]s: "1"}
-`, image, port, vpnVersion, testenv.TestLabel)
+`, image, port, vpnVersion, testenv.TestLabel, project)
 }
 
 // Services that share another's container (network_mode and ipc
@@ -95,10 +97,16 @@ func TestServicesSharingAContainer(t *testing.T) {
 		if !slices.Equal(app.HostConfig.VolumesFrom, []string{ids["vpn#1"] + ":ro"}) {
 			t.Errorf("app's volumes_from %q", app.HostConfig.VolumesFrom)
 		}
+		// The links as docker compose writes them, external ones last.
+		vpn := name + "-vpn-1"
+		wantLinks := []string{vpn + ":tunnel", vpn + ":vpn-1", vpn + ":" + vpn, vpn + ":outside"}
+		if ep := h.inspect(ids["linker#1"]).NetworkSettings.Networks[name+"_default"]; ep == nil || !slices.Equal(ep.Links, wantLinks) {
+			t.Errorf("linker's links: %+v, want %q", ep, wantLinks)
+		}
 		return ids
 	}
 
-	h.repo.Commit(t, "a vpn with an app in its network", map[string]string{file: sharedStack(h.image, port, "1")})
+	h.repo.Commit(t, "a vpn with an app in its network", map[string]string{file: sharedStack(name, h.image, port, "1")})
 	h.mustReconcile()
 	first := check("1")
 	// The link alias resolves (linker passed its gate probing tunnel:8080),
@@ -113,7 +121,7 @@ func TestServicesSharingAContainer(t *testing.T) {
 
 	// vpn changes: it gets a new container, app is recreated into it, and
 	// linker (its link names vpn by name) is restarted, not recreated.
-	h.repo.Commit(t, "vpn v2", map[string]string{file: sharedStack(h.image, port, "2")})
+	h.repo.Commit(t, "vpn v2", map[string]string{file: sharedStack(name, h.image, port, "2")})
 	h.mustReconcile()
 	second := check("2")
 	if second["vpn#1"] == first["vpn#1"] || second["app#1"] == first["app#1"] {

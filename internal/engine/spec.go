@@ -470,7 +470,8 @@ func endpoint(project *types.Project, svc types.ServiceConfig, number int, key s
 // links are compose's legacy links of the container for replica number:
 // each container of a linked service under the link's alias, and under
 // "<svc>-<number>" and "<project>-<svc>-<number>", number being this
-// container's own, as docker compose v2.40.3 writes them.
+// container's own, as docker compose v2.40.3 writes them; then the
+// external_links, containers named as they are.
 func links(project *types.Project, svc types.ServiceConfig, number int) []string {
 	var out []string
 	for _, link := range svc.Links {
@@ -489,6 +490,13 @@ func links(project *types.Project, svc types.ServiceConfig, number int) []string
 				fmt.Sprintf("%s:%s-%d", target, name, number),
 				fmt.Sprintf("%s:%s-%s-%d", target, project.Name, name, number))
 		}
+	}
+	for _, link := range svc.ExternalLinks { // "<container>[:<alias>]"
+		target, alias, found := strings.Cut(link, ":")
+		if !found {
+			alias = target
+		}
+		out = append(out, target+":"+alias)
 	}
 	return out
 }

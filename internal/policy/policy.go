@@ -29,6 +29,9 @@ type Policy struct {
 	Devices           bool
 	DockerSocket      bool
 	PathsOutsideStack bool
+	// OtherContainers: a service may join the namespaces of, mount the
+	// volumes of, or link to a container outside its stack.
+	OtherContainers bool
 	// Capabilities allowed in cap_add, without the CAP_ prefix; nil allows
 	// any, ALL allows any too.
 	Capabilities []string
@@ -40,11 +43,12 @@ type Policy struct {
 // run, except paths that leave the stack's folder, which a repository has
 // no business reading on a host unless the host says so.
 func Default() Policy {
-	return Policy{Privileged: true, HostNamespaces: true, Devices: true, DockerSocket: true}
+	return Policy{Privileged: true, HostNamespaces: true, Devices: true, DockerSocket: true, OtherContainers: true}
 }
 
 // Strict allows no privilege, host namespace, device, added capability,
-// Docker socket, bind mount or path outside the stack's folder.
+// Docker socket, bind mount, container outside the stack or path outside
+// the stack's folder.
 func Strict() Policy {
 	return Policy{Capabilities: []string{}, BindPaths: []string{}}
 }
@@ -66,6 +70,7 @@ func FromConfig(c config.Policy) Policy {
 	set(&p.Devices, c.Devices)
 	set(&p.DockerSocket, c.DockerSocket)
 	set(&p.PathsOutsideStack, c.PathsOutsideStack)
+	set(&p.OtherContainers, c.OtherContainers)
 	if c.Capabilities != nil {
 		p.Capabilities = make([]string, 0, len(c.Capabilities))
 		for _, cp := range c.Capabilities {
@@ -143,6 +148,28 @@ func (p Policy) checkService(svc types.ServiceConfig, stackDir string) []Violati
 		}
 		if len(svc.DeviceCgroupRules) > 0 {
 			add("device_cgroup_rules", "devices", "device_cgroup_rules")
+		}
+		if len(svc.Gpus) > 0 {
+			add("gpus", "devices", "gpus")
+		}
+		if svc.Deploy != nil && svc.Deploy.Resources.Reservations != nil && len(svc.Deploy.Resources.Reservations.Devices) > 0 {
+			add("deploy.resources.reservations.devices", "devices", "deploy.resources.reservations.devices")
+		}
+	}
+	if !p.OtherContainers {
+		// Another stack's container: its network, its memory, its volumes.
+		for _, ns := range []struct{ key, value string }{{"network_mode", svc.NetworkMode}, {"pid", svc.Pid}, {"ipc", svc.Ipc}} {
+			if strings.HasPrefix(ns.value, types.ContainerPrefix) {
+				add(ns.key, "other_containers", "%s: %s (a container outside the stack)", ns.key, ns.value)
+			}
+		}
+		for _, v := range svc.VolumesFrom {
+			if strings.HasPrefix(v, types.ContainerPrefix) {
+				add("volumes_from", "other_containers", "volumes_from %s (a container outside the stack)", v)
+			}
+		}
+		if len(svc.ExternalLinks) > 0 {
+			add("external_links", "other_containers", "external_links %s", strings.Join(svc.ExternalLinks, ", "))
 		}
 	}
 	if p.Capabilities != nil && !slices.Contains(p.Capabilities, "ALL") {

@@ -36,6 +36,7 @@ func TestDefaultAllowsWhatComposeDoes(t *testing.T) {
 		Name: "web", Privileged: true, NetworkMode: "host", Pid: "host",
 		Devices: []types.DeviceMapping{{Source: "/dev/ttyUSB0", Target: "/dev/ttyUSB0"}},
 		CapAdd:  []string{"SYS_ADMIN"}, Volumes: []types.ServiceVolumeConfig{bind("/"), bind("/var/run/docker.sock")},
+		Gpus: []types.DeviceRequest{{Count: -1}}, Ipc: "container:other-1", VolumesFrom: []string{"container:other-1"}, ExternalLinks: []string{"other-1"},
 	})
 	if vs := FromConfig(config.Policy{}).Check(p, "/live/stacks/s"); len(vs) != 0 {
 		t.Fatalf("the default policy refused %v", vs)
@@ -54,11 +55,15 @@ func TestStrictRefusesEachRuleNamingIt(t *testing.T) {
 		types.ServiceConfig{Name: "e", Volumes: []types.ServiceVolumeConfig{bind("/")}},
 		types.ServiceConfig{Name: "f", Volumes: []types.ServiceVolumeConfig{bind("/var/run/docker.sock")}},
 		types.ServiceConfig{Name: "g", SecurityOpt: []string{"seccomp:unconfined"}},
-		types.ServiceConfig{Name: "ok", Volumes: []types.ServiceVolumeConfig{bind("/live/stacks/s/conf"), {Type: types.VolumeTypeVolume, Source: "data", Target: "/data"}}},
+		types.ServiceConfig{Name: "h", Gpus: []types.DeviceRequest{{Count: -1}}},
+		types.ServiceConfig{Name: "i", NetworkMode: "container:other-db-1", VolumesFrom: []string{"container:other-db-1:ro"}, ExternalLinks: []string{"other-db-1:db"}},
+		// Joining a service of its own stack is the stack's own business.
+		types.ServiceConfig{Name: "ok", NetworkMode: "service:i", VolumesFrom: []string{"i"}, Links: []string{"i"}, Volumes: []types.ServiceVolumeConfig{bind("/live/stacks/s/conf"), {Type: types.VolumeTypeVolume, Source: "data", Target: "/data"}}},
 	)
 	vs := FromConfig(config.Policy{Preset: config.PresetStrict}).Check(p, "/live/stacks/s")
 	want := []string{"policy.privileged", "policy.host_namespaces", "policy.host_namespaces", "policy.devices",
-		"policy.capabilities", "policy.bind_paths", "policy.docker_socket", "policy.privileged"}
+		"policy.capabilities", "policy.bind_paths", "policy.docker_socket", "policy.privileged", "policy.devices",
+		"policy.other_containers", "policy.other_containers", "policy.other_containers"}
 	if !slices.Equal(rules(vs), want) {
 		t.Fatalf("rules %v, want %v (%v)", rules(vs), want, vs)
 	}
