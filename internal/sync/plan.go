@@ -304,13 +304,7 @@ func planService(svc DesiredService, have []engine.Container) []Action {
 // whose container svc shares (Shares) gets a new container: the old one's
 // ID, which svc's containers name, is gone.
 func withSharedRecreates(svc DesiredService, have []engine.Container, actions []Action, replaced map[string]bool) []Action {
-	var because string
-	for _, other := range svc.Shares {
-		if replaced[other] {
-			because = other
-			break
-		}
-	}
+	because := firstIn(svc.Shares, replaced)
 	if because == "" {
 		return actions
 	}
@@ -336,16 +330,20 @@ func withSharedRecreates(svc DesiredService, have []engine.Container, actions []
 	return append(kept, recreates...)
 }
 
+// firstIn is the first of names in set, or "".
+func firstIn(names []string, set map[string]bool) string {
+	for _, name := range names {
+		if set[name] {
+			return name
+		}
+	}
+	return ""
+}
+
 // restartsFor restarts the running replicas of svc that nothing else touches
 // when a dependency it declares with restart: true was recreated.
 func restartsFor(svc DesiredService, have []engine.Container, actions []Action, recreated map[string]bool) []Action {
-	var because string
-	for _, dep := range svc.RestartWith {
-		if recreated[dep] {
-			because = dep
-			break
-		}
-	}
+	because := firstIn(svc.RestartWith, recreated)
 	if because == "" {
 		return nil
 	}
