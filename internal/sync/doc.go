@@ -23,7 +23,10 @@
 //     Docker is restarting by its own restart policy is left to Docker, and
 //     one being removed is waited for. Replicas above the wanted count and
 //     services that left are removed; volumes never are: they are reported
-//     as orphans.
+//     as orphans. A service that runs in another's container (network_mode,
+//     ipc or pid service:, volumes_from; shared.go) names that container's
+//     ID, as compose resolves it: when that container is replaced, the
+//     service is recreated after it, its spec resolved again at creation.
 //   - The Reconciler applies the plan in order. Every new container must
 //     pass its health gate (package health); a one-shot job (a service
 //     waited for with service_completed_successfully) passes by exiting 0.
@@ -32,8 +35,9 @@
 //     uses rollback_config). A failed gate follows the service's
 //     failure_action: rollback (the default) ends the apply and the caller
 //     returns the whole stack to its last healthy revision; pause ends it
-//     there; continue goes on. Any other failure ends the apply. A changed replica is rolled start-first when the service can
-//     run twice (no container_name, no fixed host port; compose's
+//     there; continue goes on. Any other failure ends the apply. A changed
+//     replica is rolled start-first when the service can run twice (no
+//     container_name, no fixed host port, not in another's network; compose's
 //     deploy.update_config.order may ask for stop-first): the new container
 //     starts under "<id>_next_<name>" beside the old one, which stops only
 //     once the new one passed. Otherwise stop-first: the old container is
@@ -50,8 +54,9 @@
 //   - Compare and Heal serve drift (package drift): Compare plans a stack
 //     against the revision it already runs, changing nothing, so any action
 //     is drift; Heal applies only the actions of the named services, gated
-//     like a sync, as a deployment with trigger heal that never rolls the
-//     stack back nor marks its revision failed.
+//     like a sync (with the services that run in their containers), as a
+//     deployment with trigger heal that never rolls the stack back nor
+//     marks its revision failed.
 //
 // Each reconcile ends with the stack's row in the store saying where it is:
 // Sync is Synced, OutOfSync, Progressing, Invalid or Failed; Health is the
