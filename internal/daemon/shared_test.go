@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
@@ -17,6 +19,15 @@ import (
 // alias that only the link makes resolvable, and links it again as an
 // external container.
 func sharedStack(project, image string, port int, vpnVersion string) string {
+	return sharedStackWith(project, image, port, vpnVersion, false)
+}
+
+// sharedStackWith is sharedStack; failApp makes app fail its health gate.
+func sharedStackWith(project, image string, port int, vpnVersion string, failApp bool) string {
+	fail := ""
+	if failApp {
+		fail = `, FAIL_HEALTH: "1"`
+	}
 	return fmt.Sprintf(`services:
   vpn:
     image: %[1]s
@@ -33,7 +44,7 @@ func sharedStack(project, image string, port int, vpnVersion string) string {
     network_mode: service:vpn
     ipc: service:vpn
     volumes_from: ["vpn:ro"]
-    environment: {VERSION: app, PORT: "8081"}
+    environment: {VERSION: app, PORT: "8081"%[6]s}
     healthcheck: `+probeCheck+`
     labels: {%[4]s: "1"}
   linker:
@@ -49,7 +60,7 @@ networks:
 volumes:
   data:
     labels: {%[4]s: "1"}
-`, image, port, vpnVersion, testenv.TestLabel, project)
+`, image, port, vpnVersion, testenv.TestLabel, project, fail)
 }
 
 // Services that share another's container (network_mode and ipc
@@ -141,5 +152,51 @@ func TestServicesSharingAContainer(t *testing.T) {
 	third := check("2")
 	if third["app#1"] == second["app#1"] {
 		t.Fatalf("app still runs in the removed vpn's namespace: %v -> %v", second, third)
+	}
+}
+
+// A revision that changes vpn and whose app then fails its gate is rolled
+// back: the old app cannot be restarted (the namespace it ran in went with
+// the old vpn), so a rollback deployment recreates vpn and app again, and
+// app answers on vpn's port as before.
+func TestSharedContainerRevisionRollsBack(t *testing.T) {
+	h := newHarness(t, nil)
+	name := testenv.UniqueName(t, "sharedrb")
+	testenv.CleanupProjects(t, name)
+	port := testenv.FreePort(t)
+	file := "stacks/" + name + "/compose.yaml"
+	good := h.repo.Commit(t, "v1", map[string]string{file: sharedStack(name, h.image, port, "1")})
+	h.mustReconcile()
+	if got, err := waitServes(port, "app", 5*time.Second); err != nil {
+		t.Fatalf("v1: vpn's port answers %q, %v", got, err)
+	}
+
+	bad := h.repo.Commit(t, "vpn v2, app unhealthy", map[string]string{file: sharedStackWith(name, h.image, port, "2", true)})
+	if err := h.reconcile(); err == nil || !strings.Contains(err.Error(), "health gate") {
+		t.Fatalf("reconcile of an unhealthy revision: %v", err)
+	}
+	if got, err := waitServes(port, "app", 5*time.Second); err != nil {
+		t.Fatalf("after the rollback vpn's port answers %q, %v", got, err)
+	}
+	if got := getFile(t, port, "/data/owner"); got != "vpn-1" {
+		t.Fatalf("after the rollback app reads %q from vpn's volume, want vpn-1 (vpn back at v1)", got)
+	}
+	ids := h.containers(name)
+	if len(ids) != 3 {
+		t.Fatalf("containers after the rollback: %v", ids)
+	}
+	if mode := h.inspect(ids["app#1"]).HostConfig.NetworkMode; string(mode) != "container:"+ids["vpn#1"] {
+		t.Fatalf("app runs in %s, not in vpn %s", mode, ids["vpn#1"])
+	}
+	s := h.stackStatus(name)
+	if s.Sync != "Failed" || s.Health != "Healthy" {
+		t.Fatalf("status after the rollback: %s/%s %s", s.Sync, s.Health, s.Error)
+	}
+	// The failed deployment could not restart the old app; a rollback
+	// deployment then returned the stack to v1.
+	hist := h.deployments(name)
+	if len(hist) != 3 || hist[0].Trigger != "rollback" || hist[0].Outcome != "succeeded" || hist[0].To != good ||
+		hist[1].To != bad || hist[1].Outcome != "failed" {
+		t.Fatalf("history: %+v", hist)
 	}
 }
