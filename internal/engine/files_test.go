@@ -129,3 +129,52 @@ func TestGPUsAsComposeRequestsThem(t *testing.T) {
 		}
 	}
 }
+
+// passThroughYAML uses host config keys gitopsd hands to the engine as
+// they are written.
+const passThroughYAML = `services:
+  app:
+    image: %IMAGE%
+    pull_policy: never
+    labels: {io.gitopsd.test: "1"}
+    device_cgroup_rules: ["c 1:3 mr", "a 7:* rmw"]
+    isolation: default
+    blkio_config: {weight: 300}
+networks:
+  default: {labels: {io.gitopsd.test: "1"}}
+`
+
+// device_cgroup_rules, isolation and blkio_config reach the container as
+// docker compose gives them (they were ignored before).
+func TestHostConfigKeysAsComposeSetsThem(t *testing.T) {
+	compose := testenv.ComposeV2(t)
+	e := newEngine(t)
+	image := testenv.AppImage(t, "gitopsd-test-engine:"+testenv.UniqueName(t, "v"))
+	name := testenv.UniqueName(t, "enghost")
+	testenv.CleanupProjects(t, name)
+	p := loadProject(t, name, strings.ReplaceAll(passThroughYAML, "%IMAGE%", image))
+	run(t, append(compose, "-p", name, "-f", filepath.Join(p.WorkingDir, "compose.yaml"), "create")...)
+	cs, err := e.Containers(context.Background(), name)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("containers: %v %v", cs, err)
+	}
+	spec, err := engine.ServiceSpec(p, p.Services["app"], 1, cs[0].ConfigHash, cs[0].ImageID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := spec.HostConfig, cs[0].Inspect.HostConfig
+	if !reflect.DeepEqual(want.DeviceCgroupRules, got.DeviceCgroupRules) || len(want.DeviceCgroupRules) != 2 {
+		t.Errorf("device_cgroup_rules: gitopsd %q, compose %q", want.DeviceCgroupRules, got.DeviceCgroupRules)
+	}
+	if want.Isolation != got.Isolation || want.Isolation != "default" {
+		t.Errorf("isolation: gitopsd %q, compose %q", want.Isolation, got.Isolation)
+	}
+	// The engine drops a block IO weight its kernel cannot apply (as here),
+	// so only gitopsd's request is checked.
+	if want.BlkioWeight != 300 {
+		t.Errorf("blkio_config.weight: gitopsd asks %d", want.BlkioWeight)
+	}
+	if d := engine.Differences(spec, cs[0].Inspect); len(d) != 0 {
+		t.Errorf("differences from compose's container: %v", d)
+	}
+}

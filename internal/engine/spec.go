@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
@@ -140,6 +141,10 @@ func ServiceSpec(project *types.Project, svc types.ServiceConfig, number int, co
 		GroupAdd:       svc.GroupAdd,
 		OomScoreAdj:    int(svc.OomScoreAdj),
 		VolumesFrom:    svc.VolumesFrom,
+		VolumeDriver:   svc.VolumeDriver,
+		Annotations:    svc.Annotations,
+		StorageOpt:     svc.StorageOpt,
+		Isolation:      container.Isolation(svc.Isolation),
 	}
 	host.Resources.DeviceRequests = deviceRequests(svc)
 	if svc.Logging != nil {
@@ -265,16 +270,36 @@ func restartPolicy(svc types.ServiceConfig) container.RestartPolicy {
 
 func resources(svc types.ServiceConfig) container.Resources {
 	r := container.Resources{
-		CgroupParent:      svc.CgroupParent,
-		Memory:            int64(svc.MemLimit),
-		MemorySwap:        int64(svc.MemSwapLimit),
-		MemoryReservation: int64(svc.MemReservation),
-		OomKillDisable:    &svc.OomKillDisable,
-		CPUPeriod:         svc.CPUPeriod,
-		CPUQuota:          svc.CPUQuota,
-		CPUShares:         svc.CPUShares,
-		NanoCPUs:          int64(svc.CPUS * 1e9),
-		CpusetCpus:        svc.CPUSet,
+		CgroupParent:       svc.CgroupParent,
+		Memory:             int64(svc.MemLimit),
+		MemorySwap:         int64(svc.MemSwapLimit),
+		MemoryReservation:  int64(svc.MemReservation),
+		OomKillDisable:     &svc.OomKillDisable,
+		CPUPeriod:          svc.CPUPeriod,
+		CPUQuota:           svc.CPUQuota,
+		CPUShares:          svc.CPUShares,
+		NanoCPUs:           int64(svc.CPUS * 1e9),
+		CpusetCpus:         svc.CPUSet,
+		CPUCount:           svc.CPUCount,
+		CPUPercent:         int64(svc.CPUPercent),
+		CPURealtimePeriod:  svc.CPURTPeriod,
+		CPURealtimeRuntime: svc.CPURTRuntime,
+		DeviceCgroupRules:  svc.DeviceCgroupRules,
+	}
+	if b := svc.BlkioConfig; b != nil {
+		r.BlkioWeight = b.Weight
+		for _, d := range b.WeightDevice {
+			r.BlkioWeightDevice = append(r.BlkioWeightDevice, &blkiodev.WeightDevice{Path: d.Path, Weight: d.Weight})
+		}
+		throttle := func(in []types.ThrottleDevice) []*blkiodev.ThrottleDevice {
+			var out []*blkiodev.ThrottleDevice
+			for _, d := range in {
+				out = append(out, &blkiodev.ThrottleDevice{Path: d.Path, Rate: uint64(d.Rate)})
+			}
+			return out
+		}
+		r.BlkioDeviceReadBps, r.BlkioDeviceWriteBps = throttle(b.DeviceReadBps), throttle(b.DeviceWriteBps)
+		r.BlkioDeviceReadIOps, r.BlkioDeviceWriteIOps = throttle(b.DeviceReadIOps), throttle(b.DeviceWriteIOps)
 	}
 	if svc.MemSwappiness != 0 {
 		v := int64(svc.MemSwappiness)
@@ -521,20 +546,44 @@ func deviceRequests(svc types.ServiceConfig) []container.DeviceRequest {
 }
 
 // unsupported names the service keys gitopsd cannot create, so such a
-// stack is reported instead of run half-configured.
+// stack is reported instead of run half-configured. The stack loader
+// refuses CannotCreate's keys already, with their line; a "service:" mode
+// left here means the caller did not resolve it (sync's resolveShared).
 func unsupported(svc types.ServiceConfig) error {
 	var keys []string
-	// The caller resolves network_mode, ipc and pid "service:" to the other
-	// service's container (sync's resolveShared); docker has no such mode
-	// for uts.
-	for key, mode := range map[string]string{"network_mode": svc.NetworkMode, "ipc": svc.Ipc, "pid": svc.Pid, "uts": svc.Uts} {
+	for key, mode := range map[string]string{"network_mode": svc.NetworkMode, "ipc": svc.Ipc, "pid": svc.Pid} {
 		if strings.HasPrefix(mode, types.ServicePrefix) {
 			keys = append(keys, key+": "+mode)
 		}
 	}
 	sort.Strings(keys)
+	keys = append(keys, CannotCreate(svc)...)
 	if len(keys) > 0 {
 		return fmt.Errorf("service %s uses %s, which gitopsd cannot create", svc.Name, strings.Join(keys, ", "))
 	}
 	return nil
+}
+
+// CannotCreate names the keys of svc that gitopsd cannot honour, in file
+// order of the compose reference: hooks run in the container (post_start,
+// pre_stop), model runners and providers, the socket of a desktop's engine
+// (use_api_socket), Windows credential specs, a MAC address (the engine
+// here, API 1.41, takes it only from a field the client no longer has),
+// and uts: service:, a mode the engine does not have.
+func CannotCreate(svc types.ServiceConfig) []string {
+	var keys []string
+	for _, k := range []struct {
+		key  string
+		used bool
+	}{
+		{"credential_spec", svc.CredentialSpec != nil}, {"mac_address", svc.MacAddress != ""},
+		{"models", len(svc.Models) > 0}, {"post_start", len(svc.PostStart) > 0},
+		{"pre_stop", len(svc.PreStop) > 0}, {"provider", svc.Provider != nil},
+		{"use_api_socket", svc.UseAPISocket}, {"uts", strings.HasPrefix(svc.Uts, types.ServicePrefix)},
+	} {
+		if k.used {
+			keys = append(keys, k.key)
+		}
+	}
+	return keys
 }

@@ -11,6 +11,18 @@ import (
 	"github.com/gitopsd/gitopsd/internal/policy"
 )
 
+// checkCreatable refuses the service keys gitopsd cannot honour
+// (engine.CannotCreate), so the stack is Invalid at load, naming the file
+// and line, instead of run without them.
+func (l *locator) checkCreatable(project *types.Project) error {
+	for _, name := range project.ServiceNames() {
+		if keys := engine.CannotCreate(project.Services[name]); len(keys) > 0 {
+			return l.atPath(fmt.Sprintf("services.%s.%s", name, keys[0]), "gitopsd cannot create this yet (see the README's list of compose keys)")
+		}
+	}
+	return nil
+}
+
 // checkPullPolicies refuses a pull_policy the compose schema lets through
 // but gitopsd cannot honour (refresh, a malformed every_), so the stack is
 // Invalid at load, naming the file and line, instead of Failed at its

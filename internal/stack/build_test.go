@@ -84,3 +84,24 @@ func TestPullPolicyGitopsdCannotHonourIsInvalid(t *testing.T) {
 		})
 	}
 }
+
+// A key gitopsd cannot honour makes the stack Invalid at load, naming the
+// key and line, rather than running the service without it.
+func TestKeysGitopsdCannotCreateAreInvalid(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{"post_start", "[{command: [/bin/true]}]"},
+		{"pre_stop", "[{command: [/bin/true]}]"},
+		{"mac_address", "02:42:ac:11:65:43"},
+		{"use_api_socket", "true"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			compose := "services:\n  web:\n    image: x\n    " + tc.key + ": " + tc.value + "\n"
+			dir := repo(t, map[string]string{"stacks/app/compose.yaml": compose})
+			_, err := Load(context.Background(), dir, "app", host)
+			var e *Error
+			if !errors.As(err, &e) || !strings.Contains(e.Msg, "services.web."+tc.key+": gitopsd cannot create this") || e.Line != 4 {
+				t.Fatalf("got %v (line %d), want services.web.%s at line 4", err, lineOf(e), tc.key)
+			}
+		})
+	}
+}

@@ -163,6 +163,9 @@ func load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) 
 	if err := loc.checkPullPolicies(project); err != nil {
 		return nil, err
 	}
+	if err := loc.checkCreatable(project); err != nil {
+		return nil, err
+	}
 	// What only a host the stack runs on must have (its keys) or allow
 	// (its policy) is not asked of the others.
 	targeted := options.Targets.Match(host)
