@@ -185,6 +185,9 @@ type ContainerSpec struct {
 	// Files are secrets and configs written into the container after
 	// create, before start.
 	Files []InjectedFile
+	// PostStart and PreStop are compose's lifecycle hooks: commands the
+	// caller runs in the container after it starts and before it stops.
+	PostStart, PreStop []Hook
 }
 
 // CreateContainer creates (does not start) a container and connects it to

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
@@ -19,22 +20,66 @@ const outputTail = 2048
 // Exec runs a command in a running container and returns its exit code
 // and the tail of its output (stdout and stderr as Docker multiplexes them).
 func (e *Engine) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
-	ex, err := e.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	return e.exec(ctx, id, client.ExecCreateOptions{Cmd: cmd})
+}
+
+func (e *Engine) exec(ctx context.Context, id string, opts client.ExecCreateOptions) (int, string, error) {
+	opts.AttachStdout, opts.AttachStderr = true, true
+	cmd := strings.Join(opts.Cmd, " ")
+	ex, err := e.cli.ExecCreate(ctx, id, opts)
 	if err != nil {
-		return -1, "", fmt.Errorf("exec %q in %s: %w", strings.Join(cmd, " "), shortID(id), err)
+		return -1, "", fmt.Errorf("exec %q in %s: %w", cmd, shortID(id), err)
 	}
 	att, err := e.cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return -1, "", fmt.Errorf("exec %q in %s: %w", strings.Join(cmd, " "), shortID(id), err)
+		return -1, "", fmt.Errorf("exec %q in %s: %w", cmd, shortID(id), err)
 	}
 	var out tailBuffer
-	_, _ = io.Copy(&out, att.Reader) // ends when the command does
+	// Without a TTY the engine frames stdout and stderr; both go to out.
+	_, _ = stdcopy.StdCopy(&out, &out, att.Reader) // ends when the command does
 	att.Close()
 	res, err := e.cli.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
 	if err != nil {
-		return -1, out.String(), fmt.Errorf("exec %q in %s: %w", strings.Join(cmd, " "), shortID(id), err)
+		return -1, out.String(), fmt.Errorf("exec %q in %s: %w", cmd, shortID(id), err)
 	}
 	return res.ExitCode, out.String(), nil
+}
+
+// Hook is one of compose's post_start or pre_stop hooks.
+type Hook struct {
+	Cmd        []string
+	User       string
+	Privileged bool
+	WorkingDir string
+	Env        []string
+}
+
+// HookError is a hook that ran and exited non-zero.
+type HookError struct {
+	Cmd    string
+	Exit   int
+	Output string // the tail
+}
+
+func (e *HookError) Error() string {
+	msg := fmt.Sprintf("%q exited %d", e.Cmd, e.Exit)
+	if out := strings.TrimSpace(e.Output); out != "" {
+		msg += ": " + out
+	}
+	return msg
+}
+
+// RunHook execs h in the running container id, as compose runs a
+// lifecycle hook; a non-zero exit is a *HookError.
+func (e *Engine) RunHook(ctx context.Context, id string, h Hook) error {
+	code, out, err := e.exec(ctx, id, client.ExecCreateOptions{Cmd: h.Cmd, User: h.User, Privileged: h.Privileged, WorkingDir: h.WorkingDir, Env: h.Env})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &HookError{Cmd: strings.Join(h.Cmd, " "), Exit: code, Output: out}
+	}
+	return nil
 }
 
 // OneOff is a container run once to completion, with no network.

@@ -151,7 +151,7 @@ func ServiceSpec(project *types.Project, svc types.ServiceConfig, number int, co
 		host.LogConfig = container.LogConfig{Type: svc.Logging.Driver, Config: svc.Logging.Options}
 	}
 
-	spec := ContainerSpec{Name: name, Config: cfg, HostConfig: host, Files: files}
+	spec := ContainerSpec{Name: name, Config: cfg, HostConfig: host, Files: files, PostStart: hooks(svc.PostStart), PreStop: hooks(svc.PreStop)}
 	if err := networking(project, svc, number, &spec); err != nil {
 		return ContainerSpec{}, err
 	}
@@ -492,6 +492,14 @@ func endpoint(project *types.Project, svc types.ServiceConfig, number int, key s
 	return ep
 }
 
+func hooks(in []types.ServiceHook) []Hook {
+	var out []Hook
+	for _, h := range in {
+		out = append(out, Hook{Cmd: h.Command, User: h.User, Privileged: h.Privileged, WorkingDir: h.WorkingDir, Env: envList(h.Environment)})
+	}
+	return out
+}
+
 // links are compose's legacy links of the container for replica number:
 // each container of a linked service under the link's alias, and under
 // "<svc>-<number>" and "<project>-<svc>-<number>", number being this
@@ -564,9 +572,8 @@ func unsupported(svc types.ServiceConfig) error {
 	return nil
 }
 
-// CannotCreate names the keys of svc that gitopsd cannot honour, in file
-// order of the compose reference: hooks run in the container (post_start,
-// pre_stop), model runners and providers, the socket of a desktop's engine
+// CannotCreate names the keys of svc that gitopsd cannot honour, sorted:
+// model runners and providers, the socket of a desktop's engine
 // (use_api_socket), Windows credential specs, a MAC address (the engine
 // here, API 1.41, takes it only from a field the client no longer has),
 // and uts: service:, a mode the engine does not have.
@@ -577,8 +584,7 @@ func CannotCreate(svc types.ServiceConfig) []string {
 		used bool
 	}{
 		{"credential_spec", svc.CredentialSpec != nil}, {"mac_address", svc.MacAddress != ""},
-		{"models", len(svc.Models) > 0}, {"post_start", len(svc.PostStart) > 0},
-		{"pre_stop", len(svc.PreStop) > 0}, {"provider", svc.Provider != nil},
+		{"models", len(svc.Models) > 0}, {"provider", svc.Provider != nil},
 		{"use_api_socket", svc.UseAPISocket}, {"uts", strings.HasPrefix(svc.Uts, types.ServicePrefix)},
 	} {
 		if k.used {

@@ -89,8 +89,7 @@ func TestPullPolicyGitopsdCannotHonourIsInvalid(t *testing.T) {
 // key and line, rather than running the service without it.
 func TestKeysGitopsdCannotCreateAreInvalid(t *testing.T) {
 	for _, tc := range []struct{ key, value string }{
-		{"post_start", "[{command: [/bin/true]}]"},
-		{"pre_stop", "[{command: [/bin/true]}]"},
+		{"credential_spec", "{file: spec.json}"},
 		{"mac_address", "02:42:ac:11:65:43"},
 		{"use_api_socket", "true"},
 	} {

@@ -28,8 +28,10 @@
 //     ID, as compose resolves it: when that container is replaced, the
 //     service is recreated after it, its spec resolved again at creation.
 //   - The Reconciler applies the plan in order. Every new container must
-//     pass its health gate (package health); a one-shot job (a service
-//     waited for with service_completed_successfully) passes by exiting 0.
+//     pass its health gate (package health), after its post_start hooks
+//     (a failing hook fails the gate; pre_stop hooks run before a stop); a
+//     one-shot job (a service waited for with service_completed_successfully)
+//     passes by exiting 0.
 //     Consecutive recreates of one service run in batches of its
 //     update_config.parallelism with its delay between them (a rollback
 //     uses rollback_config). A failed gate follows the service's

@@ -884,7 +884,7 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 			return err
 		}
 		notes.add("started %s", shortID(id))
-		return r.gate(ctx, id, gate, notes)
+		return r.startedGate(ctx, id, spec, gate, notes)
 	case ActRecreate:
 		spec, err := r.specFor(ctx, st, svc, a.Number)
 		if err != nil {
@@ -898,7 +898,7 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		if err := r.Engine.StartContainer(ctx, a.ID); err != nil {
 			return err
 		}
-		return r.gate(ctx, a.ID, gate, notes)
+		return r.startedGate(ctx, a.ID, svc.Specs[a.Number-1], gate, notes)
 	case ActUnpause:
 		if err := r.Engine.UnpauseContainer(ctx, a.ID); err != nil {
 			return err
@@ -910,6 +910,9 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		}
 		return r.gate(ctx, a.ID, gate, notes)
 	case ActRemove:
+		if len(svc.Specs) > 0 { // a service still in the file, scaled down
+			r.preStop(ctx, a.ID, svc.Specs[0], notes)
+		}
 		if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
 			return err
 		}
@@ -945,6 +948,34 @@ func (r *Reconciler) specFor(ctx context.Context, st *stack.Stack, svc DesiredSe
 		return spec, err
 	}
 	return fresh.Specs[number-1], nil
+}
+
+// startedGate runs the post_start hooks of a container just started, then
+// waits for its gate. A hook that fails fails the gate: compose fails the
+// start, and the roll handles it as any unhealthy container.
+func (r *Reconciler) startedGate(ctx context.Context, id string, spec engine.ContainerSpec, g health.Gate, notes *stepNotes) error {
+	for _, h := range spec.PostStart {
+		if err := r.Engine.RunHook(ctx, id, h); err != nil {
+			notes.add("post_start hook of %s failed", shortID(id))
+			return &health.Failure{Container: spec.Name, Reason: "post_start hook: " + err.Error()}
+		}
+	}
+	if len(spec.PostStart) > 0 {
+		notes.add("post_start hooks ran")
+	}
+	return r.gate(ctx, id, g, notes)
+}
+
+// preStop runs the pre_stop hooks of a container about to be stopped. A
+// failure is noted, and the stop goes on: a broken hook must not keep an
+// old container in place.
+func (r *Reconciler) preStop(ctx context.Context, id string, spec engine.ContainerSpec, notes *stepNotes) {
+	for _, h := range spec.PreStop {
+		if err := r.Engine.RunHook(ctx, id, h); err != nil {
+			notes.add("pre_stop hook of %s failed: %v", shortID(id), err)
+			r.Log.Warn("pre_stop hook failed", "container", spec.Name, "err", err)
+		}
+	}
 }
 
 // gate waits for a container's health gate and notes how long it took.
@@ -995,6 +1026,7 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 		return restore(fmt.Errorf("create: %w", err))
 	}
 	crashPoint(CrashStopFirstCreated)
+	r.preStop(ctx, a.ID, spec, notes)
 	if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
 		_ = r.Engine.RemoveContainer(ctx, id)
 		return restore(fmt.Errorf("stop old: %w", err))
@@ -1007,7 +1039,7 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	}
 	notes.add("new %s started", shortID(id))
 	crashPoint(CrashStopFirstNewStarted)
-	if err := r.gate(ctx, id, gate, notes); err != nil {
+	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
 		// The new container is removed before the old one gets its name back.
 		rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
 		return restore(errors.Join(err, rmErr))
@@ -1095,9 +1127,10 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 	}
 	notes.add("new %s started beside old %s", shortID(id), shortID(a.ID))
 	crashPoint(CrashStartFirstNewStarted)
-	if err := r.gate(ctx, id, gate, notes); err != nil {
+	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
 		return discard(err)
 	}
+	r.preStop(ctx, a.ID, spec, notes)
 	if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
 		return fmt.Errorf("stop old: %w", err)
 	}

@@ -15,6 +15,7 @@
 //	job --for D --exit N         a one-shot: run for D, then exit with N
 //	check FILE [CONTENT]         exit 0 if FILE exists (and holds CONTENT): a
 //	                             restore test's verify command
+//	write FILE CONTENT           write CONTENT to FILE: a lifecycle hook
 package main
 
 import (
@@ -63,6 +64,12 @@ func main() {
 		err = job(args)
 	case "check":
 		err = check(args)
+	case "write":
+		if len(args) != 2 {
+			err = errors.New("usage: testapp write FILE CONTENT")
+			break
+		}
+		err = os.WriteFile(args[0], []byte(args[1]), 0o644)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
