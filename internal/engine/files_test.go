@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/types"
+
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/testenv"
@@ -98,18 +100,7 @@ networks:
 // compose gives them, and hashed as compose hashes them. This host has no
 // GPU, so the containers are created, not started.
 func TestGPUsAsComposeRequestsThem(t *testing.T) {
-	compose := testenv.ComposeV2(t)
-	e := newEngine(t)
-	image := testenv.AppImage(t, "gitopsd-test-engine:"+testenv.UniqueName(t, "v"))
-	name := testenv.UniqueName(t, "enggpu")
-	testenv.CleanupProjects(t, name)
-	p := loadProject(t, name, strings.ReplaceAll(gpusYAML, "%IMAGE%", image))
-	run(t, append(compose, "-p", name, "-f", filepath.Join(p.WorkingDir, "compose.yaml"), "create")...)
-
-	cs, err := e.Containers(context.Background(), name)
-	if err != nil || len(cs) != 2 {
-		t.Fatalf("containers: %v %v", cs, err)
-	}
+	p, cs := composeCreated(t, "enggpu", gpusYAML, 2)
 	for _, c := range cs {
 		svc := p.Services[c.Service]
 		hash, err := stack.ServiceHash(svc)
@@ -147,17 +138,7 @@ networks:
 // device_cgroup_rules, isolation and blkio_config reach the container as
 // docker compose gives them (they were ignored before).
 func TestHostConfigKeysAsComposeSetsThem(t *testing.T) {
-	compose := testenv.ComposeV2(t)
-	e := newEngine(t)
-	image := testenv.AppImage(t, "gitopsd-test-engine:"+testenv.UniqueName(t, "v"))
-	name := testenv.UniqueName(t, "enghost")
-	testenv.CleanupProjects(t, name)
-	p := loadProject(t, name, strings.ReplaceAll(passThroughYAML, "%IMAGE%", image))
-	run(t, append(compose, "-p", name, "-f", filepath.Join(p.WorkingDir, "compose.yaml"), "create")...)
-	cs, err := e.Containers(context.Background(), name)
-	if err != nil || len(cs) != 1 {
-		t.Fatalf("containers: %v %v", cs, err)
-	}
+	p, cs := composeCreated(t, "enghost", passThroughYAML, 1)
 	spec, err := engine.ServiceSpec(p, p.Services["app"], 1, cs[0].ConfigHash, cs[0].ImageID, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -177,4 +158,23 @@ func TestHostConfigKeysAsComposeSetsThem(t *testing.T) {
 	if d := engine.Differences(spec, cs[0].Inspect); len(d) != 0 {
 		t.Errorf("differences from compose's container: %v", d)
 	}
+}
+
+// composeCreated has docker compose create (not start: a key may need what
+// this host lacks) the project that yaml describes, %IMAGE% being the test
+// app, and returns it with the want containers compose made.
+func composeCreated(t *testing.T, prefix, yaml string, want int) (*types.Project, []engine.Container) {
+	t.Helper()
+	compose := testenv.ComposeV2(t)
+	e := newEngine(t)
+	image := testenv.AppImage(t, "gitopsd-test-engine:"+testenv.UniqueName(t, "v"))
+	name := testenv.UniqueName(t, prefix)
+	testenv.CleanupProjects(t, name)
+	p := loadProject(t, name, strings.ReplaceAll(yaml, "%IMAGE%", image))
+	run(t, append(compose, "-p", name, "-f", filepath.Join(p.WorkingDir, "compose.yaml"), "create")...)
+	cs, err := e.Containers(context.Background(), name)
+	if err != nil || len(cs) != want {
+		t.Fatalf("containers: %v %v", cs, err)
+	}
+	return p, cs
 }
