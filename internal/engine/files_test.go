@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -177,4 +178,14 @@ func composeCreated(t *testing.T, prefix, yaml string, want int) (*types.Project
 		t.Fatalf("containers: %v %v", cs, err)
 	}
 	return p, cs
+}
+
+// A hook for a container that is not running is ErrNotRunning (a pre_stop
+// of a container already stopped is skipped), not a failed hook.
+func TestHookInAContainerNotRunning(t *testing.T) {
+	_, cs := composeCreated(t, "enghook", passThroughYAML, 1)
+	err := newEngine(t).RunHook(context.Background(), cs[0].ID, engine.Hook{Cmd: []string{"/testapp", "write", "/x", "y"}})
+	if !errors.Is(err, engine.ErrNotRunning) {
+		t.Fatalf("hook in a created container: %v, want ErrNotRunning", err)
+	}
 }

@@ -3,11 +3,13 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -69,10 +71,17 @@ func (e *HookError) Error() string {
 	return msg
 }
 
+// ErrNotRunning: a hook was to run in a container that is not running.
+var ErrNotRunning = errors.New("container is not running")
+
 // RunHook execs h in the running container id, as compose runs a
-// lifecycle hook; a non-zero exit is a *HookError.
+// lifecycle hook; a non-zero exit is a *HookError, a container that is not
+// running ErrNotRunning.
 func (e *Engine) RunHook(ctx context.Context, id string, h Hook) error {
 	code, out, err := e.exec(ctx, id, client.ExecCreateOptions{Cmd: h.Cmd, User: h.User, Privileged: h.Privileged, WorkingDir: h.WorkingDir, Env: h.Env})
+	if cerrdefs.IsConflict(err) {
+		return fmt.Errorf("%w: %w", ErrNotRunning, err)
+	}
 	if err != nil {
 		return err
 	}

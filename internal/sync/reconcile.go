@@ -966,12 +966,16 @@ func (r *Reconciler) startedGate(ctx context.Context, id string, spec engine.Con
 	return r.gate(ctx, id, g, notes)
 }
 
-// preStop runs the pre_stop hooks of a container about to be stopped. A
-// failure is noted, and the stop goes on: a broken hook must not keep an
-// old container in place.
+// preStop runs the pre_stop hooks of a container about to be stopped (none
+// when it is not running). A failure is noted, and the stop goes on: a
+// broken hook must not keep an old container in place.
 func (r *Reconciler) preStop(ctx context.Context, id string, spec engine.ContainerSpec, notes *stepNotes) {
 	for _, h := range spec.PreStop {
-		if err := r.Engine.RunHook(ctx, id, h); err != nil {
+		err := r.Engine.RunHook(ctx, id, h)
+		if errors.Is(err, engine.ErrNotRunning) {
+			return // stopped already: there is nothing to prepare
+		}
+		if err != nil {
 			notes.add("pre_stop hook of %s failed: %v", shortID(id), err)
 			r.Log.Warn("pre_stop hook failed", "container", spec.Name, "err", err)
 		}
