@@ -27,8 +27,7 @@ import (
 func TestKillHalfwayThroughASnapshot(t *testing.T) {
 	docker := testenv.Docker(t)
 	image := testenv.AppImage(t, "gitopsd-test-crash:"+testenv.UniqueName(t, "v"))
-	name := testenv.UniqueName(t, "crashbak")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "crashbak")
 	testenv.CleanupHelpers(t, name)
 	repo := testenv.NewGitRepo(t)
 	repo.Commit(t, "v1", map[string]string{"stacks/" + name + "/compose.yaml": testenv.BackupStack(image, 2)})

@@ -38,8 +38,7 @@ func badRevisionStack(t *testing.T, image string) func(version, fail string) str
 func TestKillBeforeTheGateOfABadRevision(t *testing.T) {
 	docker := testenv.Docker(t)
 	image := testenv.AppImage(t, "gitopsd-test-crash:"+testenv.UniqueName(t, "v"))
-	name := testenv.UniqueName(t, "crashbad")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "crashbad")
 	stackFile := badRevisionStack(t, image)
 	repo := testenv.NewGitRepo(t)
 	good := repo.Commit(t, "v1", map[string]string{"stacks/" + name + "/compose.yaml": stackFile("v1", "0")})
@@ -87,8 +86,7 @@ func TestKillDuringRolls(t *testing.T) {
 		sync.CrashStartFirstNewStarted, sync.CrashStartFirstOldRemoved,
 	} {
 		t.Run(point, func(t *testing.T) {
-			name := testenv.UniqueName(t, "crash")
-			testenv.CleanupProjects(t, name)
+			name := testenv.Project(t, "crash")
 			port := "" // start-first: no fixed host port
 			if point[:len("stop-first")] == "stop-first" {
 				l, err := net.Listen("tcp", "127.0.0.1:0")

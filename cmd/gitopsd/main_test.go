@@ -145,8 +145,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	testenv.Docker(t)
 	image := testenv.AppImage(t, "gitopsd-test-cli:"+testenv.UniqueName(t, "v"))
 	repo := testenv.NewGitRepo(t)
-	name := testenv.UniqueName(t, "cli")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "cli")
 	stackFile := func(version string) string {
 		return fmt.Sprintf("services:\n  web:\n    image: %s\n    pull_policy: never\n    environment: {VERSION: %q}\n    deploy: {update_config: {monitor: 1s}}\n    labels: {%s: \"1\"}\nnetworks:\n  default:\n    labels: {%s: \"1\"}\n", image, version, testenv.TestLabel, testenv.TestLabel)
 	}

@@ -23,8 +23,7 @@ type notification struct {
 // waiting 3 s for a one-shot job) the pings stop, then resume.
 func TestSystemdNotify(t *testing.T) {
 	image := testenv.AppImage(t, "gitopsd-test-notify:"+testenv.UniqueName(t, "v"))
-	name := testenv.UniqueName(t, "notify")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "notify")
 	repo := testenv.NewGitRepo(t)
 	repo.Commit(t, "v1", map[string]string{"stacks/" + name + "/compose.yaml": notifyStack(image, "1")})
 	state, sock, cfgPath := daemonState(t, repo.Bare)

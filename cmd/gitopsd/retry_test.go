@@ -17,8 +17,7 @@ import (
 func TestSyncRetryStatusAndHistory(t *testing.T) {
 	testenv.Docker(t)
 	image := testenv.AppImage(t, "gitopsd-test-cli:"+testenv.UniqueName(t, "v"))
-	name := testenv.UniqueName(t, "cliretry")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "cliretry")
 	stackFile := badRevisionStack(t, image)
 	file := "stacks/" + name + "/compose.yaml"
 	repo := testenv.NewGitRepo(t)

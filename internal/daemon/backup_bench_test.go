@@ -34,8 +34,7 @@ func BenchmarkSnapshot1GiB(b *testing.B) {
 	}
 	for range b.N {
 		h := newHarness(b, nil)
-		name := testenv.UniqueName(b, "bench-bak")
-		testenv.CleanupProjects(b, name)
+		name := testenv.Project(b, "bench-bak")
 		testenv.CleanupHelpers(b, name)
 		h.repo.Commit(b, "v1", map[string]string{"stacks/" + name + "/compose.yaml": testenv.BackupStack(h.image, 1)})
 		h.mustReconcile()

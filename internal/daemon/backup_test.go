@@ -100,8 +100,7 @@ func oddTree(t testing.TB) []byte {
 // next test, which the metrics and status show.
 func TestBackupRoundTrip(t *testing.T) {
 	h := &driftHarness{harness: newHarness(t, nil)}
-	h.stack = testenv.UniqueName(t, "bak")
-	testenv.CleanupProjects(t, h.stack)
+	h.stack = testenv.Project(t, "bak")
 	testenv.CleanupHelpers(t, h.stack)
 	h.port = testenv.FreePort(t)
 	h.metrics = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -343,8 +342,7 @@ volumes:
 // both the revision and the data it ran with.
 func TestRollbackWithData(t *testing.T) {
 	h := newHarness(t, nil)
-	name := testenv.UniqueName(t, "withdata")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "withdata")
 	testenv.CleanupHelpers(t, name)
 	port := testenv.FreePort(t)
 	file := "stacks/" + name + "/compose.yaml"
@@ -420,8 +418,7 @@ func getFile(t *testing.T, port int, path string) string {
 // the same container, with no drift; retention holds.
 func TestBackupSchedulesPauseAndHook(t *testing.T) {
 	h := newHarness(t, nil)
-	name := testenv.UniqueName(t, "sched")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "sched")
 	testenv.CleanupHelpers(t, name)
 	file := "stacks/" + name + "/compose.yaml"
 	h.repo.Commit(t, "v1", map[string]string{file: scheduledStack(h.image, `"@every 1s"`)})

@@ -20,8 +20,7 @@ import (
 func TestComposeUpChangesNothingOnAProfiledMultiFileStack(t *testing.T) {
 	compose := testenv.ComposeV2(t)
 	h := newHarness(t, nil)
-	name := testenv.UniqueName(t, "multi")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "multi")
 	label := testenv.TestLabel
 	dir := "stacks/" + name + "/"
 	h.repo.Commit(t, "a stack of several files with profiles", map[string]string{

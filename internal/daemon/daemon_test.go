@@ -288,8 +288,7 @@ func TestConvergeOverSmartHTTP(t *testing.T) {
 	h.cfg.Source.Auth.TokenFile = tokenFile
 	h.start()
 
-	a := testenv.UniqueName(t, "http")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "http")
 	h.repo.Commit(t, "one stack", map[string]string{"stacks/" + a + "/compose.yaml": webStack(h.image, "v1")})
 	h.mustReconcile()
 	ids := h.containers(a)
@@ -313,8 +312,7 @@ func TestConvergeOverSmartHTTP(t *testing.T) {
 
 func TestRestartChangesNothing(t *testing.T) {
 	h := newHarness(t, nil)
-	a := testenv.UniqueName(t, "restart")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "restart")
 	h.repo.Commit(t, "one stack", map[string]string{"stacks/" + a + "/compose.yaml": webStack(h.image, "v1")})
 	h.mustReconcile()
 	before := h.containers(a)

@@ -62,8 +62,7 @@ volumes:
 func newDriftHarness(t testing.TB, policy string, crashIfPoison bool) *driftHarness {
 	t.Helper()
 	h := &driftHarness{harness: newHarness(t, nil)}
-	h.stack = testenv.UniqueName(t, "drift")
-	testenv.CleanupProjects(t, h.stack)
+	h.stack = testenv.Project(t, "drift")
 	h.port = testenv.FreePort(t)
 	h.metrics = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	h.cfg.Metrics = h.metrics

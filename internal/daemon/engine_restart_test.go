@@ -57,8 +57,7 @@ func TestEngineRestart(t *testing.T) {
 		t.Skipf("restarts dockerd: run alone with %s=1 (make test does, after the rest)", engineRestartEnv)
 	}
 	h := &driftHarness{harness: newHarness(t, nil)}
-	h.stack = testenv.UniqueName(t, "restart")
-	testenv.CleanupProjects(t, h.stack)
+	h.stack = testenv.Project(t, "restart")
 	h.port = testenv.FreePort(t)
 	h.cfg.Drift.CheckInterval = time.Minute // events alone must bring it back
 	h.repo.Commit(t, "v1", map[string]string{"stacks/" + h.stack + "/compose.yaml": restartStack(h.image, h.port)})

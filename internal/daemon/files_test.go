@@ -58,8 +58,7 @@ func TestSecretsAndConfigs(t *testing.T) {
 	h.cfg.Secrets.AgeKeyFile = secretFixture(t, "test.agekey")
 	h.stop()
 	h.start()
-	name := testenv.UniqueName(t, "files")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "files")
 	dir := "stacks/" + name + "/"
 	h.repo.Commit(t, "secrets and configs", map[string]string{
 		dir + "compose.yaml":    filesStack(h.image),

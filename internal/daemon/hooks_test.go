@@ -42,8 +42,7 @@ volumes:
 // the gate, and the old container serves again.
 func TestLifecycleHooks(t *testing.T) {
 	h := newHarness(t, nil)
-	name := testenv.UniqueName(t, "hooks")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "hooks")
 	port := testenv.FreePort(t)
 	file := "stacks/" + name + "/compose.yaml"
 

@@ -54,8 +54,7 @@ networks:
 
 func timeHook(b *testing.B, runs int) []time.Duration {
 	h := newHarness(b, nil)
-	name := testenv.UniqueName(b, "hook")
-	testenv.CleanupProjects(b, name)
+	name := testenv.Project(b, "hook")
 	file := "stacks/" + name + "/compose.yaml"
 	h.repo.Commit(b, "v0", map[string]string{file: oneService(h.image, "v0")})
 	addr := h.listenWebhook("s3cret")
@@ -83,8 +82,7 @@ func timeHook(b *testing.B, runs int) []time.Duration {
 func timeWatch(b *testing.B, runs int) []time.Duration {
 	h := newHarness(b, nil)
 	h.watch = true
-	name := testenv.UniqueName(b, "watch")
-	testenv.CleanupProjects(b, name)
+	name := testenv.Project(b, "watch")
 	file := "stacks/" + name + "/compose.yaml"
 	h.repo.Commit(b, "v0", map[string]string{file: oneService(h.image, "v0")})
 	c := runDaemon(b, h)
@@ -111,8 +109,7 @@ func timeWatch(b *testing.B, runs int) []time.Duration {
 
 func timeCompose(b *testing.B, compose []string, runs int) []time.Duration {
 	h := newHarness(b, nil)
-	project := testenv.UniqueName(b, "compose")
-	testenv.CleanupProjects(b, project)
+	project := testenv.Project(b, "compose")
 	dir := b.TempDir()
 	file := filepath.Join(dir, "compose.yaml")
 	up := func(v string) {

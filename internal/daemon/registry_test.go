@@ -52,8 +52,7 @@ func newRegistryCase(t *testing.T, prefix string) (*harness, *testenv.Registry, 
 	t.Helper()
 	h := newHarness(t, nil)
 	reg := testenv.StartRegistry(t)
-	name := testenv.UniqueName(t, prefix)
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, prefix)
 	return h, reg, name
 }
 

@@ -41,8 +41,7 @@ func runDaemon(t testing.TB, h *harness) *api.Client {
 // socket API and the daemon's request loop.
 func TestSyncRetry(t *testing.T) {
 	h := newHarness(t, nil)
-	a := testenv.UniqueName(t, "retry")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "retry")
 	port := testenv.FreePort(t)
 	file := "stacks/" + a + "/compose.yaml"
 	good := h.repo.Commit(t, "v1", map[string]string{file: portStack(h.image, port, "v1", false)})

@@ -134,8 +134,7 @@ func (e *benchEnv) failedGate(b *testing.B) (s gateSample, ok bool) {
 	ctx := context.Background()
 	bd := e.newDaemon(b)
 	defer bd.close(b)
-	project := testenv.UniqueName(b, "bench-gate")
-	testenv.CleanupProjects(b, project)
+	project := testenv.Project(b, "bench-gate")
 	defer e.removeProject(b, project)
 	port := testenv.FreePort(b)
 	file := "stacks/" + project + "/compose.yaml"
@@ -298,8 +297,7 @@ func (e *benchEnv) gitopsdRoll(b *testing.B, fixedPort bool, connectTimeout time
 	ctx := context.Background()
 	bd := e.newDaemon(b)
 	defer bd.close(b)
-	project := testenv.UniqueName(b, "bench-roll")
-	testenv.CleanupProjects(b, project)
+	project := testenv.Project(b, "bench-roll")
 	defer e.removeProject(b, project)
 	stackFile := e.stackFile(b, fixedPort)
 	file := "stacks/" + project + "/compose.yaml"
@@ -327,8 +325,7 @@ func (e *benchEnv) gitopsdRoll(b *testing.B, fixedPort bool, connectTimeout time
 // composeRoll is gitopsdRoll with `docker compose up -d` in gitopsd's place.
 func (e *benchEnv) composeRoll(b *testing.B, compose []string, fixedPort bool, connectTimeout time.Duration) rollSample {
 	ctx := context.Background()
-	project := testenv.UniqueName(b, "bench-compose")
-	testenv.CleanupProjects(b, project)
+	project := testenv.Project(b, "bench-compose")
 	defer e.removeProject(b, project)
 	stackFile := e.stackFile(b, fixedPort)
 	file := filepath.Join(b.TempDir(), "compose.yaml")

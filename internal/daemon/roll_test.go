@@ -76,8 +76,7 @@ func parseDockerTime(t *testing.T, s string) time.Time {
 
 func TestDependsOnConditionsOrderTheRoll(t *testing.T) {
 	h := newHarness(t, nil)
-	a := testenv.UniqueName(t, "deps")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "deps")
 	file := "stacks/" + a + "/compose.yaml"
 
 	h.repo.Commit(t, "v1", map[string]string{file: jobStack(h.image, "v1", 0, "v1")})
@@ -176,8 +175,7 @@ func TestParallelismAndFailureActions(t *testing.T) {
 
 	t.Run("parallelism", func(t *testing.T) {
 		h := newHarness(t, nil)
-		a := testenv.UniqueName(t, "par")
-		testenv.CleanupProjects(t, a)
+		a := testenv.Project(t, "par")
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "rollback")})
 		h.mustReconcile()
 		h.repo.Commit(t, "v2", map[string]string{file(a): replicasStack(h.image, "v2", false, "rollback")})
@@ -206,8 +204,7 @@ func TestParallelismAndFailureActions(t *testing.T) {
 
 	t.Run("pause", func(t *testing.T) {
 		h := newHarness(t, nil)
-		a := testenv.UniqueName(t, "pause")
-		testenv.CleanupProjects(t, a)
+		a := testenv.Project(t, "pause")
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "pause")})
 		h.mustReconcile()
 		before := h.containers(a)
@@ -233,8 +230,7 @@ func TestParallelismAndFailureActions(t *testing.T) {
 
 	t.Run("continue", func(t *testing.T) {
 		h := newHarness(t, nil)
-		a := testenv.UniqueName(t, "cont")
-		testenv.CleanupProjects(t, a)
+		a := testenv.Project(t, "cont")
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "continue")})
 		h.mustReconcile()
 		before := h.containers(a)
@@ -259,8 +255,7 @@ func TestParallelismAndFailureActions(t *testing.T) {
 
 	t.Run("rollback uses rollback_config", func(t *testing.T) {
 		h := newHarness(t, nil)
-		a := testenv.UniqueName(t, "rbcfg")
-		testenv.CleanupProjects(t, a)
+		a := testenv.Project(t, "rbcfg")
 		h.repo.Commit(t, "v1", map[string]string{file(a): replicasStack(h.image, "v1", false, "rollback")})
 		h.mustReconcile()
 		// web fails: api (rolled start-first by update_config) goes back

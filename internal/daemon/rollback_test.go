@@ -54,8 +54,7 @@ func serves(port int) (string, error) {
 
 func TestUnhealthyRevisionRestoresTheOldContainer(t *testing.T) {
 	h := newHarness(t, nil)
-	a := testenv.UniqueName(t, "gate")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "gate")
 	port := testenv.FreePort(t)
 	file := "stacks/" + a + "/compose.yaml"
 
@@ -153,8 +152,7 @@ networks:
 
 func TestFailedGateRollsTheWholeStackBack(t *testing.T) {
 	h := newHarness(t, nil)
-	a := testenv.UniqueName(t, "back")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "back")
 	file := "stacks/" + a + "/compose.yaml"
 	good := h.repo.Commit(t, "v1", map[string]string{file: pairStack(h.image, "v1", false)})
 	h.mustReconcile()
@@ -191,8 +189,7 @@ func TestFailedGateRollsTheWholeStackBack(t *testing.T) {
 
 func TestOperatorRollbackPinsAndUnpinFollows(t *testing.T) {
 	h := newHarness(t, nil)
-	a := testenv.UniqueName(t, "pin")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "pin")
 	file := "stacks/" + a + "/compose.yaml"
 	ctx := context.Background()
 	v1 := h.repo.Commit(t, "v1", map[string]string{file: pairStack(h.image, "v1", false)})

@@ -71,8 +71,7 @@ volumes:
 func TestServicesSharingAContainer(t *testing.T) {
 	compose := testenv.ComposeV2(t)
 	h := newHarness(t, nil)
-	name := testenv.UniqueName(t, "shared")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "shared")
 	port := testenv.FreePort(t)
 	file := "stacks/" + name + "/compose.yaml"
 	composeUp := func() {
@@ -161,8 +160,7 @@ func TestServicesSharingAContainer(t *testing.T) {
 // app answers on vpn's port as before.
 func TestSharedContainerRevisionRollsBack(t *testing.T) {
 	h := newHarness(t, nil)
-	name := testenv.UniqueName(t, "sharedrb")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "sharedrb")
 	port := testenv.FreePort(t)
 	file := "stacks/" + name + "/compose.yaml"
 	good := h.repo.Commit(t, "v1", map[string]string{file: sharedStack(name, h.image, port, "1")})

@@ -103,8 +103,7 @@ func startLoad(t *testing.T, h *harness, project, image string, d time.Duration)
 func TestStartFirstRollKeepsServing(t *testing.T) {
 	testenv.RunAlone(t)
 	h := newHarness(t, nil)
-	a := testenv.UniqueName(t, "roll")
-	testenv.CleanupProjects(t, a)
+	a := testenv.Project(t, "roll")
 	file := "stacks/" + a + "/compose.yaml"
 	h.repo.Commit(t, "v1", map[string]string{file: replicatedStack(h.image, "v1")})
 	h.mustReconcile()

@@ -89,8 +89,7 @@ func TestSecretsReachTheContainerOnly(t *testing.T) {
 	h.logTo = &logs
 	h.stop()
 	h.start() // again, with the key and the log
-	name := testenv.UniqueName(t, "sops")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "sops")
 	dir := "stacks/" + name + "/"
 	h.repo.Commit(t, "encrypted env", map[string]string{
 		dir + "compose.yaml": simpleStack(h.image, "    env_file: secrets.env\n    environment:\n      VERSION: v1"),
@@ -291,8 +290,7 @@ func TestOnlySignedHeadsApply(t *testing.T) {
 	h.cfg.Metrics = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	h.stop()
 	h.start()
-	name := testenv.UniqueName(t, "signed")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "signed")
 	file := "stacks/" + name + "/compose.yaml"
 	version := func(v string) map[string]string {
 		return map[string]string{file: simpleStack(h.image, "    environment:\n      VERSION: "+v)}

@@ -33,8 +33,7 @@ const webhookBound = time.Second
 func TestWebhookConverges(t *testing.T) {
 	testenv.RunAlone(t)
 	h := newHarness(t, nil)
-	name := testenv.UniqueName(t, "hook")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "hook")
 	file := "stacks/" + name + "/compose.yaml"
 	h.repo.Commit(t, "v1", map[string]string{file: replicatedStackN(h.image, "v1", 1)})
 	addr := h.listenWebhook("s3cret")
@@ -146,8 +145,7 @@ func (h *harness) startOf(stackName, version string, send func()) time.Time {
 func TestLocalPushConverges(t *testing.T) {
 	h := newHarness(t, nil)
 	h.watch = true
-	name := testenv.UniqueName(t, "local")
-	testenv.CleanupProjects(t, name)
+	name := testenv.Project(t, "local")
 	file := "stacks/" + name + "/compose.yaml"
 	h.repo.Commit(t, "v1", map[string]string{file: replicatedStackN(h.image, "v1", 1)})
 	c := runDaemon(t, h)

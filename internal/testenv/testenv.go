@@ -319,6 +319,16 @@ func UniqueName(t testing.TB, prefix string) string {
 	return name
 }
 
+// Project is a unique compose project name for the test (UniqueName) whose
+// containers, networks and volumes are removed when the test ends, also
+// when it fails (CleanupProjects).
+func Project(t testing.TB, prefix string) string {
+	t.Helper()
+	name := UniqueName(t, prefix)
+	CleanupProjects(t, name)
+	return name
+}
+
 var compose struct {
 	once sync.Once
 	err  error
