@@ -18,9 +18,6 @@ import (
 // from what runs when the plan is made and again when the container is
 // created (the container it names may have been recreated in between).
 
-// sharedNamespaceKeys are the keys whose "service:" form compose resolves.
-var sharedNamespaceKeys = []string{"network_mode", "ipc", "pid"}
-
 // sharedServices names the services whose containers svc refers to, sorted.
 func sharedServices(svc types.ServiceConfig) []string {
 	seen := map[string]bool{}
