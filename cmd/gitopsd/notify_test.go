@@ -135,8 +135,5 @@ func notifyStack(image, version string) string {
       job: {condition: service_completed_successfully}
     healthcheck: {test: [CMD, /testapp, probe], interval: 300ms, timeout: 2s, retries: 2}
     labels: {%[3]s: "1"}
-networks:
-  default:
-    labels: {%[3]s: "1"}
-`, image, version, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, version, testenv.TestLabel)
 }

@@ -44,13 +44,7 @@ services:
     volumes: ["data:/data"]
     healthcheck: `+probeCheck+`
     labels: {%[3]s: "1"}
-networks:
-  default:
-    labels: {%[3]s: "1"}
-volumes:
-  data:
-    labels: {%[3]s: "1"}
-`, image, port, testenv.TestLabel)
+`+testenv.LabelledDefault("data"), image, port, testenv.TestLabel)
 }
 
 // oddTree is a volume's content with what a backup tool gets wrong: a
@@ -328,13 +322,7 @@ services:
     volumes: ["data:/data"]
     healthcheck: `+probeCheck+`
     labels: {%[4]s: "1"}
-networks:
-  default:
-    labels: {%[4]s: "1"}
-volumes:
-  data:
-    labels: {%[4]s: "1"}
-`, image, port, version, testenv.TestLabel)
+`+testenv.LabelledDefault("data"), image, port, version, testenv.TestLabel)
 }
 
 // TestRollbackWithData: a deploy that changes a service using a volume is

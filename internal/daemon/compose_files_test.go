@@ -45,10 +45,7 @@ services:
   hidden:
     <<: *app
     profiles: [other]
-networks:
-  default:
-    labels: {%[2]s: "1"}
-`, h.image, label),
+`+testenv.LabelledDefault(), h.image, label),
 		dir + "extra.yaml": `services:
   worker:
     environment: {ROLE: worker}

@@ -50,13 +50,7 @@ services:
     volumes: ["data:/data"]
     healthcheck: `+probeCheck+`
     labels: {%[5]s: "1"}
-networks:
-  default:
-    labels: {%[5]s: "1"}
-volumes:
-  data:
-    labels: {%[5]s: "1"}
-`, image, port, policy, crash, testenv.TestLabel)
+`+testenv.LabelledDefault("data"), image, port, policy, crash, testenv.TestLabel)
 }
 
 func newDriftHarness(t testing.TB, policy string, crashIfPoison bool) *driftHarness {

@@ -43,10 +43,7 @@ func restartStack(image string, port int) string {
     restart: always
     environment: {VERSION: v1}
     labels: {%[3]s: "1"}
-networks:
-  default:
-    labels: {%[3]s: "1"}
-`, image, port, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, port, testenv.TestLabel)
 }
 
 // TestEngineRestart: the Docker engine restarts under a running gitopsd;

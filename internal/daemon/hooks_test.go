@@ -28,13 +28,7 @@ func hookStack(image string, port int, version string, failingHook bool) string 
     post_start: [{command: %[4]s}]
     pre_stop: [{command: ["/testapp", "write", "/data/stopped", "stopped %[3]s"]}]
     labels: {%[5]s: "1"}
-networks:
-  default:
-    labels: {%[5]s: "1"}
-volumes:
-  data:
-    labels: {%[5]s: "1"}
-`, image, port, version, post, testenv.TestLabel)
+`+testenv.LabelledDefault("data"), image, port, version, post, testenv.TestLabel)
 }
 
 // post_start hooks run in each new container before its gate, pre_stop

@@ -46,10 +46,7 @@ func oneService(image, version string) string {
     environment: {VERSION: %[2]q}
     deploy: {update_config: {monitor: 100ms}}
     labels: {%[3]s: "1"}
-networks:
-  default:
-    labels: {%[3]s: "1"}
-`, image, version, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, version, testenv.TestLabel)
 }
 
 func timeHook(b *testing.B, runs int) []time.Duration {

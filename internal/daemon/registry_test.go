@@ -40,10 +40,7 @@ func registryStack(image, pullPolicy string, port int, version string, failWeb b
     environment: {VERSION: %[4]q%[5]s}
     healthcheck: `+probeCheck+`
     labels: {%[6]s: "1"}
-networks:
-  default:
-    labels: {%[6]s: "1"}
-`, image, pullPolicy, port, version, fail, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, pullPolicy, port, version, fail, testenv.TestLabel)
 }
 
 // newRegistryCase is what each registry test starts from: a daemon, a

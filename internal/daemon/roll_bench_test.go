@@ -395,10 +395,7 @@ func benchStack(image, version string, replicas, port int, failHealth bool) stri
     environment: {%[3]s}
     healthcheck: `+benchCheck+`
     labels: {%[4]s: "1"}
-networks:
-  default:
-    labels: {%[4]s: "1"}
-`, image, extra.String(), env, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, extra.String(), env, testenv.TestLabel)
 }
 
 // finishRoll waits for the load's result and checks the change reached v2.

@@ -41,10 +41,7 @@ func jobStack(image, jobVersion string, jobExit int, webVersion string) string {
     depends_on:
       web: {condition: service_healthy, restart: true}
     labels: {%[5]s: "1"}
-networks:
-  default:
-    labels: {%[5]s: "1"}
-`, image, jobVersion, jobExit, webVersion, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, jobVersion, jobExit, webVersion, testenv.TestLabel)
 }
 
 func (h *harness) inspect(id string) container.InspectResponse {
@@ -156,10 +153,7 @@ func replicasStack(image, version string, failAPI bool, failureAction string) st
     healthcheck: `+probeCheck+`
     depends_on: [api]
     labels: {%[5]s: "1"}
-networks:
-  default:
-    labels: {%[5]s: "1"}
-`, image, version, fail, failureAction, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, version, fail, failureAction, testenv.TestLabel)
 }
 
 // overlapping says whether two steps ran at the same time.

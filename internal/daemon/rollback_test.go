@@ -144,10 +144,7 @@ func pairStack(image, version string, failWeb bool) string {
     environment: {VERSION: %[2]q%[3]s}
     healthcheck: `+probeCheck+`
     labels: {%[4]s: "1"}
-networks:
-  default:
-    labels: {%[4]s: "1"}
-`, image, version, fail, testenv.TestLabel)
+`+testenv.LabelledDefault(), image, version, fail, testenv.TestLabel)
 }
 
 func TestFailedGateRollsTheWholeStackBack(t *testing.T) {

@@ -54,13 +54,7 @@ func sharedStackWith(project, image string, port int, vpnVersion string, failApp
     external_links: ["%[5]s-vpn-1:outside"]
     healthcheck: {test: ["CMD", "/testapp", "probe", "http://tunnel:8080/healthz"], interval: 300ms, timeout: 2s, retries: 2}
     labels: {%[4]s: "1"}
-networks:
-  default:
-    labels: {%[4]s: "1"}
-volumes:
-  data:
-    labels: {%[4]s: "1"}
-`, image, port, vpnVersion, testenv.TestLabel, project, fail)
+`+testenv.LabelledDefault("data"), image, port, vpnVersion, testenv.TestLabel, project, fail)
 }
 
 // Services that share another's container (network_mode and ipc
