@@ -148,10 +148,14 @@ type Auth struct {
 }
 
 // Verify says which commits are trusted: with either file set, only a head
-// signed by a key it holds is applied.
+// signed by a key it holds, and descending from the head applied before it,
+// is applied.
 type Verify struct {
 	AllowedSigners string `yaml:"allowed_signers"` // SSH keys, in git's allowed_signers format
 	Keyring        string `yaml:"keyring"`         // OpenPGP public keys, armored
+	// AllowRewrite accepts a signed head that does not descend from the
+	// applied one, for repositories whose history is rewritten on purpose.
+	AllowRewrite bool `yaml:"allow_rewrite"`
 }
 
 // Enabled says whether commits must be signed.
@@ -431,6 +435,9 @@ func (c *Config) Validate() error {
 		if f.path != "" && !filepath.IsAbs(f.path) {
 			return bad(f.key, "must be an absolute path")
 		}
+	}
+	if c.Source.Verify.AllowRewrite && !c.Source.Verify.Enabled() {
+		return bad("source.verify.allow_rewrite", "needs source.verify.allowed_signers or source.verify.keyring: without them no head is checked")
 	}
 	switch {
 	case c.Host.Name == "":

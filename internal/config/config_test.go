@@ -115,6 +115,8 @@ func TestLoadValues(t *testing.T) {
 				len(p.Capabilities) == 1 && p.BindPaths != nil && len(p.BindPaths) == 0
 		}},
 		{"verify keyring", "verify: {keyring: /etc/gitopsd/keys.asc}", func(c *Config) bool { return c.Source.Verify.Enabled() }},
+		{"verify allow_rewrite", "verify: {allowed_signers: /etc/gitopsd/allowed_signers, allow_rewrite: true}", func(c *Config) bool { return c.Source.Verify.AllowRewrite }},
+		{"verify allow_rewrite default", "verify: {keyring: /etc/gitopsd/keys.asc}", func(c *Config) bool { return !c.Source.Verify.AllowRewrite }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,6 +181,8 @@ func TestLoadErrors(t *testing.T) {
 		{"policy list", ok + "policy:\n  bind_paths: /srv\n", nil, "config F: line 6: policy.bind_paths: want a list of strings, not a scalar"},
 		{"policy bind path", ok + "policy:\n  bind_paths: [srv]\n", nil, `config F: line 6: policy.bind_paths[0]: "srv" must be a clean absolute path`},
 		{"policy capability", ok + "policy:\n  capabilities: [net admin]\n", nil, `config F: line 6: policy.capabilities[0]: "net admin" is not a capability such as NET_ADMIN (or ALL)`},
+		{"allow_rewrite without verify", "source:\n  url: /srv/fleet\n  verify:\n    allow_rewrite: true\n", nil, "config F: line 4: source.verify.allow_rewrite: needs source.verify.allowed_signers or source.verify.keyring: without them no head is checked"},
+		{"allow_rewrite not a bool", "source:\n  url: /srv/fleet\n  verify: {keyring: /k, allow_rewrite: maybe}\n", nil, `config F: line 3: source.verify.allow_rewrite: "maybe" is not true or false`},
 		{"notify url item", ok + "notify:\n  urls: [a, [b]]\n", nil, "config F: line 6: notify.urls[1]: want a string, not a list"},
 
 		// Bad values from the environment name the variable, not the file.

@@ -45,9 +45,18 @@
 //	  # the last trusted head keeps running, status' source.error says why,
 //	  # gitopsd_source_head_trusted is 0. Only the head is verified, as Flux
 //	  # does: a signer vouches for the tree of the commit they sign.
+//	  # A signed head must also descend from the head applied before it
+//	  # (kept in the database, so across restarts too): a force-push of an
+//	  # older signed commit, or of one signed for another branch, is refused
+//	  # the same way ("head X does not descend from the applied Y"). For a
+//	  # repository whose history is rewritten on purpose, allow_rewrite: true
+//	  # accepts such heads (it needs allowed_signers or keyring). Default:
+//	  # false. `gitopsd rollback STACK --to REV` still returns a stack to an
+//	  # older signed revision.
 //	  verify:
 //	    allowed_signers: /etc/gitopsd/allowed_signers
 //	    keyring: /etc/gitopsd/keyring.asc
+//	    allow_rewrite: false
 //
 //	host:
 //	  # This host's name, matched by x-gitopsd.targets.hosts and seen by

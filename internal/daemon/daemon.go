@@ -57,7 +57,8 @@ type Daemon struct {
 	// and drift checks load nothing again.
 	stacks stack.Cache
 	// signers are the keys a head must be signed by (nil: any head);
-	// refusedHead is the last head refused for its signature.
+	// refusedHead is the last head refused for its signature or because
+	// it does not descend from the applied one.
 	signers     *source.Signers
 	refusedHead string
 	// watchLocal: a repository on this host is watched for pushes, so they
@@ -656,6 +657,9 @@ func (d *Daemon) fetch(ctx context.Context) (string, error) {
 	}
 	if d.signers != nil {
 		sig, verr := d.source.Verify(ctx, rev.SHA, d.signers)
+		if verr == nil {
+			verr = d.checkDescends(ctx, rev.SHA, prev)
+		}
 		// Each refused head is counted and logged once, not at every poll.
 		if verr == nil || rev.SHA != d.refusedHead {
 			d.metrics.HeadVerified(verr == nil)
@@ -664,8 +668,11 @@ func (d *Daemon) fetch(ctx context.Context) (string, error) {
 			// The last trusted head stays the one stacks converge to; the
 			// refused one is not recorded as a revision.
 			state.Error = fmt.Sprintf("head %s not applied: %v", short(rev.SHA), verr)
+			if errors.Is(verr, source.ErrRewritten) {
+				state.Error = verr.Error() // it names the head itself
+			}
 			if rev.SHA != d.refusedHead {
-				d.log.Error("head refused: not signed by an allowed key", "revision", rev.SHA, "err", verr)
+				d.log.Error("head refused", "revision", rev.SHA, "err", verr)
 				d.refusedHead = rev.SHA
 			}
 			if err := d.store.PutSourceState(ctx, state); err != nil {

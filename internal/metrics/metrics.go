@@ -93,7 +93,7 @@ func New(state State) *Metrics {
 		Name: "gitopsd_source_fetch_errors_total", Help: "Fetches of the Git source that failed.",
 	})
 	m.untrusted = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "gitopsd_source_untrusted_total", Help: "Fetched heads refused because their commit is unsigned or not signed by an allowed key.",
+		Name: "gitopsd_source_untrusted_total", Help: "Fetched heads refused because their commit is unsigned, not signed by an allowed key, or does not descend from the applied head.",
 	})
 	m.headTrusted = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "gitopsd_source_head_trusted", Help: "1 when the branch head fetched last passed signature verification, 0 when it was refused (only with source.verify).",

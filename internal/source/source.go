@@ -83,6 +83,7 @@ type Source struct {
 	mu        sync.Mutex
 	repo      *git.Repository
 	sweptTemp bool
+	descends  *descendVerdict // the last CheckDescends verdict
 }
 
 // New prepares a Source; it does no network I/O.
