@@ -140,6 +140,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		Branch: cfg.Source.Branch,
 		Auth:   source.Auth{SSHKey: cfg.Source.Auth.SSHKey, KnownHosts: cfg.Source.Auth.KnownHosts, TokenFile: cfg.Source.Auth.TokenFile},
 		Dir:    filepath.Join(cfg.StateDir, "source"),
+		Log:    log,
 	})
 	if err != nil {
 		eng.Close()
@@ -148,7 +149,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	}
 	d := &Daemon{
 		cfg: cfg, log: log, store: st, engine: eng, source: src,
-		rec:      &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
+		rec: &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey),
+			CheckoutDirs: []string{filepath.Join(cfg.StateDir, "source"), filepath.Join(cfg.StateDir, "live")}},
 		host:     stack.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels},
 		requests: make(chan request, 16),
 		backoff:  drift.NewBackoff(),
@@ -389,6 +391,7 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 		// Not knowing which stacks the revision has is not "it has none".
 		return fmt.Errorf("load revision %s: %w", head, res.Err)
 	}
+	d.refuseLeftOut(&res, head, views)
 	res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
 		if err := backup.Validate(st); err != nil {
 			res.Invalid[st.Name] = err

@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"context"
+	"path"
+	"slices"
 
 	"github.com/gitopsd/gitopsd/internal/source"
+	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
 )
 
@@ -22,4 +25,30 @@ func (d *Daemon) checkDescends(ctx context.Context, head string, prev store.Sour
 		return nil
 	}
 	return d.source.CheckDescends(ctx, head, prev.Head)
+}
+
+// refuseLeftOut makes Invalid each stack whose folder lost a file to the
+// checkout's size limits (see source.LeftOut), whether or not it loaded
+// without it: the revision is not what its author wrote. views are the
+// revisions of held stacks; the others are at head.
+func (d *Daemon) refuseLeftOut(res *stack.Result, head string, views map[string]string) {
+	leftOut := func(name string) error {
+		rev := head
+		if v, ok := views[name]; ok {
+			rev = v
+		}
+		return d.source.LeftOut(rev, path.Join("stacks", name))
+	}
+	for name := range res.Invalid {
+		if err := leftOut(name); err != nil {
+			res.Invalid[name] = err
+		}
+	}
+	res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
+		err := leftOut(st.Name)
+		if err != nil {
+			res.Invalid[st.Name] = err
+		}
+		return err != nil
+	})
 }

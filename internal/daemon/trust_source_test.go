@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/source"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
@@ -147,5 +149,102 @@ func TestReplayedSignedHeadIsRefused(t *testing.T) {
 	}
 	if page := scrape(t, h.cfg.Metrics); !strings.Contains(page, "gitopsd_source_head_trusted 1") {
 		t.Fatalf("with allow_rewrite: metrics\n%s", grepLines(page, "gitopsd_source_"))
+	}
+}
+
+// TestContainerCannotRewriteItsCheckout (issue 15, hole 8): a service that
+// binds its stack folder (`.:/repo`) gets it read-only whatever the file
+// says, so its write to /repo/compose.yaml fails; and a checkout changed on
+// disk while gitopsd was down is put back to the revision's tree at the
+// next start, so the containers keep running what the revision says.
+func TestContainerCannotRewriteItsCheckout(t *testing.T) {
+	h := newHarness(t, nil)
+	name := testenv.Project(t, "ckout")
+	file := "stacks/" + name + "/compose.yaml"
+	compose := simpleStack(h.image, "    environment:\n      VERSION: v1\n    volumes:\n      - .:/repo")
+	head := h.repo.Commit(t, "binds its own folder", map[string]string{file: compose})
+	h.mustReconcile()
+	id := h.containers(name)["app#1"]
+	checkout := filepath.Join(h.cfg.StateDir, "source", "checkouts", head, filepath.FromSlash(file))
+
+	for _, m := range h.inspect(id).Mounts {
+		if m.Destination == "/repo" && m.RW {
+			t.Errorf("the bind of the stack folder is writable: %+v", m)
+		}
+	}
+	ctx := context.Background()
+	code, out, err := h.d.engine.Exec(ctx, id, []string{"/testapp", "write", "/repo/compose.yaml", "services: {app: {image: evil}}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code == 0 || !strings.Contains(out, "read-only file system") {
+		t.Fatalf("the container wrote into its checkout: exit %d: %s", code, out)
+	}
+	if b, err := os.ReadFile(checkout); err != nil || string(b) != compose {
+		t.Fatalf("the checkout changed: %q, %v", b, err)
+	}
+	// The stack stays in sync: the read-only bind is what gitopsd wants.
+	h.mustReconcile()
+	if again := h.containers(name)["app#1"]; again != id {
+		t.Fatalf("a second reconcile replaced the container: %s -> %s", id, again)
+	}
+
+	// Tampered with on disk while the daemon is down.
+	h.stop()
+	injected := strings.Replace(compose, "VERSION: v1", "VERSION: injected", 1)
+	if err := os.WriteFile(checkout, []byte(injected), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.mustReconcile()
+	if again := h.containers(name)["app#1"]; again != id {
+		t.Fatalf("the tampered checkout was deployed: %s -> %s", id, again)
+	}
+	if env := h.env(id); !slices.Contains(env, "VERSION=v1") {
+		t.Fatalf("the container runs %q", env)
+	}
+	if b, err := os.ReadFile(checkout); err != nil || string(b) != compose {
+		t.Fatalf("the checkout was not repaired: %q, %v", b, err)
+	}
+}
+
+// TestOversizedFileMakesItsStackInvalid (issue 15, hole 5): a file over the
+// checkout's limit per file makes its stack Invalid, naming the file; the
+// stack keeps what it runs and another stack of the revision deploys.
+func TestOversizedFileMakesItsStackInvalid(t *testing.T) {
+	h := newHarness(t, nil)
+	small, err := source.New(source.Options{URL: h.cfg.Source.URL, Branch: h.cfg.Source.Branch, Dir: filepath.Join(h.cfg.StateDir, "source"), MaxFileBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d.source = small // the defaults are 64 MiB: a test's files are smaller
+	big, ok := testenv.Project(t, "big"), testenv.Project(t, "ok")
+	h.repo.Commit(t, "v1", map[string]string{
+		"stacks/" + big + "/compose.yaml": simpleStack(h.image, "    environment:\n      VERSION: v1"),
+		"stacks/" + ok + "/compose.yaml":  simpleStack(h.image, "    environment:\n      VERSION: v1"),
+	})
+	h.mustReconcile()
+	id := h.containers(big)["app#1"]
+	rev := h.repo.Commit(t, "v2 with a big file", map[string]string{
+		"stacks/" + big + "/compose.yaml": simpleStack(h.image, "    environment:\n      VERSION: v2"),
+		"stacks/" + big + "/blob.bin":     strings.Repeat("x", 8192),
+		"stacks/" + ok + "/compose.yaml":  simpleStack(h.image, "    environment:\n      VERSION: v2"),
+	})
+	if err := h.reconcile(); err == nil {
+		t.Fatal("a reconcile with an oversized file reported no error")
+	}
+	s := h.stackStatus(big)
+	want := "stacks/" + big + "/blob.bin is 8 KiB, over the limit of 4 KiB per file: left out of the checkout"
+	if s.Sync != "Invalid" || !strings.Contains(s.Error, want) {
+		t.Fatalf("stack with the big file: sync %s error %q; want Invalid with %q", s.Sync, s.Error, want)
+	}
+	if again := h.containers(big)["app#1"]; again != id || !slices.Contains(h.env(id), "VERSION=v1") {
+		t.Fatalf("the Invalid stack's container changed: %s -> %s", id, again)
+	}
+	if _, err := os.Stat(filepath.Join(h.cfg.StateDir, "source", "checkouts", rev, "stacks", big, "blob.bin")); !os.IsNotExist(err) {
+		t.Fatalf("the big file was written: %v", err)
+	}
+	if s := h.stackStatus(ok); s.Sync != "Synced" || !slices.Contains(h.env(h.containers(ok)["app#1"]), "VERSION=v2") {
+		t.Fatalf("the other stack: %+v", s)
 	}
 }

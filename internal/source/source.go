@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -21,14 +21,10 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
-	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // Auth is how to authenticate to the remote.
@@ -45,6 +41,12 @@ type Options struct {
 	Auth   Auth
 	Dir    string // working folder under state_dir: holds the mirror and checkouts
 	Keep   int    // checkouts to keep besides the pinned ones (default 5)
+	// A checkout leaves out files over MaxFileBytes and, while the rest
+	// is over MaxCheckoutBytes, the biggest ones (see LeftOut). Zero
+	// means DefaultMaxFileBytes, DefaultMaxCheckoutBytes.
+	MaxFileBytes     int64
+	MaxCheckoutBytes int64
+	Log              *slog.Logger // where repaired checkouts are reported (nil: nowhere)
 }
 
 // Revision is one commit of the branch.
@@ -84,6 +86,10 @@ type Source struct {
 	repo      *git.Repository
 	sweptTemp bool
 	descends  *descendVerdict // the last CheckDescends verdict
+	// verified are the checkouts this process exported or compared with
+	// their tree; leftOut, by revision, the files they left out.
+	verified map[string]bool
+	leftOut  map[string]*LimitError
 }
 
 // New prepares a Source; it does no network I/O.
@@ -111,6 +117,15 @@ func New(opts Options) (*Source, error) {
 	}
 	if opts.Keep == 0 {
 		opts.Keep = DefaultKeep
+	}
+	if opts.MaxFileBytes < 0 || opts.MaxCheckoutBytes < 0 {
+		return nil, errors.New("source: size limits must not be negative")
+	}
+	if opts.MaxFileBytes == 0 {
+		opts.MaxFileBytes = DefaultMaxFileBytes
+	}
+	if opts.MaxCheckoutBytes == 0 {
+		opts.MaxCheckoutBytes = DefaultMaxCheckoutBytes
 	}
 
 	s := &Source{opts: opts, secrets: urlSecrets(opts.URL)}
@@ -365,190 +380,6 @@ func (s *Source) sshAuth() (transport.AuthMethod, string, error) {
 	return keys, "", nil
 }
 
-// Checkout exports the tree of rev to a folder of its own and returns its
-// path; exporting the same revision twice returns the existing folder.
-func (s *Source) Checkout(ctx context.Context, sha string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	root := filepath.Join(s.opts.Dir, checkoutsName)
-	if isFullSHA(sha) {
-		final := filepath.Join(root, strings.ToLower(sha))
-		if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-			touch(final)
-			return final, nil
-		}
-	}
-	repo, err := s.open()
-	if err != nil {
-		return "", fmt.Errorf("checkout %s: %w", sha, err)
-	}
-	c, err := resolve(repo, sha)
-	if err != nil {
-		return "", fmt.Errorf("checkout %s: %w", sha, err)
-	}
-	full := c.Hash.String()
-	final := filepath.Join(root, full)
-	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		touch(final)
-		return final, nil
-	}
-	if err := os.MkdirAll(root, 0o750); err != nil {
-		return "", fmt.Errorf("checkout %s: %w", full, err)
-	}
-	tmp, err := os.MkdirTemp(root, checkoutTmp+full+"-")
-	if err != nil {
-		return "", fmt.Errorf("checkout %s: %w", full, err)
-	}
-	if err := s.export(ctx, repo, c, tmp); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("checkout %s: %w", full, err)
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("checkout %s: %w", full, err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("checkout %s: %w", full, err)
-	}
-	touch(final)
-	return final, nil
-}
-
-// export writes the tree of c under dir. Symlinks are created last: until
-// then no path under dir is a link, so a crafted tree cannot make a later
-// file land outside dir by writing through one.
-func (s *Source) export(ctx context.Context, repo *git.Repository, c *object.Commit, dir string) error {
-	objects := repo.Storer.(storer.EncodedObjectStorer)
-	if fs, ok := repo.Storer.(*filesystem.Storage); ok {
-		// By default go-git opens and closes the packfile for every object
-		// it reads, which is most of an export's time; keep the packs open
-		// for this export only, so a long-lived mirror holds no descriptors.
-		st := filesystem.NewStorageWithOptions(fs.Filesystem(), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
-		defer st.Close()
-		objects = st
-	}
-	tree, err := object.GetTree(objects, c.TreeHash)
-	if err != nil {
-		return fmt.Errorf("read tree: %w", err)
-	}
-	type link struct{ name, target string }
-	var links []link
-	w := object.NewTreeWalker(tree, true, nil)
-	defer w.Close()
-	for n := 0; ; n++ {
-		if n%64 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		name, entry, err := w.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("walk tree: %w", err)
-		}
-		if err := checkPath(name); err != nil {
-			return err
-		}
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		switch entry.Mode {
-		case filemode.Dir:
-			if err := os.Mkdir(p, 0o755); err != nil {
-				return fmt.Errorf("write %s: %w", name, err)
-			}
-		case filemode.Regular, filemode.Deprecated:
-			if err := writeBlob(objects, entry.Hash, p, 0o644); err != nil {
-				return fmt.Errorf("write %s: %w", name, err)
-			}
-		case filemode.Executable:
-			if err := writeBlob(objects, entry.Hash, p, 0o755); err != nil {
-				return fmt.Errorf("write %s: %w", name, err)
-			}
-		case filemode.Symlink:
-			target, err := readBlob(objects, entry.Hash)
-			if err != nil {
-				return fmt.Errorf("read link %s: %w", name, err)
-			}
-			links = append(links, link{p, target})
-		case filemode.Submodule:
-			// Submodules are not fetched; their commits live elsewhere.
-		default:
-			return fmt.Errorf("%s: unsupported file mode %s", name, entry.Mode)
-		}
-	}
-	for _, l := range links {
-		if err := os.Symlink(l.target, l.name); err != nil {
-			return fmt.Errorf("write link: %w", err)
-		}
-	}
-	return nil
-}
-
-// checkPath refuses tree paths that git itself would refuse to check out,
-// since a crafted tree could otherwise write outside the export folder or
-// plant a .git folder in it.
-func checkPath(name string) error {
-	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsRune(name, 0) || strings.ContainsRune(name, '\\') {
-		return fmt.Errorf("refusing unsafe path %q in tree", name)
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == "" || part == "." || part == ".." || strings.EqualFold(part, ".git") {
-			return fmt.Errorf("refusing unsafe path %q in tree", name)
-		}
-	}
-	return nil
-}
-
-func writeBlob(objects storer.EncodedObjectStorer, h plumbing.Hash, p string, mode os.FileMode) error {
-	b, err := object.GetBlob(objects, h)
-	if err != nil {
-		return err
-	}
-	r, err := b.Reader()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	// O_EXCL: a tree listing the same name twice is an error, not an overwrite.
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	// The umask must not decide whether a script stays executable.
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func readBlob(objects storer.EncodedObjectStorer, h plumbing.Hash) (string, error) {
-	b, err := object.GetBlob(objects, h)
-	if err != nil {
-		return "", err
-	}
-	r, err := b.Reader()
-	if err != nil {
-		return "", err
-	}
-	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, 4096))
-	return string(data), err
-}
-
-// touch marks a checkout as just used, so Prune's "newest" means the
-// revisions gitopsd ran most recently rather than the ones exported last.
-func touch(p string) {
-	now := time.Now()
-	_ = os.Chtimes(p, now, now)
-}
-
 // Prune removes checkouts other than keep and the newest Options.Keep.
 func (s *Source) Prune(keep ...string) error {
 	s.mu.Lock()
@@ -600,6 +431,8 @@ func (s *Source) Prune(keep ...string) error {
 		if i < s.opts.Keep {
 			continue
 		}
+		delete(s.verified, c.name)
+		delete(s.leftOut, c.name)
 		if err := os.RemoveAll(filepath.Join(root, c.name)); err != nil {
 			errs = append(errs, err)
 		}

@@ -100,6 +100,10 @@ type Reconciler struct {
 	// InstanceID names this gitopsd on the images it builds
 	// (engine.LabelBuiltBy).
 	InstanceID string
+	// CheckoutDirs hold the repository's checkouts (and views of them):
+	// a bind into one, like a bind into the stack's own folder, is mounted
+	// read-only (see readOnlyCheckoutBinds).
+	CheckoutDirs []string
 
 	digests buildDigests
 }
@@ -163,6 +167,7 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 func (r *Reconciler) desireService(st *stack.Stack, revision string, svc types.ServiceConfig, imageID string, waitedFor map[string]map[string]bool, running []engine.Container) (DesiredService, error) {
 	p, name := st.Project, svc.Name
 	hashSvc, specSvc := resolveShared(p, svc, running)
+	specSvc = readOnlyCheckoutBinds(specSvc, p.WorkingDir, st.Dir, r.CheckoutDirs)
 	hash, err := stack.ServiceHash(hashSvc)
 	if err != nil {
 		return DesiredService{}, fmt.Errorf("service %s: config hash: %w", name, err)
