@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -246,5 +247,57 @@ func TestOversizedFileMakesItsStackInvalid(t *testing.T) {
 	}
 	if s := h.stackStatus(ok); s.Sync != "Synced" || !slices.Contains(h.env(h.containers(ok)["app#1"]), "VERSION=v2") {
 		t.Fatalf("the other stack: %+v", s)
+	}
+}
+
+// TestReadOnlyBindAndDockerCompose: forcing a bind into the stack folder
+// read-only does not set gitopsd and docker compose against each other:
+// `docker compose up -d` in the stack's folder changes nothing (the config
+// hash is of the file as written), and a container compose recreates with
+// the bind writable is taken back to read-only at the next reconcile.
+func TestReadOnlyBindAndDockerCompose(t *testing.T) {
+	compose := testenv.ComposeV2(t)
+	h := newHarness(t, nil)
+	name := testenv.Project(t, "robind")
+	h.repo.Commit(t, "binds its own folder", map[string]string{
+		"stacks/" + name + "/compose.yaml": simpleStack(h.image, "    volumes:\n      - .:/repo"),
+	})
+	h.mustReconcile()
+	before := h.containers(name)
+	composeUp := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(compose[0], append(append(compose[1:], "-p", name, "up", "-d"), args...)...)
+		// As from a shell that did cd there: PWD keeps the link's path,
+		// which relative binds resolve against.
+		cmd.Dir = filepath.Join(h.cfg.StateDir, "live", "stacks", name)
+		cmd.Env = append(slices.DeleteFunc(composeEnv(), func(kv string) bool { return strings.HasPrefix(kv, "PWD=") }), "PWD="+cmd.Dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker compose up: %v\n%s", err, out)
+		}
+	}
+	writable := func(id string) bool {
+		t.Helper()
+		for _, m := range h.inspect(id).Mounts {
+			if m.Destination == "/repo" {
+				return m.RW
+			}
+		}
+		t.Fatalf("container %s does not mount /repo", id)
+		return false
+	}
+	composeUp()
+	if after := h.containers(name); !mapsEqual(before, after) {
+		t.Fatalf("docker compose up changed gitopsd's containers: %v -> %v", before, after)
+	}
+
+	composeUp("--force-recreate")
+	byCompose := h.containers(name)["app#1"]
+	if byCompose == before["app#1"] || !writable(byCompose) {
+		t.Fatalf("compose did not recreate the container with the bind writable (%s)", byCompose)
+	}
+	h.mustReconcile()
+	now := h.containers(name)["app#1"]
+	if now == byCompose || writable(now) {
+		t.Fatalf("the container compose made with a writable bind of the checkout was kept (%s -> %s)", byCompose, now)
 	}
 }
