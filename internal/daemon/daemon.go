@@ -149,8 +149,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	}
 	d := &Daemon{
 		cfg: cfg, log: log, store: st, engine: eng, source: src,
-		rec: &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey),
-			CheckoutDirs: []string{filepath.Join(cfg.StateDir, "source"), filepath.Join(cfg.StateDir, "live")}},
+		rec:      &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
 		host:     stack.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels},
 		requests: make(chan request, 16),
 		backoff:  drift.NewBackoff(),
@@ -161,6 +160,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		loaded:   map[string]loadedStack{},
 	}
 	d.metrics = metrics.New(st)
+	// Binds into these (the mirror, the checkouts, the live view) are
+	// mounted read-only: stacks are loaded from them.
+	d.rec.CheckoutDirs = []string{filepath.Join(cfg.StateDir, "source"), filepath.Join(cfg.StateDir, "live")}
 	d.started, d.backupEvery, d.watchLocal = time.Now(), backupTick, true
 	d.backups = &backup.Runner{Engine: eng, Store: st, Log: log, Dir: filepath.Join(cfg.StateDir, "snapshots"), Observe: d.observeBackup,
 		Owner: fmt.Sprintf("%x", sha256.Sum256([]byte(cfg.StateDir)))[:16]}
