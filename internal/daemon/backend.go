@@ -325,7 +325,7 @@ func (d *Daemon) serveWebhook(ctx context.Context) error {
 		default:
 		}
 	}
-	srv := &http.Server{Handler: webhook.Handler(secret, d.cfg.Source.Branch, trigger, d.log), ReadHeaderTimeout: 10 * time.Second}
+	srv := webhook.NewServer(webhook.Handler(secret, d.cfg.Source.Branch, trigger, d.log), webhook.DefaultLimits())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -2,8 +2,16 @@
 // Git forge's signature (GitHub X-Hub-Signature-256, GitLab X-Gitlab-Token,
 // Gitea X-Gitea-Signature, Forgejo X-Forgejo-Signature) or a plain bearer
 // token, and asks for a sync at once. A request that fails the check gets
-// 401 and triggers nothing; bodies are size-limited before anything reads
-// them.
+// 401 and triggers nothing.
+//
+// The listener faces whatever network the operator put it on, so nothing a
+// client sends is read before it has shown it may be: a request without a
+// signature or token header is refused from its headers alone, its body
+// never read, and a body is only read (at most MaxBody bytes, a declared
+// larger one refused from its Content-Length) when a signature header says
+// it must be, to check its HMAC. NewServer adds what the handler cannot
+// enforce itself: timeouts on every phase of a connection and a bound on
+// the requests handled at once (see Limits).
 //
 //	POST /webhook   a forge's push event (ping and non-push events answer 200 and trigger nothing;
 //	                a push to another branch than the configured one is ignored)
@@ -55,6 +63,16 @@ func (h *handler) sync(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) webhook(w http.ResponseWriter, r *http.Request) {
+	// From the headers alone, before a byte of the body is read.
+	if r.ContentLength > MaxBody {
+		closeAfter(w)
+		reply(w, http.StatusRequestEntityTooLarge, "body too large")
+		return
+	}
+	if signatureHeader(r.Header) == "" {
+		h.refuse(w, r, "no signature: want X-Hub-Signature-256, X-Gitlab-Token, X-Gitea-Signature or X-Forgejo-Signature")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -85,6 +103,20 @@ func (h *handler) webhook(w http.ResponseWriter, r *http.Request) {
 	h.log.Info("webhook push", "forge", forge, "ref", push.Ref)
 	h.trigger(forge)
 	reply(w, http.StatusAccepted, "sync queued")
+}
+
+// signatureHeaders are the headers a forge proves itself with, in the
+// order verify tries them.
+var signatureHeaders = []string{"X-Hub-Signature-256", "X-Gitea-Signature", "X-Forgejo-Signature", "X-Gitlab-Token"}
+
+// signatureHeader is the first signature header hdr carries, "" for none.
+func signatureHeader(hdr http.Header) string {
+	for _, name := range signatureHeaders {
+		if hdr.Get(name) != "" {
+			return name
+		}
+	}
+	return ""
 }
 
 // verify checks the request's signature or token and names the forge.
@@ -146,9 +178,18 @@ func eventOf(forge string, hdr http.Header) string {
 	return e
 }
 
+// refuse answers 401 and drops the connection: whatever the client still
+// sends (a body nobody will read) is not waited for, as net/http would
+// otherwise read up to 256 KiB of it to keep the connection alive.
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, why string) {
 	h.log.Warn("webhook refused", "remote", r.RemoteAddr, "path", r.URL.Path, "why", why)
+	closeAfter(w)
 	reply(w, http.StatusUnauthorized, "unauthorized")
+}
+
+// closeAfter makes the server close the connection after this reply.
+func closeAfter(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
 }
 
 func reply(w http.ResponseWriter, code int, msg string) {
