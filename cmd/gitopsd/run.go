@@ -27,7 +27,6 @@ func newRunCmd(g *globals) *cobra.Command {
 				return err
 			}
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			routeComposeLogs(log)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			metrics.Version = version
@@ -36,6 +35,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer d.Close()
+			routeComposeLogs(d.Log()) // redacted, as stacks are loaded from here on
 			// WATCHDOG_USEC (systemd's WatchdogSec=): ping at half the period.
 			watchdog, _ := sdnotify.SdWatchdogEnabled(false)
 			d.SetNotifier(func(state string) { _, _ = sdnotify.SdNotify(false, state) }, watchdog/2)

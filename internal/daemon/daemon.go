@@ -71,6 +71,9 @@ type Daemon struct {
 	watchdog time.Duration
 	// notifier tells people what went wrong (nil: nobody).
 	notifier *notify.Notifier
+	// redactor knows the values decrypted for the stacks, and takes them
+	// out of the log, the store, notifications and API errors.
+	redactor *secrets.Redactor
 
 	requests chan request
 	metrics  *metrics.Metrics
@@ -117,14 +120,19 @@ const (
 )
 
 // New opens the state, the engine and the source. It does not fetch.
+// Everything the daemon logs goes through log with the values it decrypts
+// redacted (see secrets.Redactor).
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", cfg.StateDir, err)
 	}
+	redactor := secrets.NewRedactor()
+	log = slog.New(redactor.Handler(log.Handler()))
 	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, "gitopsd.db"))
 	if err != nil {
 		return nil, err
 	}
+	st.SetRedact(redactor.Redact)
 	filesKey, err := hostKey(filepath.Join(cfg.StateDir, "files.key"))
 	if err != nil {
 		st.Close()
@@ -150,7 +158,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	d := &Daemon{
 		cfg: cfg, log: log, store: st, engine: eng, source: src,
 		rec:      &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
-		host:     stack.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels},
+		host:     stack.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels, Redactor: redactor},
+		redactor: redactor,
 		requests: make(chan request, 16),
 		backoff:  drift.NewBackoff(),
 		checks:   map[string]bool{},
@@ -238,6 +247,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		_ = srv.Shutdown(context.Background())
 		return fmt.Errorf("config: %w", err)
 	}
+	d.notifier.SetRedact(d.redactor.Redact)
 	if d.cfg.Webhook.Listen != "" {
 		if err := d.serveWebhook(ctx); err != nil {
 			_ = srv.Shutdown(context.Background())
@@ -337,7 +347,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 				err = d.Reconcile(ctx, req.trigger, req.stack)
 			}
 			if req.done != nil {
-				req.done <- err
+				req.done <- d.redacted(err) // for an API client
 			}
 			d.tell("STATUS=" + d.summary(ctx))
 		}
@@ -782,4 +792,21 @@ func hostKey(path string) ([]byte, error) {
 func instanceID(key []byte) string {
 	sum := sha256.Sum256(append([]byte("gitopsd instance\x00"), key...))
 	return hex.EncodeToString(sum[:8])
+}
+
+// Log is the daemon's logger, which redacts what the daemon decrypted:
+// for other parts of the process that log (compose-go's warnings).
+func (d *Daemon) Log() *slog.Logger { return d.log }
+
+// redacted is err with the values the daemon decrypted taken out of its
+// text; err itself when there was nothing to take out, so that errors.Is
+// still sees what it wraps.
+func (d *Daemon) redacted(err error) error {
+	if err == nil {
+		return nil
+	}
+	if text := d.redactor.Redact(err.Error()); text != err.Error() {
+		return errors.New(text)
+	}
+	return err
 }

@@ -153,22 +153,35 @@ func (e *Engine) logsTail(ctx context.Context, id string) string {
 
 // tailBuffer keeps the last outputTail bytes written to it, with Docker's
 // 8-byte stream headers left in: it is for people, in an error message.
-type tailBuffer struct{ b []byte }
+type tailBuffer struct {
+	b   []byte
+	cut bool // bytes were dropped from the front
+}
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.b = append(t.b, p...)
 	if len(t.b) > outputTail {
 		t.b = t.b[len(t.b)-outputTail:]
+		t.cut = true
 	}
 	return len(p), nil
 }
 
-// String drops the non-printable bytes of the stream headers.
+// String drops the non-printable bytes of the stream headers and, when
+// the front was cut, the rest of the line it was cut in: a line starts the
+// tail whole, so a secret printed on it is whole too and is redacted as
+// such (secrets.Redactor), not left as an unrecognisable end of itself.
 func (t *tailBuffer) String() string {
+	b := t.b
+	if t.cut {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
 	return strings.TrimSpace(string(bytes.Map(func(r rune) rune {
 		if r < 0x20 && r != '\n' && r != '\t' {
 			return -1
 		}
 		return r
-	}, t.b)))
+	}, b)))
 }

@@ -51,6 +51,8 @@ type Notifier struct {
 	log   *slog.Logger
 	queue chan Event
 	http  *http.Client
+	// redact takes secrets out of an event's detail (nil: none).
+	redact func(string) string
 }
 
 // New starts a notifier posting to the webhook url and to the shoutrrr
@@ -82,10 +84,22 @@ func Check(urls []string) (*router.ServiceRouter, error) {
 	return shoutrrr.CreateSender(urls...)
 }
 
+// SetRedact makes Send pass every detail through redact first: a detail
+// quotes errors, and errors quote the output of hooks and probes. Call it
+// before the first Send.
+func (n *Notifier) SetRedact(redact func(string) string) {
+	if n != nil {
+		n.redact = redact
+	}
+}
+
 // Send queues an event; it never blocks.
 func (n *Notifier) Send(event, stack, detail string) {
 	if n == nil {
 		return
+	}
+	if n.redact != nil {
+		detail = n.redact(detail)
 	}
 	select {
 	case n.queue <- Event{Event: event, Host: n.host, Stack: stack, Detail: detail, At: time.Now().UTC()}:

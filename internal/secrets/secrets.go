@@ -86,15 +86,23 @@ func IsEncrypted(data []byte, f Format) bool {
 // lines (newlines in values written as \n), YAML and JSON with their key
 // order and, for YAML, their comments kept.
 func Decrypt(data []byte, f Format, identities []age.Identity) ([]byte, error) {
-	branches, err := decrypt(data, f, identities)
+	out, _, err := DecryptDocument(data, f, identities)
+	return out, err
+}
+
+// DecryptDocument is Decrypt that also returns the values that were
+// encrypted in the file, as text in file order, for a Redactor: cleartext
+// values (an unencrypted_suffix key, say) and comments are not among them.
+func DecryptDocument(data []byte, f Format, identities []age.Identity) (plain []byte, encrypted []string, err error) {
+	branches, w, err := decrypt(data, f, identities)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out, err := emit(branches, f)
 	if err != nil {
-		return nil, fmt.Errorf("write decrypted %s: %w", f, err)
+		return nil, nil, fmt.Errorf("write decrypted %s: %w", f, err)
 	}
-	return out, nil
+	return out, w.found, nil
 }
 
 // EnvVar is one KEY=value pair of a dotenv file.
@@ -107,11 +115,18 @@ type EnvVar struct {
 // variables in file order, comments left out. Values are returned as they
 // were before encryption: a "\n" in the file is a newline here.
 func DecryptEnv(data []byte, identities []age.Identity) ([]EnvVar, error) {
-	branches, err := decrypt(data, Dotenv, identities)
+	vars, _, err := DecryptEnvDocument(data, identities)
+	return vars, err
+}
+
+// DecryptEnvDocument is DecryptEnv that also returns the values that were
+// encrypted in the file, as DecryptDocument does.
+func DecryptEnvDocument(data []byte, identities []age.Identity) (vars []EnvVar, encrypted []string, err error) {
+	branches, w, err := decrypt(data, Dotenv, identities)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return envVars(branches[0]), nil
+	return envVars(branches[0]), w.found, nil
 }
 
 // LoadIdentities reads the age identities in the file at path: one
@@ -132,35 +147,36 @@ func LoadIdentities(path string) ([]age.Identity, error) {
 }
 
 // decrypt runs the whole pipeline up to, not including, writing the
-// plaintext back out; it returns the decrypted branches without metadata.
-func decrypt(data []byte, f Format, identities []age.Identity) ([]mapping, error) {
+// plaintext back out; it returns the decrypted branches without metadata,
+// and the walk that decrypted them.
+func decrypt(data []byte, f Format, identities []age.Identity) ([]mapping, *walker, error) {
 	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s file is %d bytes, more than the %d allowed", f, len(data), MaxFileSize)
+		return nil, nil, fmt.Errorf("%s file is %d bytes, more than the %d allowed", f, len(data), MaxFileSize)
 	}
 	branches, err := load(data, f)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", f, err)
+		return nil, nil, fmt.Errorf("parse %s: %w", f, err)
 	}
 	branches, raw, err := extractMetadata(branches, f)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	meta, err := decodeMetadata(raw)
 	if err != nil {
-		return nil, fmt.Errorf("sops metadata: %w", err)
+		return nil, nil, fmt.Errorf("sops metadata: %w", err)
 	}
 	key, err := meta.dataKey(identities)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	mac, err := decryptTree(branches, key, meta)
+	mac, w, err := decryptTree(branches, key, meta)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := meta.verifyMAC(mac, key); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return branches, nil
+	return branches, w, nil
 }
 
 // load parses data of format f into SOPS's tree: one branch per document.

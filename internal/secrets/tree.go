@@ -51,12 +51,15 @@ type walker struct {
 	rule             rule
 	macOnlyEncrypted bool
 	mac              hash.Hash
+	// found are the plaintexts of the values that were encrypted, in walk
+	// order: what output must never show (see Redactor).
+	found []string
 }
 
 // decryptTree decrypts every encrypted value and comment of branches in
-// place and returns the MAC of the result as SOPS writes it: upper-case hex
-// of SHA-512.
-func decryptTree(branches []mapping, key []byte, meta *metadata) (string, error) {
+// place and returns the MAC of the result as SOPS writes it (upper-case hex
+// of SHA-512), and the walker, which knows what was encrypted.
+func decryptTree(branches []mapping, key []byte, meta *metadata) (string, *walker, error) {
 	w := &walker{key: key, rule: meta.rule, macOnlyEncrypted: meta.macOnlyEncrypted, mac: sha512.New()}
 	if w.macOnlyEncrypted {
 		// A known start, so that a MAC over only the encrypted values never
@@ -66,10 +69,10 @@ func decryptTree(branches []mapping, key []byte, meta *metadata) (string, error)
 	}
 	for _, b := range branches {
 		if err := w.mapping(b, scope{}); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
-	return fmt.Sprintf("%X", w.mac.Sum(nil)), nil
+	return fmt.Sprintf("%X", w.mac.Sum(nil)), w, nil
 }
 
 // hashes reports whether a value enters the MAC.
@@ -179,6 +182,9 @@ func (w *walker) value(v any, s scope) (any, error) {
 		out, err = decryptValue(text, w.key, pathString(s.path))
 		if err != nil {
 			return nil, fmt.Errorf("key path %s: decrypt: %w", keyPath(s.path), err)
+		}
+		if _, isComment := out.(comment); !isComment {
+			w.found = append(w.found, envString(out))
 		}
 	}
 	if w.hashes(encrypted) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gitopsd/gitopsd/internal/secrets"
 )
 
 // compose-go reports problems in a handful of shapes. These pick out the
@@ -42,6 +44,8 @@ type locator struct {
 	stack   string
 	repoDir string   // absolute repository root
 	files   []string // absolute compose files, in merge order
+	// redactor learns the values decrypted for the stack (nil: nobody).
+	redactor *secrets.Redactor
 }
 
 // rel names a file relative to the repository, as a user sees it in Git.

@@ -133,7 +133,7 @@ func load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) 
 	// stack to its revision's checkout, and compose's working_dir label
 	// and resolved paths must not change with the revision.
 	dir := filepath.Join(repoDir, "stacks", name)
-	loc := &locator{stack: name, repoDir: repoDir}
+	loc := &locator{stack: name, repoDir: repoDir, redactor: host.Redactor}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, &Error{Stack: name, Msg: noComposeFile}
 	}

@@ -39,10 +39,11 @@ func (l *locator) decryptEnvFiles(project *types.Project, identities []age.Ident
 			if len(identities) == 0 {
 				return l.atPath(keyPath, fmt.Sprintf("%s is SOPS-encrypted and this host has no age key to decrypt it (secrets.age_key_file)", filepath.Base(ef.Path)))
 			}
-			pairs, err := secrets.DecryptEnv(data, identities)
+			pairs, encrypted, err := secrets.DecryptEnvDocument(data, identities)
 			if err != nil {
 				return l.atPath(keyPath, fmt.Sprintf("decrypt %s: %v", filepath.Base(ef.Path), err))
 			}
+			l.redactor.Add(l.stack, encrypted...)
 			decrypted = append(decrypted, pairs...)
 		}
 		if len(plain) == len(svc.EnvFiles) {
@@ -93,10 +94,11 @@ func (l *locator) decryptFileObjects(project *types.Project, identities []age.Id
 		if len(identities) == 0 {
 			return l.atPath(keyPath, fmt.Sprintf("%s is SOPS-encrypted and this host has no age key to decrypt it (secrets.age_key_file)", filepath.Base(obj.File)))
 		}
-		plain, err := secrets.Decrypt(data, format, identities)
+		plain, encrypted, err := secrets.DecryptDocument(data, format, identities)
 		if err != nil {
 			return l.atPath(keyPath, fmt.Sprintf("decrypt %s: %v", filepath.Base(obj.File), err))
 		}
+		l.redactor.Add(l.stack, encrypted...)
 		if !document {
 			var binary struct {
 				Data *string `json:"data"`

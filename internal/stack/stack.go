@@ -9,6 +9,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/gitopsd/gitopsd/internal/policy"
+	"github.com/gitopsd/gitopsd/internal/secrets"
 )
 
 // Host is what a stack's targets and interpolation see of this host.
@@ -23,6 +24,10 @@ type Host struct {
 	// SkipSecrets leaves encrypted env files out, unread, instead of
 	// asking for a key: for judging a repository offline without its keys.
 	SkipSecrets bool
+	// Redactor learns every value decrypted for a stack, as it is
+	// decrypted, so that no output recorded or logged shows it (nil:
+	// nobody records output, as in validate).
+	Redactor *secrets.Redactor
 }
 
 func (h Host) policy() policy.Policy {

@@ -78,7 +78,7 @@ func (s *Store) FinishSnapshot(ctx context.Context, sn Snapshot) error {
 		sn.FinishedAt = time.Now()
 	}
 	_, err := s.db.ExecContext(ctx, `UPDATE snapshots SET status = ?, error = ?, finished_at = ?, size_bytes = ?, files = ?, data_bytes = ? WHERE id = ?`,
-		sn.Status, sn.Error, timeArg(sn.FinishedAt), sn.SizeBytes, sn.Files, sn.DataBytes, sn.ID)
+		sn.Status, s.text(sn.Error), timeArg(sn.FinishedAt), sn.SizeBytes, sn.Files, sn.DataBytes, sn.ID)
 	if err != nil {
 		return fmt.Errorf("finish snapshot %d: %w", sn.ID, err)
 	}
@@ -102,7 +102,7 @@ func (s *Store) FailRunningSnapshots(ctx context.Context, reason string) ([]Snap
 	}
 	for _, sn := range cut {
 		if _, err := s.db.ExecContext(ctx, `UPDATE snapshots SET status = ?, error = ?, finished_at = ? WHERE id = ?`,
-			SnapshotFailed, reason, timeArg(time.Now()), sn.ID); err != nil {
+			SnapshotFailed, s.text(reason), timeArg(time.Now()), sn.ID); err != nil {
 			return nil, fmt.Errorf("close snapshot %d: %w", sn.ID, err)
 		}
 	}
@@ -204,7 +204,7 @@ func (s *Store) RecordRestoreTest(ctx context.Context, t RestoreTest) (int64, er
 		t.FinishedAt = time.Now()
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO restore_tests (snapshot_id, stack, volume, level, "trigger", started_at, finished_at, ok, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.SnapshotID, t.Stack, t.Volume, t.Level, t.Trigger, timeArg(t.StartedAt), timeArg(t.FinishedAt), t.OK, t.Error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.SnapshotID, t.Stack, t.Volume, t.Level, t.Trigger, timeArg(t.StartedAt), timeArg(t.FinishedAt), t.OK, s.text(t.Error))
 	if err != nil {
 		return 0, fmt.Errorf("record restore test of snapshot %d: %w", t.SnapshotID, err)
 	}

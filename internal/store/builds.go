@@ -26,7 +26,7 @@ type Build struct {
 func (s *Store) RecordBuild(ctx context.Context, b Build) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `INSERT INTO builds (stack, service, digest, revision, image_id, tag, ok, error, started_at, finished_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.Stack, b.Service, b.Digest, b.Revision, b.ImageID, b.Tag, b.OK, b.Error, timeArg(b.StartedAt), timeArg(b.FinishedAt))
+		b.Stack, b.Service, b.Digest, b.Revision, b.ImageID, b.Tag, b.OK, s.text(b.Error), timeArg(b.StartedAt), timeArg(b.FinishedAt))
 	if err != nil {
 		return 0, fmt.Errorf("record build of %s/%s: %w", b.Stack, b.Service, err)
 	}

@@ -43,7 +43,7 @@ func (s *Store) OpenDrift(ctx context.Context, d Drift) (int64, bool, error) {
 	switch {
 	case err == sql.ErrNoRows:
 		res, err := tx.ExecContext(ctx, `INSERT INTO drifts (stack, service, container, kind, detail, opened_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			d.Stack, d.Service, d.Container, d.Kind, d.Detail, timeArg(d.OpenedAt))
+			d.Stack, d.Service, d.Container, d.Kind, s.text(d.Detail), timeArg(d.OpenedAt))
 		if err != nil {
 			return 0, false, fmt.Errorf("open drift %s/%s: %w", d.Stack, d.Kind, err)
 		}
@@ -54,7 +54,7 @@ func (s *Store) OpenDrift(ctx context.Context, d Drift) (int64, bool, error) {
 	case err != nil:
 		return 0, false, fmt.Errorf("open drift %s/%s: %w", d.Stack, d.Kind, err)
 	default:
-		if _, err := tx.ExecContext(ctx, `UPDATE drifts SET detail = ? WHERE id = ?`, d.Detail, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE drifts SET detail = ? WHERE id = ?`, s.text(d.Detail), id); err != nil {
 			return 0, false, fmt.Errorf("update drift %d: %w", id, err)
 		}
 	}

@@ -28,6 +28,9 @@ type Store struct {
 	db   *sql.DB // writer: MaxOpenConns(1)
 	rdb  *sql.DB // readers
 	path string
+	// redact takes secrets out of free text (errors, step details, drift
+	// details) before it is written; nil writes it as it is.
+	redact func(string) string
 }
 
 // Open opens (creating if needed) the database at path and applies the
@@ -88,6 +91,21 @@ func (s *Store) Close() error {
 // Path is the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
+// SetRedact makes every free-text column (errors, step details, drift
+// details: where output of hooks, probes, builds and verify commands
+// lands) go through redact before it is written, so that a decrypted
+// secret a container printed never reaches the database. Call it before
+// the store is used.
+func (s *Store) SetRedact(redact func(string) string) { s.redact = redact }
+
+// text is free text as it may be written.
+func (s *Store) text(v string) string {
+	if s.redact == nil {
+		return v
+	}
+	return s.redact(v)
+}
+
 // init checks that WAL took effect and migrates.
 func (s *Store) init(ctx context.Context) error {
 	var mode string
@@ -134,7 +152,7 @@ func (s *Store) PutSourceState(ctx context.Context, st SourceState) error {
 		INSERT INTO source_state (id, url, branch, head, fetched_at, error) VALUES (1, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET url = excluded.url, branch = excluded.branch, head = excluded.head,
 			fetched_at = excluded.fetched_at, error = excluded.error`,
-		st.URL, st.Branch, st.Head, timeArg(st.FetchedAt), st.Error)
+		st.URL, st.Branch, st.Head, timeArg(st.FetchedAt), s.text(st.Error))
 	if err != nil {
 		return fmt.Errorf("store source state: %w", err)
 	}
@@ -233,7 +251,7 @@ func (s *Store) PutStack(ctx context.Context, st StackState) error {
 		INSERT OR REPLACE INTO stacks (name, revision, target, sync, health, pinned, error,
 			last_healthy_revision, failed_revision, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		st.Name, st.Revision, st.Target, st.Sync, st.Health, st.Pinned, st.Error,
+		st.Name, st.Revision, st.Target, st.Sync, st.Health, st.Pinned, s.text(st.Error),
 		st.LastHealthyRevision, st.FailedRevision, timeArg(st.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("store stack %s: %w", st.Name, err)
@@ -337,7 +355,7 @@ func (s *Store) StartDeployment(ctx context.Context, d Deployment) (int64, error
 	res, err := s.db.ExecContext(ctx, `
 		INSERT INTO deployments (stack, "trigger", from_rev, to_rev, started_at, finished_at, outcome, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.Stack, d.Trigger, d.From, d.To, timeArg(d.StartedAt), timeArg(d.FinishedAt), d.Outcome, d.Error)
+		d.Stack, d.Trigger, d.From, d.To, timeArg(d.StartedAt), timeArg(d.FinishedAt), d.Outcome, s.text(d.Error))
 	if err != nil {
 		return 0, fmt.Errorf("start deployment of %s: %w", d.Stack, err)
 	}
@@ -357,7 +375,7 @@ func (s *Store) AddStep(ctx context.Context, st Step) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `
 		INSERT INTO deployment_steps (deployment_id, at, action, service, container, detail, error, duration_ms, replica)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		st.DeploymentID, timeArg(st.At), st.Action, st.Service, st.Container, st.Detail, st.Error, st.Duration.Milliseconds(), st.Replica)
+		st.DeploymentID, timeArg(st.At), st.Action, st.Service, st.Container, s.text(st.Detail), s.text(st.Error), st.Duration.Milliseconds(), st.Replica)
 	if err != nil {
 		return 0, fmt.Errorf("add step %s to deployment %d: %w", st.Action, st.DeploymentID, err)
 	}
@@ -375,7 +393,7 @@ func (s *Store) FinishDeployment(ctx context.Context, id int64, outcome, errMsg 
 		at = time.Now()
 	}
 	res, err := s.db.ExecContext(ctx, `UPDATE deployments SET outcome = ?, error = ?, finished_at = ? WHERE id = ?`,
-		outcome, errMsg, timeArg(at), id)
+		outcome, s.text(errMsg), timeArg(at), id)
 	if err != nil {
 		return fmt.Errorf("finish deployment %d: %w", id, err)
 	}
@@ -451,7 +469,7 @@ func (s *Store) FailRunningDeployments(ctx context.Context, reason string, at ti
 		SET outcome = ?2, finished_at = ?3,
 			error = CASE WHEN error = '' THEN ?1 ELSE error || '; ' || ?1 END
 		WHERE outcome = ?4`,
-		reason, outcomeFailed, timeArg(at), outcomeRunning)
+		s.text(reason), outcomeFailed, timeArg(at), outcomeRunning)
 	if err != nil {
 		return 0, fmt.Errorf("fail running deployments: %w", err)
 	}

@@ -16,6 +16,8 @@
 //	check FILE [CONTENT]         exit 0 if FILE exists (and holds CONTENT): a
 //	                             restore test's verify command
 //	write FILE CONTENT           write CONTENT to FILE: a lifecycle hook
+//	env [--exit N]               print the environment, then exit with N: a
+//	                             hook or probe that leaks what it was given
 package main
 
 import (
@@ -70,6 +72,8 @@ func main() {
 			break
 		}
 		err = os.WriteFile(args[0], []byte(args[1]), 0o644)
+	case "env":
+		err = printEnv(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
@@ -405,5 +409,20 @@ func check(args []string) error {
 		return fmt.Errorf("%s holds %q, want %q", args[0], b, args[1])
 	}
 	fmt.Printf("%s ok\n", args[0])
+	return nil
+}
+
+func printEnv(args []string) error {
+	fs := flag.NewFlagSet("env", flag.ContinueOnError)
+	exit := fs.Int("exit", 0, "exit code")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, kv := range os.Environ() {
+		fmt.Println(kv)
+	}
+	if *exit != 0 {
+		os.Exit(*exit)
+	}
 	return nil
 }
