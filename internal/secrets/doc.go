@@ -38,6 +38,17 @@
 //  5. write the tree back in the file's format, without the metadata, the way
 //     "sops decrypt" does.
 //
+// # Redaction
+//
+// A container may print what it was given, and gitopsd records what its
+// hooks, probes, verify commands and builds print. DecryptDocument and
+// DecryptEnvDocument also return the values that were encrypted (not those
+// the file's rule left in cleartext), and a Redactor, filled by the stack
+// loader as it decrypts, takes them out of every text gitopsd records or
+// logs: the store's free-text columns, the log (Redactor.Handler),
+// notifications and API errors. See Redactor for the forms it catches and
+// MinRedactLen for the values it leaves.
+//
 // Only age is supported; files whose data key is encrypted for PGP or a cloud
 // KMS only are refused with an error that says so. SOPS's binary and INI
 // formats are not supported.
