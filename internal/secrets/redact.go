@@ -118,11 +118,19 @@ func (r *Redactor) rebuild() {
 	r.current.Store(red)
 }
 
-// forms are the ways output may show v, each at least MinRedactLen long.
+// maxFormLen bounds the forms a Redactor matches. What gitopsd records of
+// an output is its tail, 2 KiB at most, so a longer form could never be
+// seen whole there; a long value (a certificate, a key file) is still
+// caught line by line. The bound also keeps the replacer small whatever
+// size of secret file a repository decrypts.
+const maxFormLen = 4096
+
+// forms are the ways output may show v, each at least MinRedactLen long
+// and at most maxFormLen.
 func forms(v string) []string {
 	var out []string
 	add := func(f string) {
-		if len(f) >= MinRedactLen && !slices.Contains(out, f) {
+		if len(f) >= MinRedactLen && len(f) <= maxFormLen && !slices.Contains(out, f) {
 			out = append(out, f)
 		}
 	}
@@ -158,19 +166,22 @@ func (r *Redactor) Redact(s string) string {
 
 // cutPrefixes redacts a value's prefix (MinRedactLen or longer) that ends
 // where "..." marks an output shortened: the rest of the value was cut,
-// and the prefix alone may give most of it away.
+// and the prefix alone may give most of it away. Only the first
+// maxMarkers marks are looked at, each over the cutWindow bytes before
+// it, so the work stays linear in what a container may print.
 func (red *redaction) cutPrefixes(s string) string {
 	var b strings.Builder
 	rest := s
-	for {
+	for marks := 0; ; marks++ {
 		i := strings.Index(rest, "...")
-		if i < 0 {
+		if i < 0 || marks == maxMarkers {
 			b.WriteString(rest)
 			return b.String()
 		}
 		head := rest[:i]
+		window := head[max(0, len(head)-cutWindow):]
 		for _, f := range red.forms {
-			if n := longestPrefixSuffix(head, f); n >= MinRedactLen {
+			if n := prefixAtEnd(window, f[:min(len(f), cutWindow)]); n >= MinRedactLen {
 				head = head[:len(head)-n] + Redacted
 				break
 			}
@@ -181,15 +192,38 @@ func (red *redaction) cutPrefixes(s string) string {
 	}
 }
 
-// longestPrefixSuffix is the length of the longest proper prefix of f that
-// s ends with (0: none of at least MinRedactLen).
-func longestPrefixSuffix(s, f string) int {
-	for n := min(len(s), len(f)-1); n >= MinRedactLen; n-- {
-		if strings.HasSuffix(s, f[:n]) {
-			return n
+// What cutPrefixes looks at: health probe output is cut at 200 bytes.
+const (
+	maxMarkers = 16
+	cutWindow  = 256
+)
+
+// prefixAtEnd is the length of the longest prefix of p that s ends with,
+// found in one pass over s (Knuth-Morris-Pratt).
+func prefixAtEnd(s, p string) int {
+	if p == "" {
+		return 0
+	}
+	fail := make([]int, len(p)) // fail[i]: longest proper border of p[:i+1]
+	for i, k := 1, 0; i < len(p); i++ {
+		for k > 0 && p[i] != p[k] {
+			k = fail[k-1]
+		}
+		if p[i] == p[k] {
+			k++
+		}
+		fail[i] = k
+	}
+	q := 0
+	for i := 0; i < len(s); i++ {
+		for q > 0 && (q == len(p) || s[i] != p[q]) {
+			q = fail[q-1]
+		}
+		if s[i] == p[q] {
+			q++
 		}
 	}
-	return 0
+	return q
 }
 
 // Handler wraps h so that every message and attribute it logs is
