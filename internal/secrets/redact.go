@@ -40,10 +40,12 @@ const MinRedactLen = 6
 // Besides a value as it is, a Redactor catches the forms output gives it:
 // each of its lines, its whitespace collapsed (a health probe's output is
 // recorded on one line), escaped as JSON and Go quote it, and a prefix of
-// it cut off by "..." where an output was shortened.
+// it cut off by "..." where an output was shortened. A value longer than
+// 4 KiB is caught only line by line (see maxFormLen), and a piece of a
+// value that is none of these forms is not caught.
 //
-// The zero Redactor and a nil one redact nothing; methods are safe for
-// concurrent use.
+// A zero Redactor knows no value yet; a nil one redacts nothing and
+// learns nothing. Methods are safe for concurrent use.
 type Redactor struct {
 	mu      sync.Mutex
 	byStack map[string]map[string]bool // stack -> forms of its values
