@@ -53,6 +53,9 @@ func printStatus(w io.Writer, st api.Status) error {
 	if st.Source.Error != "" {
 		fmt.Fprintf(w, "source error: %s\n", st.Source.Error)
 	}
+	if st.Hold != "" {
+		fmt.Fprintf(w, "HOLDING, waiting for `gitopsd state adopt`: %s\n", st.Hold)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STACK\tREVISION\tBRANCH\tSYNC\tHEALTH\tSERVICES\tDRIFT\tERROR")
 	for _, s := range st.Stacks {

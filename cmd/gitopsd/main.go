@@ -59,7 +59,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newRunCmd(g), newStatusCmd(g), newDiffCmd(g), newSyncCmd(g), newHistoryCmd(g), newDriftCmd(g), newBackupCmd(g),
-		newRollbackCmd(g), newUnpinCmd(g),
+		newRollbackCmd(g), newUnpinCmd(g), newStateCmd(g),
 		newValidateCmd(), newVersionCmd(), newManCmd(),
 	)
 	return root

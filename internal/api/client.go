@@ -103,6 +103,18 @@ func (c *Client) Unpin(ctx context.Context, stack string, wait bool) error {
 	return c.act(ctx, "/v1/unpin", url.Values{"stack": {stack}, "wait": {strconv.FormatBool(wait)}})
 }
 
+// StateBackup has the daemon write a consistent copy of its database to
+// path (absolute, on the daemon's host, not existing yet).
+func (c *Client) StateBackup(ctx context.Context, path string) error {
+	return c.act(ctx, "/v1/state/backup", url.Values{"path": {path}})
+}
+
+// StateAdopt ends the hold of a daemon whose record was found empty while
+// its stacks run, and reconciles.
+func (c *Client) StateAdopt(ctx context.Context, wait bool) error {
+	return c.act(ctx, "/v1/state/adopt", url.Values{"wait": {strconv.FormatBool(wait)}})
+}
+
 func (c *Client) act(ctx context.Context, path string, q url.Values) error {
 	var res SyncResult
 	if err := c.do(ctx, http.MethodPost, path, q, &res); err != nil {

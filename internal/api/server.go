@@ -44,6 +44,13 @@ type Backend interface {
 	BackupRun(ctx context.Context, stack, volume string, wait bool) error
 	BackupTest(ctx context.Context, stack, volume string, level int) error
 	BackupRestore(ctx context.Context, stack, volume string, snapshot int64) error
+	// StateBackup writes a consistent copy of the daemon's database to
+	// path (an absolute path on the daemon's host that does not exist yet).
+	StateBackup(ctx context.Context, path string) error
+	// StateAdopt ends the hold of a daemon that found its record empty
+	// while its stacks run: the running containers become the starting
+	// point, and a reconcile follows (waited for with wait).
+	StateAdopt(ctx context.Context, wait bool) error
 }
 
 // ErrNotFound is returned by a Backend for an unknown stack.
@@ -96,6 +103,8 @@ func Listen(path string, backend Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("POST /v1/sync", s.sync)
 	mux.HandleFunc("POST /v1/rollback", s.rollback)
 	mux.HandleFunc("POST /v1/unpin", s.unpin)
+	mux.HandleFunc("POST /v1/state/backup", s.stateBackup)
+	mux.HandleFunc("POST /v1/state/adopt", s.stateAdopt)
 	s.http = &http.Server{Handler: onlyOwnerChanges(mux), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeer}
 	return s, nil
 }
@@ -188,6 +197,20 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) unpin(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func(q url.Values, wait bool) error { return s.backend.Unpin(r.Context(), q.Get("stack"), wait) })
+}
+
+func (s *Server) stateBackup(w http.ResponseWriter, r *http.Request) {
+	s.act(w, r, func(q url.Values, _ bool) error {
+		path := q.Get("path")
+		if !filepath.IsAbs(path) {
+			return fmt.Errorf("state backup: the file must be an absolute path, got %q", path)
+		}
+		return s.backend.StateBackup(r.Context(), path)
+	})
+}
+
+func (s *Server) stateAdopt(w http.ResponseWriter, r *http.Request) {
+	s.act(w, r, func(_ url.Values, wait bool) error { return s.backend.StateAdopt(r.Context(), wait) })
 }
 
 // act runs a request that changes something and answers a SyncResult.

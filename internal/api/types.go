@@ -5,8 +5,12 @@ package api
 
 // Status is `gitopsd status --json`.
 type Status struct {
-	Host   string        `json:"host"`
-	Source SourceStatus  `json:"source"`
+	Host   string       `json:"host"`
+	Source SourceStatus `json:"source"`
+	// Hold, when not empty, says why the daemon touches no stack: its
+	// record was found empty while its containers run, and it waits for
+	// `gitopsd state adopt` (or a restored record).
+	Hold   string        `json:"hold,omitempty"`
 	Stacks []StackStatus `json:"stacks"`
 }
 

@@ -27,9 +27,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"filippo.io/age"
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/gitopsd/gitopsd/internal/backup/format"
 	"github.com/gitopsd/gitopsd/internal/backup/policy"
@@ -142,7 +144,7 @@ func (r *Runner) quiesce(ctx context.Context, st *stack.Stack, vc VolumeConfig) 
 	none := func() error { return nil }
 	switch vc.Consistency {
 	case ConsistencyStop:
-		return r.stopServices(ctx, st, vc.Services)
+		return r.stopServices(ctx, st, vc.Services, ReasonSnapshot)
 	case ConsistencyPause:
 		ids, err := r.containersOf(ctx, st.Name, vc.Services)
 		if err != nil {
@@ -150,17 +152,26 @@ func (r *Runner) quiesce(ctx context.Context, st *stack.Stack, vc VolumeConfig) 
 		}
 		var paused []string
 		resume := func() error {
+			bg := context.WithoutCancel(ctx)
 			var errs []error
 			for _, id := range paused {
-				errs = append(errs, r.Engine.UnpauseContainer(context.WithoutCancel(ctx), id))
+				if err := r.Engine.UnpauseContainer(bg, id); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				errs = append(errs, r.Store.ClearStopped(bg, id))
 			}
 			return errors.Join(errs...)
 		}
 		for _, id := range ids {
-			if err := r.Engine.PauseContainer(ctx, id); err != nil {
+			// Recorded first, like a stop: a crash must not leave it frozen.
+			if err := r.Store.RecordStopped(ctx, store.StoppedService{ContainerID: id, Stack: st.Name, Reason: ReasonPause}); err != nil {
 				return resume, err
 			}
 			paused = append(paused, id)
+			if err := r.Engine.PauseContainer(ctx, id); err != nil {
+				return resume, err
+			}
 		}
 		return resume, nil
 	case ConsistencyHook:
@@ -188,8 +199,11 @@ func (r *Runner) quiesce(ctx context.Context, st *stack.Stack, vc VolumeConfig) 
 
 // stopServices stops the services' containers, dependents first, and
 // returns what starts them again in dependency order, each through its
-// health gate.
-func (r *Runner) stopServices(ctx context.Context, st *stack.Stack, services []string) (func() error, error) {
+// health gate. Each container is recorded in the store before it is
+// stopped and forgotten once it runs again, so that a crash in between
+// leaves a record the next start acts on (RestartStopped), whatever the
+// stack's drift policy: under drift: report nothing else would start it.
+func (r *Runner) stopServices(ctx context.Context, st *stack.Stack, services []string, reason string) (func() error, error) {
 	order := dependencyOrder(st, services)
 	type stopped struct {
 		id   string
@@ -202,8 +216,9 @@ func (r *Runner) stopServices(ctx context.Context, st *stack.Stack, services []s
 		for i := len(done) - 1; i >= 0; i-- { // stopped dependents first: start in dependency order
 			if err := r.Engine.StartContainer(bg, done[i].id); err != nil {
 				errs = append(errs, err)
-				continue
+				continue // the record stays: the next start tries again
 			}
+			errs = append(errs, r.Store.ClearStopped(bg, done[i].id))
 			errs = append(errs, health.Wait(bg, r.Engine.Client(), done[i].id, done[i].gate))
 		}
 		return errors.Join(errs...)
@@ -215,10 +230,13 @@ func (r *Runner) stopServices(ctx context.Context, st *stack.Stack, services []s
 			return resume, err
 		}
 		for _, id := range ids {
+			if err := r.Store.RecordStopped(ctx, store.StoppedService{ContainerID: id, Stack: st.Name, Service: svc, Reason: reason}); err != nil {
+				return resume, err // not stopped: nobody would know to start it again
+			}
+			done = append(done, stopped{id: id, gate: health.GateFor(st.Project.Services[svc])})
 			if err := r.Engine.StopContainer(ctx, id, nil); err != nil {
 				return resume, err
 			}
-			done = append(done, stopped{id: id, gate: health.GateFor(st.Project.Services[svc])})
 		}
 	}
 	return resume, nil
@@ -408,12 +426,52 @@ func (r *Runner) restoreInto(ctx context.Context, sn store.Snapshot, volume stri
 	return r.Engine.WriteVolume(ctx, volume, rc, r.helperLabels(sn.Stack))
 }
 
-// Restore puts a snapshot (id 0: the newest good one) back into the volume:
-// the services that mount it are stopped, the volume emptied and filled
-// from the snapshot, and the services started again.
+// Restore puts a snapshot (id 0: the newest good one) back into the volume.
+//
+// A restore never destroys before it is sure, and never leaves the volume
+// empty or half-written:
+//
+//  1. The snapshot is verified first (Verify: the whole archive read,
+//     decrypted and decompressed, its digest and every entry checked
+//     against the manifest). A snapshot that fails is refused; nothing
+//     was stopped or touched.
+//  2. The restore is recorded (store.Restore), the services that mount
+//     the volume are stopped (recorded too, see stopServices), and the
+//     volume's current content is copied aside into a snapshot directory
+//     of its own under Dir/.restore/<stack>/<volume> (same format,
+//     committed, unencrypted: it stays on this host, beside the volume it
+//     copies). Docker volumes cannot be renamed, so a scratch volume
+//     could not be swapped in; a copy on the state disk also outlives a
+//     crash, which a helper volume (removed by Recover) would not.
+//  3. Only then is the volume emptied and filled from the snapshot, and
+//     read back and compared entry by entry with the manifest.
+//  4. If 3 fails, the old content is put back from the copy the same way.
+//     If gitopsd dies during 3, the next start does that (Recover).
+//  5. The services start again; the copy and the records go.
+//
+// The price is disk space on state_dir for one compressed copy of the
+// volume while the restore runs; without it, the restore is refused in
+// step 2 with the volume untouched.
 func (r *Runner) Restore(ctx context.Context, st *stack.Stack, volume string, id int64) (store.Snapshot, error) {
 	sn, err := r.pick(ctx, st.Name, volume, id)
 	if err != nil {
+		return sn, err
+	}
+	log := r.Log.With("stack", st.Name, "volume", volume, "snapshot", sn.ID)
+	if err := format.Verify(ctx, sn.Dir, r.Identities); err != nil {
+		log.Error("restore refused: the snapshot does not verify; the volume was not touched", "err", err)
+		return sn, fmt.Errorf("restore snapshot %d into %s/%s: refused, the volume was not touched: %w", sn.ID, st.Name, volume, err)
+	}
+	m, err := format.ReadManifest(sn.Dir)
+	if err != nil {
+		return sn, fmt.Errorf("restore snapshot %d into %s/%s: %w", sn.ID, st.Name, volume, err)
+	}
+	job := store.Restore{Stack: st.Name, Volume: volume, VolumeName: volumeName(st, volume), SnapshotID: sn.ID,
+		SafetyDir: filepath.Join(r.Dir, restoreDir, st.Name, volume), Phase: store.RestoreCopying}
+	if _, err := os.Stat(job.SafetyDir); err == nil {
+		return sn, fmt.Errorf("restore snapshot %d into %s/%s: %s holds the old content of an earlier restore that could not be put back; move it away first", sn.ID, st.Name, volume, job.SafetyDir)
+	}
+	if err := r.Store.PutRestore(ctx, job); err != nil {
 		return sn, err
 	}
 	var users []string
@@ -422,23 +480,113 @@ func (r *Runner) Restore(ctx context.Context, st *stack.Stack, volume string, id
 			users = append(users, name)
 		}
 	}
-	resume, err := r.stopServices(ctx, st, users)
+	resume, err := r.stopServices(ctx, st, users, ReasonRestore)
 	if err == nil {
-		name := volumeName(st, volume)
-		err = r.Engine.EmptyVolume(ctx, name)
-		if err == nil {
-			err = r.restoreInto(ctx, sn, name)
-		}
+		err = r.swap(ctx, st.Name, sn, m, &job)
+	} else if cerr := r.Store.DeleteRestore(context.WithoutCancel(ctx), st.Name, volume); cerr != nil {
+		err = errors.Join(err, cerr)
 	}
 	if err := errors.Join(err, resume()); err != nil {
 		return sn, fmt.Errorf("restore snapshot %d into %s/%s: %w", sn.ID, st.Name, volume, err)
 	}
-	r.Log.Info("snapshot restored", "stack", st.Name, "volume", volume, "snapshot", sn.ID)
+	log.Info("snapshot restored")
 	return sn, nil
 }
 
+// restoreDir is the folder under Runner.Dir that holds the old content of
+// volumes being restored. Stack names cannot start with a dot.
+const restoreDir = ".restore"
+
+// swap copies the volume's content aside, fills the volume from the
+// verified snapshot, and puts the old content back if that fails.
+func (r *Runner) swap(ctx context.Context, stackName string, sn store.Snapshot, m format.Manifest, job *store.Restore) error {
+	bg := context.WithoutCancel(ctx)
+	rc, err := r.Engine.ReadVolume(ctx, job.VolumeName, r.helperLabels(stackName))
+	if err == nil {
+		_, err = format.Write(ctx, job.SafetyDir, rc, nil)
+		err = errors.Join(err, rc.Close())
+	}
+	if err != nil {
+		_ = os.RemoveAll(job.SafetyDir)
+		return errors.Join(fmt.Errorf("copy the volume's content aside (nothing was changed): %w", err), r.Store.DeleteRestore(bg, job.Stack, job.Volume))
+	}
+	job.Phase = store.RestoreWriting
+	if err := r.Store.PutRestore(ctx, *job); err != nil {
+		_ = os.RemoveAll(job.SafetyDir)
+		return errors.Join(fmt.Errorf("nothing was changed: %w", err), r.Store.DeleteRestore(bg, job.Stack, job.Volume))
+	}
+	werr := r.fill(ctx, sn.Dir, r.Identities, m, job.VolumeName, stackName, true)
+	if werr == nil {
+		return r.endRestore(bg, *job)
+	}
+	r.Log.Error("restore failed midway; putting the volume's old content back", "stack", stackName, "volume", job.Volume, "err", werr)
+	if perr := r.putBack(bg, *job); perr != nil {
+		return errors.Join(werr, perr)
+	}
+	return fmt.Errorf("%w (the volume's old content was put back)", werr)
+}
+
+// fill empties a volume and extracts a snapshot into it, then reads it
+// back and compares it with the snapshot's manifest: the volume holds the
+// snapshot exactly, or fill fails.
+func (r *Runner) fill(ctx context.Context, dir string, ids []age.Identity, m format.Manifest, volume, stackName string, crashable bool) error {
+	if err := r.Engine.EmptyVolume(ctx, volume); err != nil {
+		return err
+	}
+	rc, err := format.Open(dir, ids)
+	if err != nil {
+		return err
+	}
+	var src io.Reader = rc
+	if crashable {
+		src = restoreCrashReader(rc)
+	}
+	err = r.Engine.WriteVolume(ctx, volume, src, r.helperLabels(stackName))
+	if err := errors.Join(err, rc.Close()); err != nil {
+		return err
+	}
+	back, err := r.Engine.ReadVolume(ctx, volume, r.helperLabels(stackName))
+	if err != nil {
+		return err
+	}
+	cerr := format.Compare(ctx, m, back)
+	if err := errors.Join(cerr, back.Close()); err != nil {
+		return fmt.Errorf("the volume read back differs from the snapshot: %w", err)
+	}
+	return nil
+}
+
+// putBack fills a volume again from the copy of its old content taken
+// before a restore, and ends the restore. If even that fails the copy and
+// the record stay, and the error says where the copy is and how to put it
+// back by hand.
+func (r *Runner) putBack(ctx context.Context, job store.Restore) error {
+	m, err := format.ReadManifest(job.SafetyDir)
+	if err == nil {
+		err = r.fill(ctx, job.SafetyDir, nil, m, job.VolumeName, job.Stack, false)
+	}
+	if err != nil {
+		return fmt.Errorf("put the old content back into volume %s: %w; it is kept in %s (by hand, as root: "+
+			"zstd -d -c %s/%s | tar -x --numeric-owner -p --strip-components 1 -C \"$(docker volume inspect -f '{{.Mountpoint}}' %s)\")",
+			job.VolumeName, err, job.SafetyDir, job.SafetyDir, format.ArchiveName, job.VolumeName)
+	}
+	return r.endRestore(ctx, job)
+}
+
+// endRestore removes the copy of the old content and the record.
+func (r *Runner) endRestore(ctx context.Context, job store.Restore) error {
+	if err := os.RemoveAll(job.SafetyDir); err != nil {
+		return fmt.Errorf("remove %s: %w", job.SafetyDir, err)
+	}
+	return r.Store.DeleteRestore(ctx, job.Stack, job.Volume)
+}
+
 // Recover closes the snapshots a crash cut off and removes their files,
-// and the helper containers and scratch volumes this gitopsd left.
+// and the helper containers and scratch volumes this gitopsd left. A
+// restore a crash cut off while it was writing the volume gets the
+// volume's old content back. Then the containers a cut-off snapshot or
+// restore stopped or paused run again. It runs at start, before anything
+// else touches a stack.
 func (r *Runner) Recover(ctx context.Context) error {
 	if r.Owner != "" {
 		if err := r.Engine.RemoveHelpers(ctx, LabelOwner+"="+r.Owner); err != nil {
@@ -454,6 +602,82 @@ func (r *Runner) Recover(ctx context.Context) error {
 			_ = os.RemoveAll(sn.Dir)
 		}
 		r.Log.Warn("closed a snapshot interrupted by a previous stop", "stack", sn.Stack, "volume", sn.Volume, "snapshot", sn.ID)
+	}
+	keepDown, err := r.recoverRestores(ctx)
+	if err != nil {
+		return err
+	}
+	return r.restartStopped(ctx, keepDown)
+}
+
+// recoverRestores ends the restores a crash cut off. It returns the stacks
+// whose volume could not be put back: their stopped services stay down
+// rather than start on half a volume.
+func (r *Runner) recoverRestores(ctx context.Context) (map[string]bool, error) {
+	jobs, err := r.Store.Restores(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keepDown := map[string]bool{}
+	for _, job := range jobs {
+		log := r.Log.With("stack", job.Stack, "volume", job.Volume, "snapshot", job.SnapshotID)
+		if job.Phase != store.RestoreWriting || !format.Committed(job.SafetyDir) {
+			// Cut while copying the old content aside: the volume was not
+			// touched yet.
+			if err := r.endRestore(ctx, job); err != nil {
+				return nil, err
+			}
+			log.Warn("a restore was cut off by a previous stop before it changed the volume; the volume keeps its content")
+			continue
+		}
+		if err := r.putBack(ctx, job); err != nil {
+			keepDown[job.Stack] = true
+			log.Error("a restore was cut off by a previous stop and the volume's old content could not be put back; its services stay stopped", "err", err)
+			continue
+		}
+		log.Warn("a restore was cut off by a previous stop; the volume's old content was put back (run the restore again)")
+	}
+	return keepDown, nil
+}
+
+// Why a backup job stopped or paused a container (store.StoppedService).
+const (
+	ReasonSnapshot = "snapshot"
+	ReasonRestore  = "restore"
+	ReasonPause    = "pause"
+)
+
+// restartStopped starts (or unpauses) the containers backup jobs stopped
+// and a crash kept from starting again, and forgets them.
+func (r *Runner) restartStopped(ctx context.Context, keepDown map[string]bool) error {
+	stopped, err := r.Store.StoppedServices(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range stopped {
+		if keepDown[s.Stack] {
+			continue
+		}
+		log := r.Log.With("stack", s.Stack, "service", s.Service, "container", s.ContainerID)
+		if s.Reason == ReasonPause {
+			err = r.Engine.UnpauseContainer(ctx, s.ContainerID)
+		} else {
+			err = r.Engine.StartContainer(ctx, s.ContainerID)
+		}
+		switch {
+		case err != nil && cerrdefs.IsNotFound(err):
+			log.Info("a container a cut-off backup job stopped is gone; nothing to start")
+		case err != nil && s.Reason == ReasonPause && strings.Contains(err.Error(), "is not paused"):
+			// Docker unfroze it already (an engine restart does).
+		case err != nil:
+			log.Error("cannot start a container a cut-off backup job stopped", "err", err)
+			continue
+		default:
+			log.Warn("started a container that a backup job cut off by a previous stop had stopped", "reason", s.Reason)
+		}
+		if err := r.Store.ClearStopped(ctx, s.ContainerID); err != nil {
+			return err
+		}
 	}
 	return nil
 }

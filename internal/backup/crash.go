@@ -29,3 +29,16 @@ func (h *halfway) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// CrashRestoreHalfway kills the process once 1 MiB of a snapshot has been
+// written into the volume it restores: the volume is half-written, and
+// only the copy of its old content taken first can make it whole.
+const CrashRestoreHalfway = "restore:halfway"
+
+// restoreCrashReader wraps the stream a restore writes into the volume.
+func restoreCrashReader(r io.Reader) io.Reader {
+	if crashAt != CrashRestoreHalfway {
+		return r
+	}
+	return &halfway{r: r}
+}

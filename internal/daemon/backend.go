@@ -29,7 +29,7 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 		return api.Status{}, err
 	}
 	st := api.Status{
-		Host: d.host.Name,
+		Host: d.host.Name, Hold: d.holdReason(),
 		Source: api.SourceStatus{
 			URL: source.Redact(d.cfg.Source.URL), Branch: d.cfg.Source.Branch,
 			Head: src.Head, FetchedAt: rfc3339(src.FetchedAt), Error: src.Error,

@@ -95,6 +95,9 @@ type Daemon struct {
 	lastImagePrune time.Time // guarded by mu
 	// loaded caches stacks loaded outside a reconcile (backups), by name.
 	loaded map[string]loadedStack
+	// hold, guarded by mu, says why no stack may be touched: the record
+	// was found empty while this gitopsd's stacks run (state.go).
+	hold string
 }
 
 type request struct {
@@ -210,6 +213,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		return nil, err
 	} else if n > 0 {
 		log.Warn("closed deployments interrupted by a previous stop", "count", n)
+	}
+	if d.hold, err = lostRecord(ctx, st, eng.Client(), cfg.StateDir); err != nil {
+		d.Close()
+		return nil, err
+	} else if d.hold != "" {
+		log.Error("RECORD LOST: holding every stack", "reason", d.hold)
 	}
 	return d, nil
 }
@@ -358,6 +367,9 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 // only the named one). A failing stack never stops the others; the joined
 // errors are returned for callers who wait.
 func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
+	if err := d.errHeld(); err != nil {
+		return err
+	}
 	head, err := d.fetch(ctx)
 	if err != nil {
 		return err
@@ -569,6 +581,9 @@ func (d *Daemon) RollbackStack(ctx context.Context, name, to string) error {
 	if err := d.store.PutStack(ctx, state); err != nil {
 		return fmt.Errorf("rollback %s: pin: %w", name, err)
 	}
+	// A pin must outlive a lost -wal file: the operator rolled back for a reason.
+	defer d.checkpoint(ctx)
+	d.checkpoint(ctx)
 	d.log.Info("operator rollback", "stack", name, "to", rev)
 	d.metrics.Rollback(name, "operator")
 	d.notifier.Send(notify.RolledBack, name, "operator rollback to "+rev)
@@ -607,6 +622,8 @@ func (d *Daemon) UnpinStack(ctx context.Context, name string) error {
 	if err := d.store.PutStack(ctx, state); err != nil {
 		return fmt.Errorf("unpin %s: %w", name, err)
 	}
+	defer d.checkpoint(ctx)
+	d.checkpoint(ctx)
 	return d.Reconcile(ctx, sync.TriggerManual, name)
 }
 

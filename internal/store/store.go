@@ -31,6 +31,8 @@ type Store struct {
 	// redact takes secrets out of free text (errors, step details, drift
 	// details) before it is written; nil writes it as it is.
 	redact func(string) string
+	// stop ends the periodic checkpoints (CheckpointEvery).
+	stop chan struct{}
 }
 
 // Open opens (creating if needed) the database at path and applies the
@@ -62,6 +64,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.db.SetConnMaxIdleTime(0)
 	if err := s.init(ctx); err != nil {
 		s.db.Close()
+		if damaged(err) {
+			return nil, damagedError(abs, err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", abs, err)
 	}
 	if s.rdb, err = sql.Open("sqlite", dsn(abs, true)); err != nil {
@@ -74,6 +79,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", abs, err)
 	}
+	s.stop = make(chan struct{})
+	go s.checkpoints(s.stop)
 	return s, nil
 }
 
@@ -81,6 +88,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // into the main file.
 func (s *Store) Close() error {
 	var errs []error
+	if s.stop != nil {
+		close(s.stop)
+		s.stop = nil
+	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}
@@ -116,7 +127,10 @@ func (s *Store) init(ctx context.Context) error {
 		// e.g. a file system without shared memory for the -shm file.
 		return fmt.Errorf("journal_mode is %q, want wal", mode)
 	}
-	return migrate(ctx, s.db)
+	if err := migrate(ctx, s.db); err != nil {
+		return err
+	}
+	return quickCheck(ctx, s.db)
 }
 
 // dsn is the driver's data source name. Pragmas go in the DSN so that every
@@ -402,6 +416,10 @@ func (s *Store) FinishDeployment(ctx context.Context, id int64, outcome, errMsg 
 	} else if n == 0 {
 		return fmt.Errorf("finish deployment %d: no such deployment", id)
 	}
+	// A finished deployment is worth more than a checkpoint costs: from
+	// here a lost -wal file no longer loses it. A failed checkpoint is
+	// tried again by the periodic one; the row itself is committed.
+	_ = s.Checkpoint(ctx)
 	return nil
 }
 
