@@ -542,7 +542,8 @@ func (r *Runner) fill(ctx context.Context, dir string, ids []age.Identity, m for
 		src = restoreCrashReader(rc)
 	}
 	err = r.Engine.WriteVolume(ctx, volume, src, r.helperLabels(stackName))
-	if err := errors.Join(err, rc.Close()); err != nil {
+	_ = rc.Close() // the client closes a request body that is a Closer; this is for when it did not get that far
+	if err != nil {
 		return err
 	}
 	back, err := r.Engine.ReadVolume(ctx, volume, r.helperLabels(stackName))
@@ -578,6 +579,7 @@ func (r *Runner) endRestore(ctx context.Context, job store.Restore) error {
 	if err := os.RemoveAll(job.SafetyDir); err != nil {
 		return fmt.Errorf("remove %s: %w", job.SafetyDir, err)
 	}
+	_ = os.Remove(filepath.Dir(job.SafetyDir)) // the stack's folder, once no other volume of it is being restored
 	return r.Store.DeleteRestore(ctx, job.Stack, job.Volume)
 }
 
