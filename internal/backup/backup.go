@@ -16,6 +16,13 @@
 //
 // Scratch volumes and containers carry engine.LabelHelper and are always
 // removed.
+//
+// A crash never leaves a service down or a volume half-written: the
+// containers a job stops or pauses are recorded before it does so, a
+// restore verifies the snapshot before it touches anything and keeps a
+// copy of the volume's old content until the new content is complete, and
+// Recover, at the next start, puts that copy back and starts what was
+// stopped (Restore explains the steps).
 package backup
 
 import (

@@ -277,6 +277,9 @@ func rfc3339(t time.Time) string {
 // summary is the one-line status systemd shows: how many stacks are in
 // which state, the head, and the drifts open.
 func (d *Daemon) summary(ctx context.Context) string {
+	if d.holdReason() != "" {
+		return "HOLDING: the record is lost; waiting for `gitopsd state adopt` (see gitopsd status)"
+	}
 	states, err := d.store.Stacks(ctx)
 	if err != nil {
 		return "cannot read the state: " + err.Error()

@@ -19,6 +19,9 @@
 //     stack is deleted: history outlives the stack.
 //   - deployment_steps: the actions of a deployment in order (create, start,
 //     stop, remove, ...), deleted with their deployment.
+//   - stopped_services and restores: what a backup job stopped, and a
+//     restore under way, written before the job acts so that the next
+//     start can undo what a crash left (package backup, Runner.Recover).
 //
 // Times are stored as UTC text with a fixed nine-digit fraction
 // (2006-01-02T15:04:05.000000000Z): exact to the nanosecond, sortable as text,
@@ -54,6 +57,21 @@
 // every deployment, so a sync per commit would cost far more than it buys,
 // and after a power loss the daemon converges from what Docker reports
 // anyway; the record only lags by the last moments before the loss.
+//
+// Checkpoints copy the WAL into the main file and truncate it: every
+// CheckpointEvery (5 minutes) while the store is open, after every finished
+// deployment, at every pin (the daemon calls Checkpoint), and after the rows
+// that say what a crash must undo (stopped_services, restores). SQLite's
+// own automatic checkpoint waits for 4 MB of WAL, which a quiet host takes
+// weeks to write; meanwhile the whole record would sit in gitopsd.db-wal,
+// and a lost -wal file would lose all of it. With the checkpoints it loses
+// minutes, and the fsync a checkpoint does also bounds what a power loss
+// takes.
+//
+// Open runs PRAGMA quick_check: a damaged page is found at start, and the
+// start refusal names the file and the ways out (restore a `gitopsd state
+// backup`, or reset and `gitopsd state adopt`). Backup writes a consistent
+// copy with VACUUM INTO.
 //
 // # Concurrency
 //

@@ -155,6 +155,10 @@ func (s *Store) RecordStopped(ctx context.Context, st StoppedService) error {
 	if err != nil {
 		return fmt.Errorf("record %s/%s stopped for a %s: %w", st.Stack, st.Service, st.Reason, err)
 	}
+	// Synced to the main file now: a power cut must not lose the one row
+	// that says who starts the container again. A failed checkpoint
+	// leaves the row committed in the WAL, as safe as any other.
+	_ = s.Checkpoint(ctx)
 	return nil
 }
 
@@ -214,6 +218,7 @@ func (s *Store) PutRestore(ctx context.Context, r Restore) error {
 	if err != nil {
 		return fmt.Errorf("record restore of %s/%s (%s): %w", r.Stack, r.Volume, r.Phase, err)
 	}
+	_ = s.Checkpoint(ctx) // as in RecordStopped: this row must survive a power cut
 	return nil
 }
 
