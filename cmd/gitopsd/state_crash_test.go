@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -290,4 +291,50 @@ func volumeHelper(t *testing.T, docker *client.Client, image, volume string) str
 		_, _ = docker.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
 	})
 	return c.ID
+}
+
+// TestStateBackupAndRestore follows the README's procedure: `state backup
+// FILE` with the daemon running, then the record lost (database, WAL and
+// shm removed), the file copied back, and a start that carries on from it
+// instead of holding for `state adopt`.
+func TestStateBackupAndRestore(t *testing.T) {
+	image := testenv.AppImage(t, "gitopsd-test-crash:"+testenv.UniqueName(t, "v"))
+	name := testenv.Project(t, "statebak")
+	repo := testenv.NewGitRepo(t)
+	repo.Commit(t, "v1", map[string]string{"stacks/" + name + "/compose.yaml": reportStack(image)})
+	state, sock, cfgPath := daemonState(t, repo.Bare)
+	daemon := startDaemon(t, cfgPath, state)
+	waitSynced(t, sock, "")
+	file := filepath.Join(t.TempDir(), "record.db")
+	if out, errOut, code := gitopsd(t, nil, "state", "backup", file, "--socket", sock); code != 0 {
+		t.Fatalf("state backup: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code := gitopsd(t, nil, "state", "backup", file, "--socket", sock); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("state backup over an existing file: exit %d, %s", code, errOut)
+	}
+
+	if err := daemon.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = daemon.Process.Wait()
+	db := filepath.Join(state, "gitopsd.db")
+	for _, f := range []string{db, db + "-wal", db + "-shm"} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, cfgPath, state)
+	waitSynced(t, sock, "")
+	var st api.Status
+	out, _, code := gitopsd(t, nil, "status", "--json", "--socket", sock)
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Hold != "" {
+		t.Fatalf("status after restoring the record: %s", out)
+	}
 }
