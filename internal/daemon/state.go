@@ -128,7 +128,9 @@ func (d *Daemon) StateAdopt(ctx context.Context, wait bool) error {
 // StateBackup writes a consistent copy of the record to path.
 func (d *Daemon) StateBackup(ctx context.Context, path string) error {
 	if err := d.store.Backup(ctx, path); err != nil {
-		return err
+		// The packaged unit lets the daemon write only under state_dir
+		// (ProtectSystem=strict, a private /tmp).
+		return fmt.Errorf("%w (the daemon writes the file itself: name a folder it may write, such as %s)", err, d.cfg.StateDir)
 	}
 	d.log.Info("state backed up", "file", path)
 	return nil
