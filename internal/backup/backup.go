@@ -39,6 +39,7 @@ import (
 
 	"filippo.io/age"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 
 	"github.com/gitopsd/gitopsd/internal/backup/format"
 	"github.com/gitopsd/gitopsd/internal/backup/policy"
@@ -473,6 +474,9 @@ func (r *Runner) Restore(ctx context.Context, st *stack.Stack, volume string, id
 	if err != nil {
 		return sn, fmt.Errorf("restore snapshot %d into %s/%s: %w", sn.ID, st.Name, volume, err)
 	}
+	if err := r.restorable(ctx, volumeName(st, volume)); err != nil {
+		return sn, fmt.Errorf("restore snapshot %d into %s/%s: refused, the volume was not touched: %w", sn.ID, st.Name, volume, err)
+	}
 	job := store.Restore{Stack: st.Name, Volume: volume, VolumeName: volumeName(st, volume), SnapshotID: sn.ID,
 		SafetyDir: filepath.Join(r.Dir, restoreDir, st.Name, volume), Phase: store.RestoreCopying}
 	if _, err := os.Stat(job.SafetyDir); err == nil {
@@ -498,6 +502,24 @@ func (r *Runner) Restore(ctx context.Context, st *stack.Stack, volume string, id
 	}
 	log.Info("snapshot restored")
 	return sn, nil
+}
+
+// restorable refuses, before anything is stopped, a volume a restore
+// could not empty (engine.EmptyVolume: plain local volumes only), and one
+// that does not exist: a helper container would create it without
+// compose's labels, and the stack would then take it for a stranger.
+func (r *Runner) restorable(ctx context.Context, name string) error {
+	res, err := r.Engine.Client().VolumeInspect(ctx, name, client.VolumeInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("volume %s does not exist (a sync creates it)", name)
+	}
+	if err != nil {
+		return fmt.Errorf("inspect volume %s: %w", name, err)
+	}
+	if v := res.Volume; v.Driver != "local" || v.Mountpoint == "" || len(v.Options) > 0 {
+		return fmt.Errorf("volume %s: only plain local volumes can be restored in place (driver %q, options %v)", name, v.Driver, v.Options)
+	}
+	return nil
 }
 
 // restoreDir is the folder under Runner.Dir that holds the old content of
