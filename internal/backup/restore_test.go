@@ -34,7 +34,9 @@ func TestFailedRestorePutsTheOldContentBack(t *testing.T) {
 	if _, err := docker.VolumeCreate(ctx, client.VolumeCreateOptions{Name: volume, Labels: map[string]string{testenv.TestLabel: "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = docker.VolumeRemove(context.Background(), volume, client.VolumeRemoveOptions{Force: true}) })
+	t.Cleanup(func() {
+		_, _ = docker.VolumeRemove(context.Background(), volume, client.VolumeRemoveOptions{Force: true})
+	})
 	eng, err := engine.New(ctx)
 	if err != nil {
 		t.Fatal(err)
