@@ -74,7 +74,14 @@ type Runner struct {
 	// Owner tells this daemon's helper containers and scratch volumes from
 	// another's on the same engine (LabelOwner); Recover removes its own.
 	Owner string
+	// Alive, if set, is called every aliveEvery or so while a volume is
+	// written: Recover runs at start, and putting a large volume back can
+	// outlast a service manager's start timeout (systemd's is 90 s).
+	Alive func()
 }
+
+// aliveEvery is how often Runner.Alive is called during a long write.
+const aliveEvery = 20 * time.Second
 
 // LabelOwner names the gitopsd (its state_dir) whose job made a helper.
 const LabelOwner = engine.LabelHelper + ".owner"
@@ -504,6 +511,21 @@ func (r *Runner) Restore(ctx context.Context, st *stack.Stack, volume string, id
 	return sn, nil
 }
 
+// aliveReader calls alive at most every aliveEvery while it is read.
+type aliveReader struct {
+	r     io.Reader
+	alive func()
+	last  time.Time
+}
+
+func (a *aliveReader) Read(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(a.last) >= aliveEvery {
+		a.last = now
+		a.alive()
+	}
+	return a.r.Read(p)
+}
+
 // restorable refuses, before anything is stopped, a volume a restore
 // could not empty (engine.EmptyVolume: plain local volumes only), and one
 // that does not exist: a helper container would create it without
@@ -569,6 +591,9 @@ func (r *Runner) fill(ctx context.Context, dir string, ids []age.Identity, m for
 	var src io.Reader = rc
 	if crashable {
 		src = restoreCrashReader(rc)
+	}
+	if r.Alive != nil {
+		src = &aliveReader{r: src, alive: r.Alive}
 	}
 	err = r.Engine.WriteVolume(ctx, volume, src, r.helperLabels(stackName))
 	_ = rc.Close() // the client closes a request body that is a Closer; this is for when it did not get that far

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/backup"
@@ -202,7 +203,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 			return nil, fmt.Errorf("config: secrets.age_key_file: %w", err)
 		}
 	}
-	if err := d.backups.Recover(ctx); err != nil {
+	// Putting back a volume a cut restore left can outlast systemd's start
+	// timeout; ask for more time while it runs (a no-op outside systemd).
+	d.backups.Alive = func() { _, _ = sdnotify.SdNotify(false, "EXTEND_TIMEOUT_USEC=60000000") }
+	err = d.backups.Recover(ctx)
+	d.backups.Alive = nil
+	if err != nil {
 		d.Close()
 		return nil, err
 	}
