@@ -8,11 +8,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -165,9 +167,15 @@ func atoiOrZero(s string) (int, error) {
 	return strconv.Atoi(s)
 }
 
+// MaxFileObjectBytes bounds the host file of a secret or config (file:):
+// FilesDigest refuses a bigger one rather than read it (the stack loader
+// refuses it first, naming the file).
+const MaxFileObjectBytes = 8 << 20
+
 // FilesDigest is the LabelFiles value of a service: an HMAC under key of
 // the targets and contents of its secrets and configs, read from the host
-// where they are files. "" when it has none.
+// where they are files, as a stream: a file is never held in memory.
+// "" when it has none.
 func FilesDigest(project *types.Project, svc types.ServiceConfig, key []byte) (string, error) {
 	refs, err := fileReferences(project, svc)
 	if err != nil || len(refs) == 0 {
@@ -176,16 +184,47 @@ func FilesDigest(project *types.Project, svc types.ServiceConfig, key []byte) (s
 	sort.Slice(refs, func(i, j int) bool { return refs[i].target < refs[j].target })
 	mac := hmac.New(sha256.New, key)
 	for _, r := range refs {
-		content := r.content
 		if r.hostFile != "" {
-			if content, err = os.ReadFile(r.hostFile); err != nil {
+			if err := hashHostFile(mac, r.target, r.hostFile); err != nil {
 				return "", fmt.Errorf("%s.%s: %w", r.kind, r.name, err)
 			}
+			continue
 		}
-		fmt.Fprintf(mac, "%s\x00%d\x00", r.target, len(content))
-		mac.Write(content)
+		fmt.Fprintf(mac, "%s\x00%d\x00", r.target, len(r.content))
+		mac.Write(r.content)
 	}
 	return hex.EncodeToString(mac.Sum(nil)), nil
+}
+
+// hashHostFile writes target, the size of the host file p and its content to
+// w, as FilesDigest always has for content in memory. p must be a regular
+// file of at most MaxFileObjectBytes: a device such as /dev/zero would be
+// read without end, and opening a FIFO would wait for a writer (it is
+// opened without blocking, and then refused).
+func hashHostFile(w io.Writer, target, p string) error {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return err
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", p)
+	case st.Size() > MaxFileObjectBytes:
+		return fmt.Errorf("%s is %d bytes, over the limit of %d", p, st.Size(), MaxFileObjectBytes)
+	}
+	fmt.Fprintf(w, "%s\x00%d\x00", target, st.Size())
+	n, err := io.Copy(w, io.LimitReader(f, st.Size()+1))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	if n != st.Size() {
+		return fmt.Errorf("%s changed while it was read", p)
+	}
+	return nil
 }
 
 // injectFiles writes files into a created container, as one tar at /.

@@ -30,20 +30,31 @@ type cacheEntry struct {
 
 // Load is Load, through the cache.
 func (c *Cache) Load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
+	return c.load(ctx, repoDir, name, host, true)
+}
+
+// loadForAll is loadForAll, through the cache.
+func (c *Cache) loadForAll(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
+	return c.load(ctx, repoDir, name, host, false)
+}
+
+// load loads a stack whole, or as loadForAll does; a stack loadForAll
+// passed over is no answer to a caller that wants it whole.
+func (c *Cache) load(ctx context.Context, repoDir, name string, host Host, whole bool) (*Stack, error) {
 	if host.policy().PathsOutsideStack {
-		return Load(ctx, repoDir, name, host)
+		return loadStack(ctx, repoDir, name, host, whole)
 	}
 	real, err := filepath.EvalSymlinks(filepath.Join(repoDir, "stacks", name))
 	if err != nil {
-		return Load(ctx, repoDir, name, host) // says why, as it would uncached
+		return loadStack(ctx, repoDir, name, host, whole) // says why, as it would uncached
 	}
 	c.mu.Lock()
 	e, ok := c.entries[name]
 	c.mu.Unlock()
-	if ok && e.real == real {
+	if ok && e.real == real && (!whole || e.st == nil || e.st.Project != nil) {
 		return e.st, e.err
 	}
-	st, err := Load(ctx, repoDir, name, host)
+	st, err := loadStack(ctx, repoDir, name, host, whole)
 	var stackErr *Error
 	if err == nil || (errors.As(err, &stackErr) && ctx.Err() == nil) {
 		// Only what the files decide is kept: not a cancelled load.
@@ -60,7 +71,7 @@ func (c *Cache) Load(ctx context.Context, repoDir, name string, host Host) (*Sta
 // LoadAll is LoadAll, through the cache. Stacks the revision no longer has
 // are forgotten.
 func (c *Cache) LoadAll(ctx context.Context, repoDir string, host Host) Result {
-	res := loadAll(ctx, repoDir, host, c.Load)
+	res := loadAll(ctx, repoDir, host, c.loadForAll)
 	if res.Err == nil {
 		present := map[string]bool{}
 		for _, st := range res.Stacks {

@@ -46,6 +46,12 @@ type locator struct {
 	files   []string // absolute compose files, in merge order
 	// redactor learns the values decrypted for the stack (nil: nobody).
 	redactor *secrets.Redactor
+	// What the guards judge files by: the stack folder, whether the
+	// host's policy lets a stack read outside it, and the folders that
+	// relative include and extends paths may be resolved against.
+	dir          string
+	allowOutside bool
+	bases        []string
 }
 
 // rel names a file relative to the repository, as a user sees it in Git.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
@@ -14,6 +16,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/policy"
 )
 
@@ -21,9 +24,17 @@ import (
 // cannot make the loader read without bound: compose-go reads whole files
 // into memory, several times over.
 const (
-	// MaxFileBytes bounds each file the loader reads: compose files, .env
-	// and env_file files.
+	// MaxFileBytes bounds each file the loader reads: compose files, .env,
+	// env_file and label_file files, included and extended files.
 	MaxFileBytes = 1 << 20
+	// MaxObjectBytes bounds each file of a secret or config (file:), which
+	// the daemon reads to decrypt it and to hash it, and the engine binds
+	// into the container. A config may be bigger than a compose file (a
+	// certificate bundle, a dashboard, a small database: a few MiB); 8 MiB
+	// leaves room for that and keeps what one such file costs the daemon
+	// small. A SOPS-encrypted one is bounded further by decryption
+	// (secrets.MaxFileSize).
+	MaxObjectBytes = engine.MaxFileObjectBytes
 	// MaxEntries bounds the files and folders under one stack folder.
 	MaxEntries = 100_000
 	// MaxYAMLNodes bounds a YAML file with its aliases expanded. compose-go
@@ -41,8 +52,10 @@ const ruleOutside = "policy.paths_outside_stack"
 // preflight checks a stack folder before anything in it is read: no
 // symlink may point outside it (a link to /etc/shadow would otherwise be
 // read as a .env, an env_file, an include or a compose file), unless
-// allowed, and no YAML file in it expands past MaxYAMLNodes. The size of
-// each file is checked where it is read.
+// allowed, and nothing in it may be a device, FIFO or socket (Git makes
+// none; a folder judged by validate may hold one), so that every file the
+// loader reads inside the folder is a regular one. Sizes, and the aliases
+// of the files parsed as YAML, are checked where each file is read.
 func (l *locator) preflight(dir string, allowOutside bool) error {
 	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
@@ -56,9 +69,9 @@ func (l *locator) preflight(dir string, allowOutside bool) error {
 		if entries++; entries > MaxEntries {
 			return &Error{Stack: l.stack, Msg: fmt.Sprintf("more than %d files and folders in the stack folder", MaxEntries)}
 		}
-		if d.Type().IsRegular() && isYAML(p) {
-			rel, _ := filepath.Rel(root, p)
-			return l.checkAliases(p, l.rel(filepath.Join(dir, rel)))
+		rel, _ := filepath.Rel(root, p)
+		if d.Type()&notAFile != 0 {
+			return &Error{Stack: l.stack, File: l.rel(filepath.Join(dir, rel)), Msg: notRegularMsg}
 		}
 		if d.Type()&fs.ModeSymlink == 0 || allowOutside {
 			return nil
@@ -77,7 +90,6 @@ func (l *locator) preflight(dir string, allowOutside bool) error {
 			}
 		}
 		if !policy.Within(root, target) {
-			rel, _ := filepath.Rel(root, p)
 			return &Error{Stack: l.stack, File: l.rel(filepath.Join(dir, rel)),
 				Msg: fmt.Sprintf("symlink points outside the stack folder, to %s (%s)", target, ruleOutside)}
 		}
@@ -93,46 +105,151 @@ func (l *locator) preflight(dir string, allowOutside bool) error {
 	return nil
 }
 
-// checkSize refuses a file the loader would read that is over MaxFileBytes;
-// a missing file is left for the loader to report.
-func (l *locator) checkSize(f string) error {
-	st, err := os.Stat(f)
-	if err != nil || st.Size() <= MaxFileBytes {
+// notAFile are the kinds of entry the loader never reads: reading a
+// device such as /dev/zero never ends (its size says 0), and opening a
+// FIFO waits for a writer.
+const notAFile = fs.ModeDevice | fs.ModeCharDevice | fs.ModeNamedPipe | fs.ModeSocket | fs.ModeIrregular
+
+const notRegularMsg = "not a regular file (a device, FIFO or socket): the loader reads only regular files"
+
+// checkFile judges a file the loader, or the engine after it, will read,
+// before anything opens it: it must be a regular file (not a device or a
+// FIFO: Stat's size is 0 for /dev/zero) of at most limit bytes and, when
+// it is parsed as YAML (whatever its name), its aliases must not expand
+// it past MaxYAMLNodes. Whether it may lie outside the stack folder is the
+// caller's check, which knows the key that names it. A missing file, or a
+// folder, is left for the loader to report as compose does.
+func (l *locator) checkFile(f string, limit int64, asYAML bool) error {
+	st, err := os.Stat(f) // follows links: what is read is the target
+	switch {
+	case err != nil || st.IsDir():
 		return nil
+	case !st.Mode().IsRegular():
+		return &Error{Stack: l.stack, File: l.shown(f), Msg: notRegularMsg}
+	case st.Size() > limit:
+		return &Error{Stack: l.stack, File: l.shown(f), Msg: fmt.Sprintf("file is %d bytes, over the limit of %d", st.Size(), limit)}
+	case asYAML:
+		return l.checkAliases(f, l.shown(f))
 	}
-	return &Error{Stack: l.stack, File: l.rel(f), Msg: fmt.Sprintf("file is %d bytes, over the limit of %d", st.Size(), MaxFileBytes)}
+	return nil
 }
 
-// checkPaths refuses, after compose-go resolved them and before env files
-// are read, the paths of project that leave the stack folder dir: env
-// files, build contexts, and the files of secrets and configs. Binds are
-// host paths by intent and are the policy's (bind_paths).
-func (l *locator) checkPaths(project *types.Project, dir string, allowOutside bool) error {
+// checkFolder refuses a stack folder reached through a link that could
+// leave the repository: binds into it would then count as "inside the
+// stack" while they reach a host folder. A top-level stacks/ that is a
+// link is refused, and so is a stack folder that is one, except the links
+// the daemon's live view makes: an absolute link to <checkout>/stacks/<name>
+// where neither stacks nor <name> of that checkout is a link in turn.
+// Unlike the links inside a stack folder, policy.paths_outside_stack does
+// not allow these: the stacks of a repository are its folders.
+func (l *locator) checkFolder(repoDir, name string) error {
+	stacks := filepath.Join(repoDir, "stacks")
+	if err := notALink(l.stack, stacks, "stacks"); err != nil {
+		return err
+	}
+	dir := filepath.Join(stacks, name)
+	st, err := os.Lstat(dir)
+	if err != nil || st.Mode()&fs.ModeSymlink == 0 {
+		return nil // a missing folder is for the caller to report
+	}
+	target, err := os.Readlink(dir)
+	if err != nil {
+		return fmt.Errorf("load stack %s: %w", name, err)
+	}
+	if !filepath.IsAbs(target) || filepath.Clean(target) != target || policy.Within(repoDir, target) ||
+		filepath.Base(target) != name || filepath.Base(filepath.Dir(target)) != "stacks" {
+		return &Error{Stack: l.stack, File: "stacks/" + name,
+			Msg: fmt.Sprintf("a symlink, to %s: the stack folders must be folders of the repository", target)}
+	}
+	// The live view's link: what it points at must be the checkout's own
+	// folders, not links its revision made.
+	if err := notALink(l.stack, filepath.Dir(target), "stacks"); err != nil {
+		return err
+	}
+	return notALink(l.stack, target, "stacks/"+name)
+}
+
+// notALink refuses p, named shown in the error, when it is a symlink.
+func notALink(stack, p, shown string) error {
+	st, err := os.Lstat(p)
+	if err != nil || st.Mode()&fs.ModeSymlink == 0 {
+		return nil
+	}
+	target, _ := os.Readlink(p)
+	return &Error{Stack: stack, File: shown, Msg: fmt.Sprintf("a symlink, to %s: the stack folders must be folders of the repository", target)}
+}
+
+// checkPaths judges, after compose-go resolved them and before anything
+// reads them, the files of project the daemon reads or the engine binds:
+// env files, and the files of secrets and configs, must stay in the stack
+// folder (unless allowed) and pass checkFile; build contexts must stay in
+// the folder. Binds are host paths by intent and are the policy's
+// (bind_paths).
+func (l *locator) checkPaths(project *types.Project) error {
 	for _, name := range project.ServiceNames() {
 		svc := project.Services[name]
 		for i, ef := range svc.EnvFiles {
-			if !allowOutside && !policy.Within(dir, ef.Path) {
+			if !l.allowOutside && !policy.Within(l.dir, ef.Path) {
 				return l.atPath(fmt.Sprintf("services.%s.env_file.%d", name, i), outsideMsg(l.shown(ef.Path)))
 			}
-			if err := l.checkSize(ef.Path); err != nil {
+			if err := l.checkFile(ef.Path, MaxFileBytes, false); err != nil {
 				return err
 			}
 		}
-		if b := svc.Build; b != nil && !allowOutside && isLocalContext(b.Context) && !policy.Within(dir, b.Context) {
+		if b := svc.Build; b != nil && !l.allowOutside && isLocalContext(b.Context) && !policy.Within(l.dir, b.Context) {
 			return l.atPath(fmt.Sprintf("services.%s.build.context", name), outsideMsg(l.shown(b.Context)))
 		}
 	}
-	if allowOutside {
-		return nil
+	check := func(kind, name, file string) error {
+		if file == "" {
+			return nil
+		}
+		if !l.allowOutside && !policy.Within(l.dir, file) {
+			return l.atPath(kind+"."+name+".file", outsideMsg(l.shown(file)))
+		}
+		return l.checkFile(file, MaxObjectBytes, false)
 	}
-	for name, s := range project.Secrets {
-		if s.File != "" && !policy.Within(dir, s.File) {
-			return l.atPath("secrets."+name+".file", outsideMsg(l.shown(s.File)))
+	// In name order, so that a stack with several such files always names
+	// the same one.
+	for _, name := range slices.Sorted(maps.Keys(project.Secrets)) {
+		if err := check("secrets", name, project.Secrets[name].File); err != nil {
+			return err
 		}
 	}
-	for name, c := range project.Configs {
-		if c.File != "" && !policy.Within(dir, c.File) {
-			return l.atPath("configs."+name+".file", outsideMsg(l.shown(c.File)))
+	for _, name := range slices.Sorted(maps.Keys(project.Configs)) {
+		if err := check("configs", name, project.Configs[name].File); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLabelFiles judges the label_file entries of a loaded model, which
+// compose-go reads as it turns the model into a project, whatever the
+// policy: they must stay in the stack folder (unless allowed) and pass
+// checkFile. The paths are resolved already.
+func (l *locator) checkLabelFiles(model map[string]any) error {
+	services, _ := model["services"].(map[string]any)
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		svc, _ := services[name].(map[string]any)
+		var files []any
+		switch v := svc["label_file"].(type) {
+		case string:
+			files = []any{v}
+		case []any:
+			files = v
+		}
+		for i, f := range files {
+			p, _ := f.(string)
+			if p == "" {
+				continue
+			}
+			if !l.allowOutside && !policy.Within(l.dir, p) {
+				return l.atPath(fmt.Sprintf("services.%s.label_file.%d", name, i), outsideMsg(l.shown(p)))
+			}
+			if err := l.checkFile(p, MaxFileBytes, false); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -153,45 +270,71 @@ func isLocalContext(ctx string) bool {
 	return ctx != "" && !strings.Contains(ctx, "://") && !strings.HasPrefix(ctx, "git@")
 }
 
-// escapeGuard is a compose-go resource loader placed before its local one:
-// it takes the include and extends paths that leave the stack folder and
-// refuses them before the file is read. Relative paths are judged as
-// written ("../x" leaves), as the loader does not say which file they are
-// relative to; an include of a subfolder that climbs back is refused too.
-type escapeGuard struct {
-	stack, dir string
+// fileGuard is a compose-go resource loader placed before its local one,
+// which compose-go asks about every include and extends path before it
+// reads the file: it takes the paths it must refuse, and leaves the others
+// to the local loader, whose resolution it does not change. A path that
+// leaves the stack folder is refused unless allowed; a relative one is
+// judged as written ("../x" leaves), as the loader does not say which file
+// it is relative to (an include of a subfolder that climbs back is refused
+// too). A file checkFile refuses is refused too; for a relative path, that
+// is the file at each folder it may be relative to (the project directory,
+// the folders of the included files and their project directories).
+type fileGuard struct {
+	loc *locator
 }
 
-func (g escapeGuard) Accept(p string) bool {
+func (g fileGuard) Accept(p string) bool { return g.verdict(p) != nil }
+
+func (g fileGuard) Load(_ context.Context, p string) (string, error) {
+	if err := g.verdict(p); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("load stack %s: %s: judged twice, differently", g.loc.stack, p) // the files do not change under a load
+}
+
+func (g fileGuard) Dir(p string) string { return filepath.Dir(p) }
+
+// verdict is the error that refuses the include or extends path p, or nil.
+func (g fileGuard) verdict(p string) error {
+	l := g.loc
 	if strings.Contains(p, "://") {
-		return false // a remote resource: compose-go refuses those without a loader
+		return nil // a remote resource: compose-go refuses those without a loader
 	}
 	if filepath.IsAbs(p) {
-		return !policy.Within(g.dir, p)
+		if !l.allowOutside && !policy.Within(l.dir, p) {
+			return &Error{Stack: l.stack, Msg: outsideMsg(p)}
+		}
+		return l.checkFile(p, MaxFileBytes, true)
 	}
-	clean := filepath.Clean(p)
-	return clean == ".." || strings.HasPrefix(clean, "../")
+	if clean := filepath.Clean(p); !l.allowOutside && (clean == ".." || strings.HasPrefix(clean, "../")) {
+		return &Error{Stack: l.stack, Msg: outsideMsg(p)}
+	}
+	for _, base := range l.bases {
+		if err := l.checkFile(filepath.Join(base, p), MaxFileBytes, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (g escapeGuard) Load(_ context.Context, p string) (string, error) {
-	return "", &Error{Stack: g.stack, Msg: outsideMsg(p)}
+// addBase notes a folder that relative include and extends paths may be
+// resolved against.
+func (l *locator) addBase(dir string) {
+	if dir != "" && !slices.Contains(l.bases, dir) {
+		l.bases = append(l.bases, dir)
+	}
 }
 
 func outsideMsg(p string) string {
 	return fmt.Sprintf("%s is outside the stack folder (%s)", p, ruleOutside)
 }
 
-func (g escapeGuard) Dir(p string) string { return filepath.Dir(p) }
-
-func isYAML(p string) bool {
-	ext := strings.ToLower(filepath.Ext(p))
-	return ext == ".yaml" || ext == ".yml"
-}
-
 // checkAliases refuses a YAML file (named rel in errors) whose aliases
-// expand it past MaxYAMLNodes. Files over MaxFileBytes are left to the
-// size check of the files the loader reads; a file that does not parse is
-// left to the loader, which says where.
+// expand it past MaxYAMLNodes: compose-go expands aliases itself (its
+// !reset/!override processor), past yaml.v3's own guard. Files over
+// MaxFileBytes are left to checkFile; a file that does not parse is left
+// to the loader, which says where.
 func (l *locator) checkAliases(p, rel string) error {
 	st, err := os.Stat(p)
 	if err != nil || st.Size() > MaxFileBytes {
@@ -260,8 +403,10 @@ func expandedSize(n *yaml.Node, sizes map[*yaml.Node]int, depth int) (int, int) 
 // project directory) itself, past any resource loader escapeGuard could
 // stand in front of, so they must be judged before it runs. Values are
 // interpolated as compose-go will: with the environment of the including
-// file. Included files that preflight did not look at (not named .yaml or
-// .yml, or outside the folder) are checked for size and alias bombs here.
+// file. The included files and the include env files are judged by
+// checkFile here (an included file is YAML whatever its name), and the
+// folders relative include and extends paths may be resolved against are
+// noted for fileGuard.
 func (l *locator) checkIncludes(dir string, sel selection, allowOutside bool) error {
 	w := includeWalk{loc: l, dir: dir, allowOutside: allowOutside, seen: map[string]bool{}}
 	for _, f := range sel.files {
@@ -289,13 +434,8 @@ func (w includeWalk) included(file, base string, env types.Mapping) error {
 		return nil
 	}
 	w.seen[file] = true
-	if err := w.loc.checkSize(file); err != nil {
+	if err := w.loc.checkFile(file, MaxFileBytes, true); err != nil {
 		return err
-	}
-	if !isYAML(file) || !policy.Within(w.dir, file) {
-		if err := w.loc.checkAliases(file, w.loc.shown(file)); err != nil {
-			return err
-		}
 	}
 	return w.entries(file, base, env)
 }
@@ -313,7 +453,9 @@ func (w includeWalk) entries(file, base string, env types.Mapping) error {
 				if err != nil {
 					return err
 				}
+				w.loc.addBase(inc.projectDir)
 				for _, p := range inc.paths {
+					w.loc.addBase(filepath.Dir(p))
 					if err := w.included(p, inc.projectDir, inc.env); err != nil {
 						return err
 					}
@@ -383,6 +525,11 @@ func (w includeWalk) entry(file, base string, env types.Mapping, keyPath string,
 	}
 	if fields["env_file"] == nil && inc.projectDir != "" {
 		envFiles = []string{filepath.Join(inc.projectDir, ".env")}
+	}
+	for _, f := range envFiles {
+		if err := w.loc.checkFile(f, MaxFileBytes, false); err != nil {
+			return inc, err // compose-go reads them while loading
+		}
 	}
 	inc.env = includeEnv(env, envFiles)
 	return inc, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/compose-spec/compose-go/v2/utils"
 )
 
 // stackName is what compose accepts as a project name.
@@ -30,7 +31,14 @@ var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 // A .env naming files that do not exist still makes a stack: Load then
 // reports it Invalid, which keeps its containers running, where not
 // finding the stack at all would remove them over a typo.
+//
+// A stacks/ that is a symlink is an error: the stack folders must be the
+// repository's own, or binds into them would count as inside a stack
+// while they reach wherever the link points.
 func Discover(repoDir string) ([]string, error) {
+	if err := notALink("", filepath.Join(repoDir, "stacks"), "stacks"); err != nil {
+		return nil, fmt.Errorf("read stacks folder: %w", err)
+	}
 	entries, err := os.ReadDir(filepath.Join(repoDir, "stacks"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -110,7 +118,20 @@ func envKey(label string) string {
 // Load loads the stack stacks/<name>/ of the checkout at repoDir as
 // `docker compose -p <name> [--profile P] -f <file>... [-f compose.<host>.yaml] up`
 // would, run in that folder. Errors a user can fix in the repository are *Error.
-func Load(ctx context.Context, repoDir, name string, host Host) (st *Stack, err error) {
+func Load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
+	return loadStack(ctx, repoDir, name, host, true)
+}
+
+// loadForAll is Load as LoadAll needs it: a stack whose compose files say,
+// as written, that it runs on other hosts is loaded no further, so that
+// this host reads none of its other files (env, label, extended and
+// included files, secrets); it comes back with its targets and no
+// Project.
+func loadForAll(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
+	return loadStack(ctx, repoDir, name, host, false)
+}
+
+func loadStack(ctx context.Context, repoDir, name string, host Host, whole bool) (st *Stack, err error) {
 	// A crafted compose file must cost its stack, never the daemon: a panic
 	// anywhere in loading (compose-go's or ours) is that stack's error.
 	defer func() {
@@ -118,10 +139,10 @@ func Load(ctx context.Context, repoDir, name string, host Host) (st *Stack, err 
 			st, err = nil, &Error{Stack: name, Msg: fmt.Sprintf("the loader failed on this stack (a bug: please report it): %v", r)}
 		}
 	}()
-	return load(ctx, repoDir, name, host)
+	return load(ctx, repoDir, name, host, whole)
 }
 
-func load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
+func load(ctx context.Context, repoDir, name string, host Host, whole bool) (*Stack, error) {
 	if !stackName.MatchString(name) {
 		return nil, &Error{Stack: name, Msg: fmt.Sprintf("invalid stack name %q: use lowercase letters, digits, '-' and '_', starting with a letter or digit", name)}
 	}
@@ -133,11 +154,14 @@ func load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) 
 	// stack to its revision's checkout, and compose's working_dir label
 	// and resolved paths must not change with the revision.
 	dir := filepath.Join(repoDir, "stacks", name)
-	loc := &locator{stack: name, repoDir: repoDir, redactor: host.Redactor}
+	rules := host.policy()
+	loc := &locator{stack: name, repoDir: repoDir, redactor: host.Redactor, dir: dir, allowOutside: rules.PathsOutsideStack}
+	if err := loc.checkFolder(repoDir, name); err != nil {
+		return nil, err
+	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, &Error{Stack: name, Msg: noComposeFile}
 	}
-	rules := host.policy()
 	if err := loc.preflight(dir, rules.PathsOutsideStack); err != nil {
 		return nil, err
 	}
@@ -146,15 +170,22 @@ func load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) 
 		return nil, err
 	}
 	loc.files = sel.files
+	if !whole {
+		if targets, ok := declaredTargets(sel.files, sel.env); ok && !targets.Match(host) {
+			return &Stack{Name: name, Dir: dir, Files: sel.files, Options: Options{Targets: targets, Drift: DriftHeal}}, nil
+		}
+	}
+	loc.addBase(sel.workingDir)
+	loc.addBase(dir)
 	if err := loc.checkIncludes(dir, sel, rules.PathsOutsideStack); err != nil {
 		return nil, err
 	}
-	project, options, err := loading{loc: loc, name: name, dir: dir, sel: sel, allowOutside: rules.PathsOutsideStack}.project(ctx)
+	project, options, err := loading{loc: loc, name: name, dir: dir, sel: sel}.project(ctx)
 	if err != nil {
 		return nil, err
 	}
 	// Before env files are read: they are read by normalize.
-	if err := loc.checkPaths(project, dir, rules.PathsOutsideStack); err != nil {
+	if err := loc.checkPaths(project); err != nil {
 		return nil, err
 	}
 	if err := loc.checkBuilds(project); err != nil {
@@ -190,14 +221,12 @@ func load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) 
 	return &Stack{Name: name, Dir: dir, Files: sel.files, Project: project, Options: options, Profiles: active}, nil
 }
 
-// loading is one stack on its way through compose-go: its folder, what
-// selectFiles settled, and whether the host's policy lets it reach
-// outside its folder.
+// loading is one stack on its way through compose-go: its folder and
+// what selectFiles settled.
 type loading struct {
-	loc          *locator
-	name, dir    string
-	sel          selection
-	allowOutside bool
+	loc       *locator
+	name, dir string
+	sel       selection
 }
 
 // project runs compose-go on the selected files with the active profiles:
@@ -230,30 +259,29 @@ func (g loading) project(ctx context.Context) (*types.Project, Options, error) {
 	return g.withProfiles(ctx, options.Profiles)
 }
 
-// withProfiles loads the project with these profiles active, with the
-// options of `docker compose up` (cmd/compose/compose.go: WithServices
-// and toProjectOptions) and the files, project directory and environment
-// selectFiles settled, and parses its x-gitopsd.
+// withProfiles loads the project with these profiles active, as `docker
+// compose up` would with the files, project directory and environment
+// selectFiles settled, and parses its x-gitopsd. It does in two steps what
+// compose-go's cli.ProjectOptions.LoadProject does in one, the model and
+// then the project: making the project reads the label files, which must
+// be judged first.
 func (g loading) withProfiles(ctx context.Context, profiles []string) (*types.Project, Options, error) {
-	opts := []cli.ProjectOptionsFn{
-		cli.WithResolvedPaths(true),
-		cli.WithoutEnvironmentResolution,
-		cli.WithWorkingDirectory(g.sel.workingDir),
-		withEnvironment(g.sel.env),
-		cli.WithName(g.name),
-		cli.WithProfiles(profiles),
-	}
-	if !g.allowOutside {
-		opts = append(opts, cli.WithResourceLoader(escapeGuard{stack: g.name, dir: g.dir}))
-	}
-	po, err := cli.NewProjectOptions(g.sel.files, opts...)
-	if err != nil {
-		return nil, Options{}, g.loc.locate(err)
-	}
-	project, err := po.LoadProject(ctx)
+	details := g.details()
+	opts := append(g.loaderOptions(), loader.WithProfiles(profiles), func(o *loader.Options) {
+		o.SkipResolveEnvironment = true // normalize resolves it, once the env files are judged
+	})
+	model, err := loader.LoadModelWithContext(ctx, details, opts...)
 	if err != nil {
 		return nil, Options{}, g.loc.loadError(ctx, err)
 	}
+	if err := g.loc.checkLabelFiles(model); err != nil {
+		return nil, Options{}, err
+	}
+	project, err := loader.ModelToProject(model, loader.ToOptions(&details, opts), details)
+	if err != nil {
+		return nil, Options{}, g.loc.loadError(ctx, err)
+	}
+	project.ComposeFiles = slices.Clone(g.sel.files)
 	options, err := g.loc.options(project.Extensions["x-gitopsd"])
 	if err != nil {
 		return nil, Options{}, err
@@ -262,20 +290,32 @@ func (g loading) withProfiles(ctx context.Context, profiles []string) (*types.Pr
 }
 
 // model loads the stack's merged and interpolated model, before profiles
-// apply. It calls the loader itself: compose-go v2.9.1's
-// ProjectOptions.LoadModel interpolates without the environment.
+// apply.
 func (g loading) model(ctx context.Context) (map[string]any, error) {
-	details := types.ConfigDetails{WorkingDir: g.sel.workingDir, ConfigFiles: types.ToConfigFiles(g.sel.files), Environment: g.sel.env.Clone()}
-	model, err := loader.LoadModelWithContext(ctx, details, func(o *loader.Options) {
-		o.SetProjectName(g.name, true)
-		if !g.allowOutside {
-			o.ResourceLoaders = append(o.ResourceLoaders, escapeGuard{stack: g.name, dir: g.dir})
-		}
-	})
+	model, err := loader.LoadModelWithContext(ctx, g.details(), g.loaderOptions()...)
 	if err != nil {
 		return nil, g.loc.loadError(ctx, err)
 	}
 	return model, nil
+}
+
+// details are the files, project directory and interpolation environment
+// selectFiles settled, as compose-go takes them.
+func (g loading) details() types.ConfigDetails {
+	return types.ConfigDetails{WorkingDir: g.sel.workingDir, ConfigFiles: types.ToConfigFiles(g.sel.files), Environment: g.sel.env.Clone()}
+}
+
+// loaderOptions are the options compose-go's cli.ProjectOptions gives its
+// loader for `docker compose -p <name> up` (paths resolved, the name as
+// with -p, Windows paths as COMPOSE_CONVERT_WINDOWS_PATHS says), with
+// fileGuard in front of the local resource loader.
+func (g loading) loaderOptions() []func(*loader.Options) {
+	return []func(*loader.Options){func(o *loader.Options) {
+		o.ResolvePaths = true
+		o.SetProjectName(g.name, true)
+		o.ConvertWindowsPaths = utils.StringToBool(g.sel.env["COMPOSE_CONVERT_WINDOWS_PATHS"])
+		o.ResourceLoaders = append(o.ResourceLoaders, fileGuard{loc: g.loc})
+	}}
 }
 
 // options parses x-gitopsd, pinning a bad value to its line.
@@ -304,7 +344,7 @@ func activeProfiles(profiles []string) []string {
 }
 
 // loadError is the error of a compose-go load: the context's, ours (from
-// escapeGuard), or compose-go's, located.
+// fileGuard), or compose-go's, located.
 func (l *locator) loadError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("load stack %s: %w", l.stack, ctx.Err())
@@ -317,7 +357,7 @@ func (l *locator) loadError(ctx context.Context, err error) error {
 	return l.locate(err)
 }
 
-// placeGuardError gives the error of escapeGuard, which is not told which
+// placeGuardError gives the error of fileGuard, which is not told which
 // file asked for the path, the file and line that name it.
 func (l *locator) placeGuardError(e *Error) {
 	p, isGuard := strings.CutSuffix(e.Msg, outsideMsg(""))
@@ -326,15 +366,6 @@ func (l *locator) placeGuardError(e *Error) {
 	}
 	if f, line := findValue(l.candidates(""), "", func(v string) bool { return v == p }); line > 0 {
 		e.File, e.Line = l.rel(f), line
-	}
-}
-
-// withEnvironment makes env, settled by selectFiles, the whole
-// interpolation environment.
-func withEnvironment(env types.Mapping) cli.ProjectOptionsFn {
-	return func(o *cli.ProjectOptions) error {
-		o.Environment = env.Clone()
-		return nil
 	}
 }
 

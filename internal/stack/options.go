@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/compose-spec/compose-go/v2/template"
+	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
 )
 
 // optionError is a bad value in x-gitopsd, with its key path under it.
@@ -137,4 +141,87 @@ func parseTargets(v any) (Targets, error) {
 		}
 	}
 	return t, nil
+}
+
+// declaredTargets reads x-gitopsd.targets from the selected compose files
+// as written, interpolated with env as compose-go interpolates them, so
+// that a host can pass over a stack for other hosts without reading any
+// other file of it. ok is false, and the whole load decides, wherever this
+// reading could differ from the loaded project's: x-gitopsd set in more
+// than one file or document (compose-go merges them) or not visibly (a
+// merge key), a custom tag (!reset, !override), no targets, a value that
+// does not interpolate or parse (the whole load says what is wrong).
+func declaredTargets(files []string, env types.Mapping) (Targets, bool) {
+	var found []*yaml.Node
+	for _, f := range files {
+		for _, doc := range parseFile(f) {
+			found = append(found, under(doc, []string{"x-gitopsd"})...)
+		}
+	}
+	if len(found) != 1 || !untagged(found[0], 0) {
+		return Targets{}, false
+	}
+	var raw map[string]any
+	if err := found[0].Decode(&raw); err != nil || raw["targets"] == nil {
+		return Targets{}, false
+	}
+	v, err := interpolated(raw["targets"], env)
+	if err != nil {
+		return Targets{}, false
+	}
+	t, err := parseTargets(v)
+	if err != nil {
+		return Targets{}, false
+	}
+	return t, true
+}
+
+// untagged says whether n holds no tag but YAML's own (!!str, ...).
+// Aliases are followed to a bounded depth: the file's aliases were
+// checked before (checkAliases), this only keeps the walk finite.
+func untagged(n *yaml.Node, depth int) bool {
+	if n == nil || depth > 100 {
+		return n == nil
+	}
+	if n.Tag != "" && !strings.HasPrefix(n.Tag, "!!") {
+		return false
+	}
+	if n.Kind == yaml.AliasNode {
+		return untagged(n.Alias, depth+1)
+	}
+	for _, c := range n.Content {
+		if !untagged(c, depth+1) {
+			return false
+		}
+	}
+	return true
+}
+
+// interpolated is v with its strings interpolated as compose-go does.
+func interpolated(v any, env types.Mapping) (any, error) {
+	switch v := v.(type) {
+	case string:
+		return template.SubstituteWithOptions(v, env.Resolve, template.WithoutLogging)
+	case []any:
+		out := make([]any, len(v))
+		for i, item := range v {
+			s, err := interpolated(item, env)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = s
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, item := range v {
+			s, err := interpolated(item, env)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = s
+		}
+		return out, nil
+	}
+	return v, nil
 }

@@ -2,11 +2,13 @@ package stack
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"filippo.io/age"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -27,7 +29,11 @@ func (l *locator) decryptEnvFiles(project *types.Project, identities []age.Ident
 		var plain []types.EnvFile
 		var decrypted []secrets.EnvVar
 		for i, ef := range svc.EnvFiles {
-			data, err := os.ReadFile(ef.Path)
+			keyPath := fmt.Sprintf("services.%s.env_file.%d", name, i)
+			data, err := secrets.ReadFile(ef.Path, MaxFileBytes)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return l.atPath(keyPath, l.hidePaths(err))
+			}
 			if err != nil || !secrets.IsEncrypted(data, secrets.Dotenv) {
 				plain = append(plain, ef) // a missing file is for compose-go to judge
 				continue
@@ -35,7 +41,6 @@ func (l *locator) decryptEnvFiles(project *types.Project, identities []age.Ident
 			if skip {
 				continue
 			}
-			keyPath := fmt.Sprintf("services.%s.env_file.%d", name, i)
 			if len(identities) == 0 {
 				return l.atPath(keyPath, fmt.Sprintf("%s is SOPS-encrypted and this host has no age key to decrypt it (secrets.age_key_file)", filepath.Base(ef.Path)))
 			}
@@ -79,9 +84,13 @@ func (l *locator) decryptFileObjects(project *types.Project, identities []age.Id
 		if obj.File == "" {
 			return nil
 		}
-		data, err := os.ReadFile(obj.File)
-		if err != nil {
+		keyPath := fmt.Sprintf("%s.%s.file", kind, name)
+		data, err := secrets.ReadFile(obj.File, MaxObjectBytes)
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil // a missing file is for compose-go and the engine to judge
+		}
+		if err != nil {
+			return l.atPath(keyPath, l.hidePaths(err))
 		}
 		format, document := secrets.FormatOf(obj.File)
 		if !document {
@@ -90,7 +99,6 @@ func (l *locator) decryptFileObjects(project *types.Project, identities []age.Id
 		if !secrets.IsEncrypted(data, format) {
 			return nil
 		}
-		keyPath := fmt.Sprintf("%s.%s.file", kind, name)
 		if len(identities) == 0 {
 			return l.atPath(keyPath, fmt.Sprintf("%s is SOPS-encrypted and this host has no age key to decrypt it (secrets.age_key_file)", filepath.Base(obj.File)))
 		}
@@ -128,4 +136,10 @@ func (l *locator) decryptFileObjects(project *types.Project, identities []age.Id
 		project.Configs[name] = types.ConfigObjConfig(obj)
 	}
 	return nil
+}
+
+// hidePaths is err's text with the checkout's own path taken out: users
+// know their files by the path in the repository.
+func (l *locator) hidePaths(err error) string {
+	return strings.ReplaceAll(err.Error(), l.repoDir+string(filepath.Separator), "")
 }

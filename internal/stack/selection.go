@@ -51,14 +51,8 @@ func (l *locator) selectFiles(dir string, host Host, allowOutside bool) (selecti
 		files = append(files, overlay)
 	}
 	for _, f := range files {
-		if err := l.checkSize(f); err != nil {
+		if err := l.checkFile(f, MaxFileBytes, true); err != nil {
 			return selection{}, err
-		}
-		if !policy.Within(dir, f) || !isYAML(f) {
-			// preflight looked at the YAML files of the stack folder only.
-			if err := l.checkAliases(f, l.shown(f)); err != nil {
-				return selection{}, err
-			}
 		}
 	}
 	// compose takes the first file's folder as the project directory and
@@ -96,7 +90,7 @@ func (l *locator) mergeDotEnv(env types.Mapping, file string) error {
 	if err != nil || st.IsDir() {
 		return nil // compose skips a missing .env, and one that is a folder
 	}
-	if err := l.checkSize(file); err != nil {
+	if err := l.checkFile(file, MaxFileBytes, false); err != nil {
 		return err
 	}
 	values, err := dotenv.GetEnvFromFile(env, []string{file})

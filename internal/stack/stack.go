@@ -43,7 +43,7 @@ type Stack struct {
 	Name    string         // compose project name == folder name
 	Dir     string         // absolute path of stacks/<Name> in the checkout
 	Files   []string       // absolute paths of the compose files used, in merge order
-	Project *types.Project // normalized as the compose CLI normalizes it
+	Project *types.Project // normalized as the compose CLI normalizes it; nil only inside LoadAll, for a stack it passes over
 	Options Options        // the parsed x-gitopsd extension
 	// Profiles are the active profiles: x-gitopsd.profiles, else
 	// COMPOSE_PROFILES of the stack's .env; none when neither is set. The
@@ -109,8 +109,11 @@ type Result struct {
 
 // LoadAll loads every stacks/<name>/ folder of the checkout at repoDir.
 // One broken stack never prevents the others from loading.
+//
+// A stack whose compose files say, as written, that it runs on other hosts
+// is not loaded further: this host reads none of its other files.
 func LoadAll(ctx context.Context, repoDir string, host Host) Result {
-	return loadAll(ctx, repoDir, host, Load)
+	return loadAll(ctx, repoDir, host, loadForAll)
 }
 
 func loadAll(ctx context.Context, repoDir string, host Host, load func(context.Context, string, string, Host) (*Stack, error)) Result {
