@@ -34,15 +34,26 @@
 // files that do not exist makes an Invalid stack, not a missing one (whose
 // containers would be removed).
 //
-// Two steps are gitopsd's own, for a repository that may be hostile: before
-// compose-go reads anything, the stack folder is checked (symlinks leaving
-// it, file sizes, YAML alias expansion, at most MaxComposeFiles files in
-// COMPOSE_FILE), and paths that leave it (compose files, include paths,
-// project directories and env files, extends files, env_file, build
-// contexts, secret and config files) are refused unless the host's policy
-// allows them; after loading, SOPS-encrypted env files and secret and
-// config files are decrypted in memory (a decrypted secret or config keeps
-// its plaintext as content, which the engine writes into the container)
-// and, for stacks that target this host, the host's policy judges
-// what the services ask (internal/policy).
+// Two steps are gitopsd's own, for a repository that may be hostile. Every
+// file the loader reads is judged before anything opens it: the stack
+// folder and stacks/ itself must be folders, not symlinks (the daemon's
+// live view aside); nothing in the folder may be a device, FIFO or socket,
+// and no symlink may leave it; each file read (compose files, .env,
+// env_file, label_file, include and extends files, secret and config
+// files) must be a regular file under its size limit (MaxFileBytes,
+// MaxObjectBytes), and those parsed as YAML, whatever their name, must not
+// expand past MaxYAMLNodes; COMPOSE_FILE names at most MaxComposeFiles
+// files; and paths that leave the folder are refused unless the host's
+// policy allows them. Compose files are judged as they are selected,
+// include entries by a walk of the YAML before compose-go runs, extends
+// and include paths again by a resource loader compose-go asks first
+// (fileGuard), label files between compose-go's model and its project
+// (which reads them), env, secret and config files before anything reads
+// them. LoadAll passes over a stack whose compose files, as written, target
+// other hosts, before reading any other file of it. After loading,
+// SOPS-encrypted env files and secret and config files are decrypted in
+// memory (a decrypted secret or config keeps its plaintext as content,
+// which the engine writes into the container) and, for stacks that target
+// this host, the host's policy judges what the services ask
+// (internal/policy).
 package stack

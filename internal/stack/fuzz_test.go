@@ -39,97 +39,162 @@ func FuzzLoad(f *testing.F) {
 		f.Add([]byte(big+strings.Repeat("a", 1<<20-len(big)-1)+"\n"), []byte(nil))
 		f.Add([]byte(big+strings.Repeat("a", 1<<20)+"\n"), []byte(nil))
 	}
-	host := stack.Host{Name: "h", Labels: map[string]string{"site": "berlin", "tier.level": "2"}}
 	f.Fuzz(func(t *testing.T, compose, env []byte) {
-		repoDir := t.TempDir()
-		dir := filepath.Join(repoDir, "stacks", "s")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), compose, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		files := map[string][]byte{"compose.yaml": compose}
 		if len(env) > 0 {
-			if err := os.WriteFile(filepath.Join(dir, ".env"), env, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			files[".env"] = env
 		}
-
-		type result struct {
-			st    *stack.Stack
-			err   error
-			panic any
-			stack []byte
-		}
-		done := make(chan result, 1)
-		ctx, cancel := context.WithTimeout(context.Background(), fuzzLoadTimeout)
-		defer cancel()
-		go func() {
-			// Load runs in its own goroutine so that a hang fails the test
-			// instead of stalling it; a panic is brought back to the test.
-			defer func() {
-				if r := recover(); r != nil {
-					done <- result{panic: r, stack: debug.Stack()}
-				}
-			}()
-			st, err := stack.Load(ctx, repoDir, "s", host)
-			done <- result{st: st, err: err}
-		}()
-		var res result
-		select {
-		case res = <-done:
-		case <-time.After(fuzzLoadBound):
-			// The goroutine is left behind: a hang cannot be stopped.
-			t.Fatalf("Load did not return within %s (context timeout %s)", fuzzLoadBound, fuzzLoadTimeout)
-		}
-		if res.panic != nil {
-			t.Fatalf("Load panicked: %v\n%s", res.panic, res.stack)
-		}
-
-		if res.err != nil {
-			if res.st != nil {
-				t.Errorf("Load returned both a stack and the error %v", res.err)
-			}
-			msg := res.err.Error()
-			if strings.TrimSpace(msg) == "" {
-				t.Fatalf("Load failed with an empty message (%T)", res.err)
-			}
-			var e *stack.Error
-			if errors.As(res.err, &e) {
-				if e.Stack != "s" {
-					t.Errorf("error %q names stack %q, want s", msg, e.Stack)
-				}
-				// A user finds the file in the repository: a path of this
-				// stack's folder, relative to the repository root.
-				if e.File != "" && (!strings.HasPrefix(e.File, "stacks/s/") || strings.Contains(e.File, "..")) {
-					t.Errorf("error %q names file %q, not a file of stacks/s/", msg, e.File)
-				}
-				if e.Line > 0 && e.File == "" {
-					t.Errorf("error %q has line %d but no file", msg, e.Line)
-				}
-			}
-			return
-		}
-
-		st := res.st
-		if st == nil {
-			t.Fatal("Load returned neither a stack nor an error")
-		}
-		if st.Name != "s" || st.Project == nil || st.Project.Name != "s" {
-			t.Fatalf("loaded stack %q (project %v), want s", st.Name, st.Project)
-		}
-		if st.Dir != dir {
-			t.Errorf("stack dir %s, want %s", st.Dir, dir)
-		}
-		for name, svc := range st.Project.Services {
-			if svc.Image == "" && svc.Build == nil {
-				t.Errorf("service %q has neither image nor build", name)
-			}
-		}
-		if st.Options.Drift != stack.DriftHeal && st.Options.Drift != stack.DriftReport {
-			t.Errorf("drift policy %q", st.Options.Drift)
-		}
+		fuzzLoadStack(t, files)
 	})
+}
+
+// FuzzLoadReferences feeds the stack loader a compose.yaml and the files it
+// may name, as a commit could: an env file (ref.env), a label file
+// (ref.labels), a file named like no YAML file that extends or include
+// parse as YAML (ref.txt), and the file of a secret or config (ref.bin).
+// The loader judges each before reading it; loading never panics, returns
+// in bounded time, and fails with an error naming the stack, or gives a
+// stack that says what to run.
+func FuzzLoadReferences(f *testing.F) {
+	for _, s := range referenceSeeds() {
+		f.Add([]byte(s.compose), []byte(s.env), []byte(s.labels), []byte(s.txt), []byte(s.bin))
+	}
+	f.Fuzz(func(t *testing.T, compose, env, labels, txt, bin []byte) {
+		fuzzLoadStack(t, map[string][]byte{
+			"compose.yaml": compose,
+			"ref.env":      env,
+			"ref.labels":   labels,
+			"ref.txt":      txt,
+			"ref.bin":      bin,
+		})
+	})
+}
+
+// fuzzLoadStack writes files into the folder of stack s and loads it.
+func fuzzLoadStack(t *testing.T, files map[string][]byte) {
+	host := stack.Host{Name: "h", Labels: map[string]string{"site": "berlin", "tier.level": "2"}}
+	repoDir := t.TempDir()
+	dir := filepath.Join(repoDir, "stacks", "s")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type result struct {
+		st    *stack.Stack
+		err   error
+		panic any
+		stack []byte
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), fuzzLoadTimeout)
+	defer cancel()
+	go func() {
+		// Load runs in its own goroutine so that a hang fails the test
+		// instead of stalling it; a panic is brought back to the test.
+		defer func() {
+			if r := recover(); r != nil {
+				done <- result{panic: r, stack: debug.Stack()}
+			}
+		}()
+		st, err := stack.Load(ctx, repoDir, "s", host)
+		done <- result{st: st, err: err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(fuzzLoadBound):
+		// The goroutine is left behind: a hang cannot be stopped.
+		t.Fatalf("Load did not return within %s (context timeout %s)", fuzzLoadBound, fuzzLoadTimeout)
+	}
+	if res.panic != nil {
+		t.Fatalf("Load panicked: %v\n%s", res.panic, res.stack)
+	}
+
+	if res.err != nil {
+		if res.st != nil {
+			t.Errorf("Load returned both a stack and the error %v", res.err)
+		}
+		msg := res.err.Error()
+		if strings.TrimSpace(msg) == "" {
+			t.Fatalf("Load failed with an empty message (%T)", res.err)
+		}
+		var e *stack.Error
+		if errors.As(res.err, &e) {
+			if e.Stack != "s" {
+				t.Errorf("error %q names stack %q, want s", msg, e.Stack)
+			}
+			// A user finds the file in the repository: a path of this
+			// stack's folder, relative to the repository root.
+			if e.File != "" && (!strings.HasPrefix(e.File, "stacks/s/") || strings.Contains(e.File, "..")) {
+				t.Errorf("error %q names file %q, not a file of stacks/s/", msg, e.File)
+			}
+			if e.Line > 0 && e.File == "" {
+				t.Errorf("error %q has line %d but no file", msg, e.Line)
+			}
+		}
+		return
+	}
+
+	st := res.st
+	if st == nil {
+		t.Fatal("Load returned neither a stack nor an error")
+	}
+	if st.Name != "s" || st.Project == nil || st.Project.Name != "s" {
+		t.Fatalf("loaded stack %q (project %v), want s", st.Name, st.Project)
+	}
+	if st.Dir != dir {
+		t.Errorf("stack dir %s, want %s", st.Dir, dir)
+	}
+	for name, svc := range st.Project.Services {
+		if svc.Image == "" && svc.Build == nil {
+			t.Errorf("service %q has neither image nor build", name)
+		}
+	}
+	if st.Options.Drift != stack.DriftHeal && st.Options.Drift != stack.DriftReport {
+		t.Errorf("drift policy %q", st.Options.Drift)
+	}
+}
+
+type referenceSeed struct{ compose, env, labels, txt, bin string }
+
+// referenceSeeds name the referenced files in every way the loader reads
+// them, then in hostile ways.
+func referenceSeeds() []referenceSeed {
+	all := `services:
+  web:
+    image: x
+    env_file: [ref.env]
+    label_file: [ref.labels]
+    secrets: [s]
+    configs: [c]
+  base:
+    extends: {file: ref.txt, service: base}
+secrets:
+  s: {file: ./ref.bin}
+configs:
+  c: {file: ./ref.bin}
+`
+	base := "services:\n  base:\n    image: y\n    environment: {FROM: base}\n"
+	return []referenceSeed{
+		{compose: all, env: "A=1\nB=\"two words\"\n", labels: "team=core\ntier=${A:-x}\n", txt: base, bin: "a config\n"},
+		{compose: "include: [ref.txt]\nservices:\n  web:\n    image: x\n    label_file: ref.labels\n", labels: "a=b\n", txt: base},
+		{compose: "include:\n  - path: ref.txt\n    env_file: ref.env\nservices:\n  web:\n    image: x\n", env: "TAG=1\n", txt: "services:\n  lib:\n    image: y:${TAG}\n"},
+		{compose: "services:\n  web:\n    image: x\n    env_file: {path: ref.env, format: raw}\n", env: "RAW=$not interpolated\n"},
+		// Hostile: an alias bomb behind .txt, host files, a label file
+		// that does not parse, a name that climbs out.
+		{compose: "services:\n  web:\n    extends: {file: ref.txt, service: base}\n", txt: aliasBomb(3) + "  base:\n    image: x\n"},
+		{compose: "include: [ref.txt]\nservices:\n  web:\n    image: x\n", txt: "a: &a [*a]\n"},
+		{compose: "services:\n  web:\n    image: x\n    label_file: [/dev/zero, /etc/shadow]\n"},
+		{compose: "services:\n  web:\n    image: x\n    label_file: [../s/ref.labels, ref.labels]\n", labels: "\"unterminated\n"},
+		{compose: "services:\n  web:\n    image: x\n    configs: [c]\nconfigs:\n  c: {file: /dev/zero}\n"},
+		{compose: "services:\n  web:\n    extends: {file: /dev/zero, service: base}\n"},
+		{compose: "services:\n  web:\n    image: x\n    label_file: [ref.labels]\nx-gitopsd:\n  targets: {hosts: [\"other-*\"]}\n", labels: "a=b\n"},
+	}
 }
 
 // fuzzing says whether this run mutates inputs (-fuzz) rather than only
