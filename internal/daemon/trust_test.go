@@ -110,7 +110,10 @@ func TestSecretsReachTheContainerOnly(t *testing.T) {
 	// link in the live view is pointed, as a new revision would point it,
 	// at a copy of its folder with another encrypted file.
 	link := filepath.Join(h.cfg.StateDir, "live", "stacks", name)
-	changed := t.TempDir()
+	changed := filepath.Join(t.TempDir(), "stacks", name) // shaped as a checkout's stack folder, which the loader requires
+	if err := os.MkdirAll(changed, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	compose, err := os.ReadFile(filepath.Join(link, "compose.yaml"))
 	if err != nil {
 		t.Fatal(err)
