@@ -49,6 +49,13 @@
 // notifications and API errors. See Redactor for the forms it catches and
 // MinRedactLen for the values it leaves.
 //
+// # Reading
+//
+// The files that may hold secrets come from a repository that may be
+// hostile: ReadFile reads one with a size limit, and refuses a device (whose
+// size says 0, as /dev/zero's does) or a FIFO (opened without waiting for a
+// writer) before reading anything.
+//
 // Only age is supported; files whose data key is encrypted for PGP or a cloud
 // KMS only are refused with an error that says so. SOPS's binary and INI
 // formats are not supported.
