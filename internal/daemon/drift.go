@@ -199,7 +199,12 @@ func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.St
 		case healErr != nil:
 			fresh.Error = "heal failed: " + healErr.Error()
 		case len(findings) == 0:
-			fresh.Error = ""
+			// A volume used though it was not made for the stack is said
+			// once, and stays said: it is no drift, nothing heals it.
+			if w := plan.Warning(); w != "" && w != fresh.Error {
+				d.log.Warn("the stack uses what it did not create", "stack", st.Name, "warning", w)
+			}
+			fresh.Error = plan.Warning()
 		}
 		if health == sync.Healthy {
 			fresh.LastHealthyRevision = fresh.Revision

@@ -150,6 +150,10 @@ func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
 type Volume struct {
 	Name, Project, Key string
 	Managed            bool
+	// Foreign says, as compose warns it, why a volume the project declares
+	// is used though it does not carry the project's labels (made by hand,
+	// or by another project); "" for a volume of the project.
+	Foreign string
 }
 
 // EnsureVolume creates the project's volume key if it does not exist.
@@ -175,6 +179,42 @@ func (e *Engine) EnsureVolume(ctx context.Context, project *types.Project, key s
 		return fmt.Errorf("create volume %s: %w", v.Name, err)
 	}
 	return nil
+}
+
+// DeclaredVolume looks up, by its name, the volume the project's key names,
+// whatever its labels. Compose uses a volume that exists under the name even
+// when it did not create it, and warns; Foreign carries that warning. A
+// volume labelled for the project is what Volumes lists already.
+func (e *Engine) DeclaredVolume(ctx context.Context, project *types.Project, key string) (Volume, bool, error) {
+	v, ok := project.Volumes[key]
+	if !ok {
+		return Volume{}, false, fmt.Errorf("volume %s is not declared", key)
+	}
+	res, err := e.cli.VolumeInspect(ctx, v.Name, client.VolumeInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return Volume{}, false, nil
+	}
+	if err != nil {
+		return Volume{}, false, fmt.Errorf("inspect volume %s: %w", v.Name, err)
+	}
+	labels := res.Volume.Labels
+	_, managed := labels[LabelStack]
+	out := Volume{Name: v.Name, Project: labels[LabelProject], Key: key, Managed: managed}
+	out.Foreign = foreignVolume(v.Name, project.Name, labels)
+	return out, true, nil
+}
+
+// foreignVolume is compose's warning for a volume the project uses but
+// did not create, or "" when the labels say the project made it.
+func foreignVolume(name, project string, labels map[string]string) string {
+	switch owner := labels[LabelProject]; owner {
+	case project:
+		return ""
+	case "":
+		return fmt.Sprintf("volume %q already exists but was not created by Docker Compose", name)
+	default:
+		return fmt.Sprintf("volume %q already exists but was created for project %q (expected %q)", name, owner, project)
+	}
 }
 
 // Volumes lists the volumes carrying the project's compose label.

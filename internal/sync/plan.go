@@ -133,10 +133,17 @@ type Plan struct {
 	// OrphanVolumes are volumes of the project that the desired state no
 	// longer declares. Volumes are never removed by a sync.
 	OrphanVolumes []string
+	// Warnings are what the stack uses as it finds it though it should not
+	// have to, as compose warns of it: a volume it declares that exists
+	// under its name but was not created for it. They change nothing.
+	Warnings []string
 }
 
 // Empty reports whether the plan changes nothing.
 func (p Plan) Empty() bool { return len(p.Actions) == 0 }
+
+// Warning is the plan's warnings as one line, "" when there is none.
+func (p Plan) Warning() string { return strings.Join(p.Warnings, "; ") }
 
 // MakePlan compares desired with observed and returns the actions, in the
 // order they must run:
@@ -175,6 +182,15 @@ func MakePlan(desired Desired, observed Observed) (Plan, error) {
 	haveVolumes := map[string]bool{}
 	for _, v := range observed.Volumes {
 		haveVolumes[v.Key] = true
+	}
+	for _, key := range desired.Volumes {
+		for _, v := range observed.Volumes {
+			if v.Key == key && v.Foreign != "" {
+				// Used as it is, as compose uses it: creating it again would
+				// find it there, and a plan that never empties would heal it forever.
+				plan.Warnings = append(plan.Warnings, fmt.Sprintf("volumes.%s: %s; used as it is, as docker compose uses it (declare it external: true to say so)", key, v.Foreign))
+			}
+		}
 	}
 	for _, key := range desired.Volumes {
 		wantVolumes[key] = true

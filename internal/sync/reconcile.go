@@ -78,9 +78,10 @@ var ErrKeptForward = errors.New("failure_action keeps the stack as the roll left
 
 // WantsRollback reports whether a failed sync asks for the whole stack to
 // return to its last healthy revision: a health gate failed and the
-// service's failure_action is rollback.
+// service's failure_action is rollback, or a new container could not be
+// started (services rolled before it go back too).
 func WantsRollback(err error) bool {
-	return health.IsFailure(err) && !errors.Is(err, ErrKeptForward)
+	return Holds(err) && !errors.Is(err, ErrKeptForward)
 }
 
 // ErrRestored marks a failed recreate after which the old container was
@@ -428,13 +429,45 @@ func (r *Reconciler) Observe(ctx context.Context, name string) (Observed, error)
 	return o, nil
 }
 
+// observe reads what runs for st, plus the volumes st declares that exist
+// under their names without the project's labels (made by hand, or by
+// another project): compose uses those as they are, and so does a sync,
+// instead of planning a volume that exists already (engine.DeclaredVolume).
+func (r *Reconciler) observe(ctx context.Context, st *stack.Stack) (Observed, error) {
+	o, err := r.Observe(ctx, st.Name)
+	if err != nil {
+		return o, err
+	}
+	have := map[string]bool{}
+	for _, v := range o.Volumes {
+		have[v.Key] = true
+	}
+	keys := make([]string, 0, len(st.Project.Volumes))
+	for key, v := range st.Project.Volumes {
+		if !have[key] && !bool(v.External) {
+			keys = append(keys, key)
+		}
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		v, ok, err := r.Engine.DeclaredVolume(ctx, st.Project, key)
+		if err != nil {
+			return o, fmt.Errorf("observe %s volumes: %w", st.Name, err)
+		}
+		if ok {
+			o.Volumes = append(o.Volumes, v)
+		}
+	}
+	return o, nil
+}
+
 // Diff returns the plan a sync of st would run, changing nothing.
 func (r *Reconciler) Diff(ctx context.Context, st *stack.Stack, revision string) (Plan, error) {
 	desired, err := r.Desire(ctx, st, revision, true)
 	if err != nil {
 		return Plan{}, fmt.Errorf("diff %s: %w", st.Name, err)
 	}
-	observed, err := r.Observe(ctx, st.Name)
+	observed, err := r.observe(ctx, st)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -454,8 +487,9 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	state.Name = st.Name
 	state.Target = revision
 	if prev.FailedRevision == revision && trigger != TriggerRetry {
-		// A revision that failed its health gate is not retried until the
-		// branch moves or an operator asks (`sync --retry`).
+		// A revision that failed its health gate, or whose containers could
+		// not be started, is not retried until the branch moves or an
+		// operator asks (`sync --retry`).
 		return nil
 	}
 
@@ -477,7 +511,7 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	var observed Observed
 	var plan Plan
 	if derr == nil {
-		if observed, derr = r.Observe(ctx, st.Name); derr == nil {
+		if observed, derr = r.observe(ctx, st); derr == nil {
 			plan, derr = MakePlan(desired, observed)
 		}
 	}
@@ -512,7 +546,7 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	}
 	if plan.Empty() {
 		state.Revision = revision
-		state.Sync, state.Error = string(Synced), ""
+		state.Sync, state.Error = string(Synced), r.warning(log, prev, plan)
 		state.Health = string(healthOf(observed.Containers))
 		if state.Health == string(Healthy) {
 			state.LastHealthyRevision = revision
@@ -542,7 +576,9 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	if applyErr != nil {
 		outcome = OutcomeFailed
 		state.Sync, state.Error = string(Failed), applyErr.Error()
-		if health.IsFailure(applyErr) {
+		if Holds(applyErr) {
+			// Held: the same failure would come at every poll, and each
+			// attempt of a stop-first roll stops the working container.
 			state.FailedRevision = revision
 			if errors.Is(applyErr, ErrRestored) && !errors.Is(applyErr, ErrKeptForward) {
 				outcome = OutcomeRolledBack
@@ -557,7 +593,7 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	} else {
 		state.FailedRevision = ""
 		state.Revision = revision
-		state.Sync, state.Error = string(Synced), ""
+		state.Sync, state.Error = string(Synced), r.warning(log, prev, plan)
 		if state.Health == string(Healthy) {
 			state.LastHealthyRevision = revision
 		}
@@ -573,6 +609,16 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	return errors.Join(applyErr, r.putStack(ctx, state))
 }
 
+// warning is what a stack in sync shows as its error: the plan's warnings
+// (Plan.Warnings), logged once, when they first show, not at every poll.
+func (r *Reconciler) warning(log *slog.Logger, prev store.StackState, plan Plan) string {
+	w := plan.Warning()
+	if w != "" && w != prev.Error {
+		log.Warn("the stack uses what it did not create", "warning", w)
+	}
+	return w
+}
+
 // Compare plans st at revision (the revision the stack runs) against what
 // runs, changing no container: any action in the plan is drift. With pull,
 // images are pulled per pull_policy first, so a moved tag shows; without,
@@ -582,7 +628,7 @@ func (r *Reconciler) Compare(ctx context.Context, st *stack.Stack, revision stri
 	if err != nil {
 		return Plan{}, Unknown, fmt.Errorf("compare %s: %w", st.Name, err)
 	}
-	observed, err := r.Observe(ctx, st.Name)
+	observed, err := r.observe(ctx, st)
 	if err != nil {
 		return Plan{}, Unknown, err
 	}
@@ -603,7 +649,7 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 	if err != nil {
 		return fmt.Errorf("heal %s: %w", st.Name, err)
 	}
-	observed, err := r.Observe(ctx, st.Name)
+	observed, err := r.observe(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -673,7 +719,11 @@ func (r *Reconciler) Rollback(ctx context.Context, st *stack.Stack, good, failed
 	state.Target = failed
 	state.FailedRevision = failed
 	state.Sync = string(Failed)
-	state.Error = fmt.Sprintf("revision %s failed its health gate and was rolled back to %s: %v", short(failed), short(good), cause)
+	why := "failed its health gate"
+	if !health.IsFailure(cause) && IsStartFailure(cause) {
+		why = "could not start its containers"
+	}
+	state.Error = fmt.Sprintf("revision %s %s and was rolled back to %s: %v", short(failed), why, short(good), cause)
 	if err != nil {
 		state.Error += fmt.Sprintf("; the rollback failed too: %v", err)
 	}
@@ -883,10 +933,16 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		}
 		id, err := r.Engine.CreateContainer(ctx, spec)
 		if err != nil {
-			return err
+			return startFailed(spec.Name, err)
 		}
 		if err := r.Engine.StartContainer(ctx, id); err != nil {
-			return err
+			// Nothing half made is left behind: a created container that
+			// never ran would only be planned again as a start.
+			if rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id); rmErr != nil {
+				return errors.Join(startFailed(spec.Name, err), rmErr)
+			}
+			notes.add("new %s removed: it could not start", shortID(id))
+			return startFailed(spec.Name, err)
 		}
 		notes.add("started %s", shortID(id))
 		return r.startedGate(ctx, id, spec, gate, notes)
@@ -1032,7 +1088,7 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	}
 	id, err := r.Engine.CreateContainer(ctx, spec)
 	if err != nil {
-		return restore(fmt.Errorf("create: %w", err))
+		return restore(startFailed(spec.Name, fmt.Errorf("create: %w", err)))
 	}
 	crashPoint(CrashStopFirstCreated)
 	r.preStop(ctx, a.ID, spec, notes)
@@ -1043,8 +1099,8 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	notes.add("old %s stopped and kept", shortID(a.ID))
 	crashPoint(CrashStopFirstOldStopped)
 	if err := r.Engine.StartContainer(ctx, id); err != nil {
-		_ = r.Engine.RemoveContainer(ctx, id)
-		return restore(fmt.Errorf("start: %w", err))
+		_ = r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
+		return restore(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
 	notes.add("new %s started", shortID(id))
 	crashPoint(CrashStopFirstNewStarted)
@@ -1121,7 +1177,8 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 	next.Name = fmt.Sprintf("%s_next_%s", shortID(a.ID), spec.Name)
 	id, err := r.Engine.CreateContainer(ctx, next)
 	if err != nil {
-		return fmt.Errorf("create: %w", err)
+		// Nothing was stopped: the old container serves on.
+		return errors.Join(startFailed(spec.Name, fmt.Errorf("create: %w", err)), ErrRestored)
 	}
 	discard := func(cause error) error {
 		rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
@@ -1132,7 +1189,7 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 		return errors.Join(cause, ErrRestored)
 	}
 	if err := r.Engine.StartContainer(ctx, id); err != nil {
-		return discard(fmt.Errorf("start: %w", err))
+		return discard(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
 	notes.add("new %s started beside old %s", shortID(id), shortID(a.ID))
 	crashPoint(CrashStartFirstNewStarted)
@@ -1163,8 +1220,15 @@ func (r *Reconciler) health(ctx context.Context, name string) Health {
 	return healthOf(cs)
 }
 
-// healthOf is the worst health of the containers.
+// healthOf is the worst health of the containers. A stack with no
+// container is Unknown: nothing runs whose health could be seen, whether
+// nothing was created yet, a first roll failed, or every service is scaled
+// to 0. Not Healthy, which would claim a service answers; not Progressing,
+// which would claim one is on its way.
 func healthOf(cs []engine.Container) Health {
+	if len(cs) == 0 {
+		return Unknown
+	}
 	h := Healthy
 	for _, c := range cs {
 		switch {
