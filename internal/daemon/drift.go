@@ -370,7 +370,8 @@ func (d *Daemon) behind(ctx context.Context, s store.StackState, head string) st
 	case s.Sync == string(sync.Invalid):
 		return fmt.Sprintf("the branch's revision %s is invalid; running %s: %s", short(head), run, s.Error)
 	case s.FailedRevision != "" && s.FailedRevision != s.Revision:
-		return fmt.Sprintf("revision %s failed its health gate; running %s", short(s.FailedRevision), run)
+		// Held: its gate failed, or its containers could not start.
+		return fmt.Sprintf("revision %s failed and is held; running %s: %s", short(s.FailedRevision), run, s.Error)
 	case s.Sync == string(sync.Failed):
 		return fmt.Sprintf("revision %s failed to deploy; running %s: %s", short(s.Target), run, s.Error)
 	}

@@ -23,7 +23,10 @@
 //     Docker is restarting by its own restart policy is left to Docker, and
 //     one being removed is waited for. Replicas above the wanted count and
 //     services that left are removed; volumes never are: they are reported
-//     as orphans. A service that runs in another's container (network_mode,
+//     as orphans. A declared volume that exists under its name without the
+//     project's labels (made by hand) is used as it is, as compose uses it,
+//     and the plan carries compose's warning (Plan.Warnings), which a stack
+//     in sync shows as its error; it is no drift. A service that runs in another's container (network_mode,
 //     ipc or pid service:, volumes_from; shared.go) names that container's
 //     ID, as compose resolves it: when that container is replaced, the
 //     service is recreated after it, its spec resolved again at creation.
@@ -48,11 +51,16 @@
 //     container, not a re-creation. A crash in between leaves two replicas
 //     with one number, or one under a temporary name; the next plan keeps
 //     the one with the canonical name and removes, or rolls again, the other.
-//   - A revision whose roll failed its gate is recorded as Failed (outcome
-//     rolled_back when the old container serves again) and Sync does not
-//     retry it unless the trigger is TriggerRetry (`sync --retry`); the
-//     daemon keeps passing that revision while the stack's folder is
-//     unchanged, so only a new commit to the stack tries again.
+//   - A revision whose roll failed its gate, or whose new container the
+//     engine would not create or start (a host port another process holds;
+//     a StartError, hold.go), is recorded as Failed (outcome rolled_back
+//     when the old container serves again, failed for a new stack, whose
+//     half-made container is removed) and Sync does not retry it unless the
+//     trigger is TriggerRetry (`sync --retry`); the daemon keeps passing
+//     that revision while the stack's folder is unchanged, so only a new
+//     commit to the stack tries again. Retrying would fail the same way,
+//     and each attempt of a stop-first roll stops the working container.
+//     An engine that cannot be reached holds nothing: the next poll tries.
 //   - Compare and Heal serve drift (package drift): Compare plans a stack
 //     against the revision it already runs, changing nothing, so any action
 //     is drift; Heal applies only the actions of the named services, gated
@@ -62,7 +70,8 @@
 //
 // Each reconcile ends with the stack's row in the store saying where it is:
 // Sync is Synced, OutOfSync, Progressing, Invalid or Failed; Health is the
-// worst of its containers' (Healthy < Progressing < Degraded < Unknown). A
+// worst of its containers' (Healthy < Progressing < Degraded < Unknown),
+// and Unknown when it has none: nothing runs whose health could be seen. A
 // deployment is recorded only when the plan does something, so polls of an
 // unchanged repository leave no trace in history.
 package sync

@@ -188,7 +188,7 @@ func MakePlan(desired Desired, observed Observed) (Plan, error) {
 			if v.Key == key && v.Foreign != "" {
 				// Used as it is, as compose uses it: creating it again would
 				// find it there, and a plan that never empties would heal it forever.
-				plan.Warnings = append(plan.Warnings, fmt.Sprintf("volumes.%s: %s; used as it is, as docker compose uses it (declare it external: true to say so)", key, v.Foreign))
+				plan.Warnings = append(plan.Warnings, fmt.Sprintf("volumes.%s: %s; used as it is, as docker compose uses it (declare it external: true, name: %s to say so)", key, v.Foreign, v.Name))
 			}
 		}
 	}
