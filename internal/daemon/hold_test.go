@@ -90,11 +90,11 @@ func hammer(port int, want string, limit int, stop <-chan struct{}) (sent, faile
 
 // TestPortClashHoldsTheRevision (issue 16, break 1): a revision whose new
 // container cannot start because another process holds a port it
-// publishes is held like one that failed its gate. The working container
-// is put back once, one deployment records it (rolled_back), and the polls
-// that follow neither retry it nor touch the container, which answers
-// every request meanwhile. Before, each poll retried the revision stop-first:
-// an outage and a failed deployment per poll.
+// publishes is held like one that failed its gate. One deployment records
+// it (rolled_back), the polls that follow neither retry it nor touch the
+// container, and the working container answers every request throughout,
+// the first attempt included. Before, each poll retried the revision
+// stop-first: an outage and a failed deployment per poll.
 func TestPortClashHoldsTheRevision(t *testing.T) {
 	h := newHarness(t, nil)
 	a := testenv.Project(t, "clash")
@@ -109,18 +109,16 @@ func TestPortClashHoldsTheRevision(t *testing.T) {
 	}
 	before := h.containers(a)["web#1"]
 
-	// v2 also publishes the taken port: its container cannot start.
-	bad := h.repo.Commit(t, "v2 publishes a taken port", map[string]string{file: portsStack(h.image, "v2", own, taken)})
-	if err := h.reconcile(); err == nil || !strings.Contains(err.Error(), "address already in use") {
-		t.Fatalf("the first poll of v2: %v; want the engine's bind error", err)
-	}
-	// The first attempt stops the old container (stop-first) and puts it back.
-	if got, err := waitServes(own, "v1", 30*time.Second); err != nil {
-		t.Fatalf("after the failed start, the old container answers %q, %v", got, err)
-	}
-
+	// v2 also publishes the taken port: its container cannot start. The
+	// roll is stop-first (a fixed host port), so the port is checked
+	// before the old container is stopped, and the first attempt does not
+	// stop it either.
 	stop := make(chan struct{})
 	sent, failed, done := hammer(own, "v1", 20000, stop)
+	bad := h.repo.Commit(t, "v2 publishes a taken port", map[string]string{file: portsStack(h.image, "v2", own, taken)})
+	if err := h.reconcile(); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("the first poll of v2: %v; want the bind error", err)
+	}
 	for i := 0; i < clashPolls; i++ {
 		_ = h.reconcile() // the held stack's error stays in status, not in every poll
 	}
@@ -144,16 +142,44 @@ func TestPortClashHoldsTheRevision(t *testing.T) {
 		!strings.Contains(s.Error, "could not start") || !strings.Contains(s.Error, "address already in use") {
 		t.Errorf("status of the held stack: %+v", s)
 	}
-	// The old container was started again: its healthcheck passes anew,
-	// and a poll, which only checks the held stack for drift, sees it.
-	deadline := time.Now().Add(30 * time.Second)
-	for s.Health != string(sync.Healthy) && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond) // polling a healthcheck: no event to wait for
-		_ = h.reconcile()
-		s = h.stackStatus(a)
+	if s.Health != string(sync.Healthy) {
+		t.Errorf("the old container serves, yet health is %s", s.Health)
 	}
-	if s.Health != string(sync.Healthy) || len(h.history(a)) != 2 {
-		t.Errorf("the old container serves, yet health is %s (history %d)", s.Health, len(h.history(a)))
+}
+
+// TestStartFailureAfterStopRestoresAndHolds: a new container that fails
+// at start for what no check foresees (here a device the host lacks) after
+// a stop-first roll stopped the old one: the old container itself is
+// started again, and the revision is held as above, not retried per poll.
+func TestStartFailureAfterStopRestoresAndHolds(t *testing.T) {
+	h := newHarness(t, nil)
+	a := testenv.Project(t, "nodevice")
+	own := testenv.FreePort(t)
+	file := "stacks/" + a + "/compose.yaml"
+	good := h.repo.Commit(t, "v1", map[string]string{file: portsStack(h.image, "v1", own)})
+	h.mustReconcile()
+	before := h.containers(a)["web#1"]
+
+	missing := strings.Replace(portsStack(h.image, "v2", own), "    labels:", "    devices: [\"/dev/gitopsd-test-missing:/dev/x\"]\n    labels:", 1)
+	bad := h.repo.Commit(t, "v2 wants a device the host lacks", map[string]string{file: missing})
+	if err := h.reconcile(); err == nil {
+		t.Fatal("the poll of v2 reported no error")
+	}
+	if got, err := waitServes(own, "v1", 30*time.Second); err != nil {
+		t.Fatalf("after the failed start, the old container answers %q, %v", got, err)
+	}
+	for i := 0; i < clashPolls/4; i++ {
+		_ = h.reconcile()
+	}
+	if id := h.containers(a)["web#1"]; id != before {
+		t.Errorf("the old container was not the one put back: %s -> %s", before, id)
+	}
+	hist := h.history(a)
+	if len(hist) != 2 || hist[0].To != bad || hist[0].Outcome != sync.OutcomeRolledBack {
+		t.Fatalf("want v1's deployment and one rolled_back deployment of v2, got %d: %+v", len(hist), hist)
+	}
+	if s := h.stackStatus(a); !s.Held || s.Revision != good || !strings.Contains(s.Error, "could not start") {
+		t.Errorf("status of the held stack: %+v", s)
 	}
 }
 

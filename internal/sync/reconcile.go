@@ -1065,6 +1065,14 @@ func (r *Reconciler) gate(ctx context.Context, id string, g health.Gate, notes *
 func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate, notes *stepNotes) error {
 	oldName := a.Name
 	parked := fmt.Sprintf("%s_%s", shortID(a.ID), spec.Name)
+	// A host port another process holds would fail the new container's
+	// start after the old one stopped: refuse while the old one serves.
+	// When the ports cannot be checked, the start is the check.
+	if inUse, err := r.Engine.PortsInUse(ctx, spec, a.ID); err == nil && len(inUse) > 0 {
+		notes.add("old %s kept running: host port %s in use", shortID(a.ID), strings.Join(inUse, ", "))
+		cause := fmt.Errorf("host port %s: bind: address already in use (held by another process)", strings.Join(inUse, ", "))
+		return errors.Join(startFailed(spec.Name, cause), ErrRestored)
+	}
 	// A roll cut off by a crash may have parked it already.
 	if oldName != parked {
 		if err := r.Engine.RenameContainer(ctx, a.ID, parked); err != nil {
