@@ -136,7 +136,7 @@
 //	  bind_paths: [/srv/data]    # host folders binds may come from, also the
 //	                             # device (or overlay dirs) of a local volume's
 //	                             # driver_opts; binds inside the stack's folder
-//	                             # need no entry
+//	                             # need no entry (a volume's only with ro in o)
 //	  # security_opt values allowed besides the known-safe no-new-privileges
 //	  # (:true) and apparmor=docker-default; key=value or key:value, a
 //	  # trailing * matches any rest (apparmor=*), ALL allows any. Absent: any

@@ -270,12 +270,17 @@ func (p Policy) checkBind(source, stackDir string) (rule, detail string) {
 		return "docker_socket", "the Docker engine"
 	case within(stackDir, src):
 		// The repository's own files; escapes are refused when loading.
-	case p.BindPaths != nil && !slices.ContainsFunc(p.BindPaths, func(dir string) bool { return within(dir, src) }):
+	case p.BindPaths != nil && !p.bindPathAllows(src):
 		return "bind_paths", "outside the allowed bind paths " + listOrNone(p.BindPaths)
 	case !p.DockerSocket && holdsSocket:
 		return "docker_socket", "it holds the Docker engine's socket"
 	}
 	return "", ""
+}
+
+// bindPathAllows says whether bind_paths holds the clean path src.
+func (p Policy) bindPathAllows(src string) bool {
+	return slices.ContainsFunc(p.BindPaths, func(dir string) bool { return within(dir, src) })
 }
 
 // checkVolume judges a top-level volume: its driver, its options, and
@@ -314,7 +319,17 @@ func (p Policy) checkVolume(name string, v types.VolumeConfig, stackDir string) 
 		}
 	}
 	for _, hp := range paths {
-		if rule, detail := p.checkBind(hp.path, stackDir); rule != "" {
+		rule, detail := p.checkBind(hp.path, stackDir)
+		if rule == "" && hp.writable && within(stackDir, hp.path) && p.BindPaths != nil && !p.bindPathAllows(hp.path) {
+			// A service's binds into the stack's folder are mounted
+			// read-only, so that no container rewrites the revision it
+			// runs; the local driver mounts what its options say, so such
+			// a volume is the repository's own files only when o holds ro.
+			// (compose-go resolves a relative device only for o: bind,
+			// so a service bind is the practical way to say read-only.)
+			rule, detail = "bind_paths", "writable, in the stack's folder: bind it in the service's volumes, which are read-only there"
+		}
+		if rule != "" {
 			add("driver_opts."+hp.key, rule, "driver_opts that mount %s (%s)", hp.path, detail)
 		}
 		if !p.Devices && !isBind(v.DriverOpts) && hp.key == "device" && within("/dev", hp.path) {
@@ -324,9 +339,13 @@ func (p Policy) checkVolume(name string, v types.VolumeConfig, stackDir string) 
 	return out
 }
 
-// hostPath is a host path the local volume driver mounts, and the
-// driver_opts key that names it.
-type hostPath struct{ key, path string }
+// hostPath is a host path the local volume driver mounts, the
+// driver_opts key that names it, and whether a container may write there
+// through the volume.
+type hostPath struct {
+	key, path string
+	writable  bool
+}
 
 // localVolumePaths are the host paths the local volume driver would mount
 // for these driver_opts: device when it is a path (a bind's source, a
@@ -342,19 +361,23 @@ func localVolumePaths(opts map[string]string) []hostPath {
 		}
 		return filepath.Join("/", p)
 	}
+	flags := strings.Split(opts["o"], ",")
 	dev := opts["device"]
-	// nfs and cifs name a server (":/export", "//host/share"), tmpfs a word.
-	if dev != "" && (isBind(opts) || strings.HasPrefix(dev, "/") && !strings.HasPrefix(dev, "//")) {
-		out = append(out, hostPath{"device", abs(dev)})
+	// nfs and cifs name a server (":/export", "host:/export",
+	// "//host/share"); tmpfs and overlay a word.
+	isPath := strings.Contains(dev, "/") && !strings.Contains(dev, ":") && !strings.HasPrefix(dev, "//")
+	if dev != "" && (isBind(opts) || isPath) {
+		out = append(out, hostPath{"device", abs(dev), !slices.Contains(flags, "ro")})
 	}
-	for _, o := range strings.Split(opts["o"], ",") {
+	for _, o := range flags {
 		k, v, ok := strings.Cut(o, "=")
 		if !ok || (k != "lowerdir" && k != "upperdir" && k != "workdir") {
 			continue
 		}
 		for _, d := range strings.Split(v, ":") {
 			if d != "" {
-				out = append(out, hostPath{"o", abs(d)})
+				// An overlay writes to its upperdir and workdir only.
+				out = append(out, hostPath{"o", abs(d), k != "lowerdir"})
 			}
 		}
 	}

@@ -240,7 +240,16 @@ func TestVolumesThatAreBinds(t *testing.T) {
 		// engine resolves it from /.
 		{"relative device", strictSrv, local(map[string]string{"type": "none", "o": "bind,ro", "device": "etc"}), []string{"policy.bind_paths"}, "driver_opts that mount /etc ("},
 		{"bind of an allowed path", strictSrv, bindOf("/srv/data"), nil, ""},
-		{"bind inside the stack", config.Policy{Preset: config.PresetStrict}, bindOf("/live/stacks/s/data"), nil, ""},
+		// Binds into the stack's folder are the repository's own files,
+		// which no container may rewrite: the volume must say ro.
+		{"read-only bind inside the stack", config.Policy{Preset: config.PresetStrict}, local(map[string]string{"type": "none", "o": "bind,ro", "device": "/live/stacks/s/conf"}), nil, ""},
+		{"writable bind inside the stack", config.Policy{Preset: config.PresetStrict}, bindOf("/live/stacks/s"), []string{"policy.bind_paths"}, "driver_opts that mount /live/stacks/s (writable, in the stack's folder: bind it in the service's volumes, which are read-only there)"},
+		{"writable bind inside the stack, default", config.Policy{}, bindOf("/live/stacks/s"), nil, ""},
+		{"an image file of the repository, read-only", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "o": "loop,ro", "device": "/live/stacks/s/disk.img"}), nil, ""},
+		{"an overlay on the repository", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=/live/stacks/s/base,upperdir=/live/stacks/s/u,workdir=/live/stacks/s/w"}), []string{"policy.bind_paths", "policy.bind_paths"}, "driver_opts that mount /live/stacks/s/u (writable"},
+		{"a relative device path", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "device": "dev/sda1"}), []string{"policy.bind_paths", "policy.devices"}, ""},
+		{"cifs", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "cifs", "device": "//nas/share", "o": "addr=nas"}), nil, ""},
+		{"nfs with a host name", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "nfs", "device": "nas:/export"}), nil, ""},
 		{"bind of the socket's folder", config.Policy{Preset: config.PresetStrict, BindPaths: []string{"/"}}, bindOf("/run"), []string{"policy.docker_socket"}, "it holds the Docker engine's socket"},
 		{"bind of the socket, default with docker_socket closed", config.Policy{DockerSocket: new(bool)}, bindOf("/var/run/docker.sock"), []string{"policy.docker_socket"}, "the Docker engine"},
 		{"bind under the default", config.Policy{}, bindOf("/etc"), nil, ""},
