@@ -31,6 +31,10 @@ func TestValidateStrictRefusesIndirectForms(t *testing.T) {
 			"stacks/hook/compose.yaml:6: services.app.pre_stop.0.privileged: service app: a pre_stop hook with privileged: true is not allowed on this host (policy.privileged)"},
 		"bindvol": {"    volumes: [\"etc:/host-etc:ro\"]\nvolumes:\n  etc:\n    driver: local\n    driver_opts:\n      type: none\n      o: bind\n      device: /etc\n",
 			"stacks/bindvol/compose.yaml:11: volumes.etc.driver_opts.device: volume etc: driver_opts that mount /etc (outside the allowed bind paths (none)) is not allowed on this host (policy.bind_paths)"},
+		// The stack's own folder, writable through a volume: a container
+		// could rewrite the revision it runs.
+		"selfbind": {"    volumes: [\"repo:/repo\"]\nvolumes:\n  repo:\n    driver: local\n    driver_opts: {type: none, o: bind, device: .}\n",
+			"(writable, in the stack's folder: bind it in the service's volumes, which are read-only there) is not allowed on this host (policy.bind_paths)"},
 		"nfs": {"    volumes: [\"share:/share\"]\nvolumes:\n  share:\n    driver_opts: {type: nfs, o: addr=10.0.0.1, device: ':/export'}\n",
 			"stacks/nfs/compose.yaml:7: volumes.share.driver_opts: volume share: driver_opts device, o, type is not allowed on this host (policy.volume_options)"},
 		"plugin": {"    volumes: [\"data:/data\"]\nvolumes:\n  data: {driver: rexray/ebs}\n",
