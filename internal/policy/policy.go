@@ -43,7 +43,7 @@ type Policy struct {
 	// BindPaths are the host folders a bind may come from; nil allows any.
 	BindPaths []string
 	// SecurityOptions are the security_opt values allowed besides the
-	// known-safe ones (SafeSecurityOptions); nil allows any, ALL too. An
+	// known-safe ones (safeSecurityOptions); nil allows any, ALL too. An
 	// entry ending in * allows every value it is a prefix of.
 	SecurityOptions []string
 	// VolumeDrivers are the volume drivers allowed besides local; nil
@@ -181,7 +181,7 @@ func (p Policy) checkService(project *types.Project, svc types.ServiceConfig, st
 	}
 	if p.SecurityOptions != nil && !slices.Contains(p.SecurityOptions, "ALL") {
 		for i, opt := range svc.SecurityOpt {
-			if !SafeSecurityOpt(opt) && !p.allowsSecurityOpt(opt) {
+			if !safeSecurityOpt(opt) && !p.allowsSecurityOpt(opt) {
 				add(fmt.Sprintf("security_opt.%d", i), "security_options", "security_opt %s (only no-new-privileges and apparmor=docker-default pass unless listed)", shorten(opt))
 			}
 		}
@@ -402,18 +402,18 @@ func serviceNetworks(svc types.ServiceConfig) []string {
 	return sortedKeys(svc.Networks)
 }
 
-// SafeSecurityOptions are the security_opt values that only tighten what
+// safeSecurityOptions are the security_opt values that only tighten what
 // a container may do, and pass whatever the policy says. Everything else
 // either loosens confinement (seccomp=unconfined, a custom seccomp
 // profile, apparmor=unconfined, label=disable, systempaths=unconfined) or
 // names something only the host can vouch for (an AppArmor profile, an
 // SELinux type or level), and needs a policy.security_options entry.
-var SafeSecurityOptions = []string{"no-new-privileges", "no-new-privileges=true", "apparmor=docker-default"}
+var safeSecurityOptions = []string{"no-new-privileges", "no-new-privileges=true", "apparmor=docker-default"}
 
-// SafeSecurityOpt says whether opt is one of SafeSecurityOptions, in
+// safeSecurityOpt says whether opt is one of safeSecurityOptions, in
 // either of Docker's spellings (key=value or key:value).
-func SafeSecurityOpt(opt string) bool {
-	return slices.Contains(SafeSecurityOptions, canonicalSecurityOpt(opt))
+func safeSecurityOpt(opt string) bool {
+	return slices.Contains(safeSecurityOptions, canonicalSecurityOpt(opt))
 }
 
 func (p Policy) allowsSecurityOpt(opt string) bool {
