@@ -96,7 +96,10 @@ type Policy struct {
 	PathsOutsideStack *bool    `yaml:"paths_outside_stack"` // env_file, include, extends, build contexts, relative binds leaving stacks/<name>/, or symlinks doing so
 	OtherContainers   *bool    `yaml:"other_containers"`    // network_mode, ipc, pid or volumes_from container:<name>, external_links
 	Capabilities      []string `yaml:"capabilities"`        // cap_add allowed; absent: the preset's (any, or none)
-	BindPaths         []string `yaml:"bind_paths"`          // host folders binds may come from; absent: the preset's (any, or none)
+	BindPaths         []string `yaml:"bind_paths"`          // host folders binds (and bind volumes) may come from; absent: the preset's (any, or none)
+	SecurityOptions   []string `yaml:"security_options"`    // security_opt allowed besides no-new-privileges; absent: any if privileged is allowed, else none
+	VolumeDrivers     []string `yaml:"volume_drivers"`      // volume drivers allowed besides local; absent: the preset's (any, or none)
+	VolumeOptions     *bool    `yaml:"volume_options"`      // driver_opts of volumes other than a bind (judged by bind_paths)
 }
 
 // Policy presets.
@@ -506,6 +509,16 @@ func (p Policy) validate() error {
 			return &Error{Key: fmt.Sprintf("policy.capabilities[%d]", i), Msg: fmt.Sprintf("%q is not a capability such as NET_ADMIN (or ALL)", c)}
 		}
 	}
+	for i, o := range p.SecurityOptions {
+		if !securityOptRE.MatchString(o) {
+			return &Error{Key: fmt.Sprintf("policy.security_options[%d]", i), Msg: fmt.Sprintf("%q is not a security_opt such as apparmor=my-profile or seccomp=* (or ALL)", o)}
+		}
+	}
+	for i, d := range p.VolumeDrivers {
+		if !volumeDriverRE.MatchString(d) {
+			return &Error{Key: fmt.Sprintf("policy.volume_drivers[%d]", i), Msg: fmt.Sprintf("%q is not a volume driver name such as rexray/ebs (or ALL)", d)}
+		}
+	}
 	return nil
 }
 
@@ -516,6 +529,11 @@ var (
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	// capabilityRE: compose and docker accept either spelling.
 	capabilityRE = regexp.MustCompile(`^(CAP_)?[A-Z][A-Z0-9_]*$`)
+	// securityOptRE: a key of Docker's (seccomp, apparmor, label, ...),
+	// then its value after "=" or ":"; a trailing * matches any rest.
+	securityOptRE = regexp.MustCompile(`^(ALL|[a-z][a-z-]*([=:].+)?)$`)
+	// volumeDriverRE: a plugin's name as `docker plugin ls` shows it.
+	volumeDriverRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@-]*$`)
 )
 
 type sourceURLKind int

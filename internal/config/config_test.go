@@ -112,7 +112,13 @@ func TestLoadValues(t *testing.T) {
 		{"policy keys", "interval: 1m\npolicy:\n  preset: strict\n  devices: true\n  privileged: false\n  capabilities: [NET_ADMIN]\n  bind_paths: []", func(c *Config) bool {
 			p := c.Policy
 			return p.Preset == PresetStrict && *p.Devices && !*p.Privileged && p.HostNamespaces == nil &&
-				len(p.Capabilities) == 1 && p.BindPaths != nil && len(p.BindPaths) == 0
+				len(p.Capabilities) == 1 && p.BindPaths != nil && len(p.BindPaths) == 0 &&
+				p.SecurityOptions == nil && p.VolumeDrivers == nil && p.VolumeOptions == nil
+		}},
+		{"policy volume and security keys", "interval: 1m\npolicy:\n  preset: strict\n  security_options: [apparmor=my-profile, 'seccomp=*', 'label:type:svirt_apache_t']\n  volume_drivers: [rexray/ebs, ALL]\n  volume_options: true", func(c *Config) bool {
+			p := c.Policy
+			return len(p.SecurityOptions) == 3 && p.SecurityOptions[2] == "label:type:svirt_apache_t" &&
+				len(p.VolumeDrivers) == 2 && p.VolumeOptions != nil && *p.VolumeOptions
 		}},
 		{"verify keyring", "verify: {keyring: /etc/gitopsd/keys.asc}", func(c *Config) bool { return c.Source.Verify.Enabled() }},
 		{"verify allow_rewrite", "verify: {allowed_signers: /etc/gitopsd/allowed_signers, allow_rewrite: true}", func(c *Config) bool { return c.Source.Verify.AllowRewrite }},
@@ -183,6 +189,9 @@ func TestLoadErrors(t *testing.T) {
 		{"policy capability", ok + "policy:\n  capabilities: [net admin]\n", nil, `config F: line 6: policy.capabilities[0]: "net admin" is not a capability such as NET_ADMIN (or ALL)`},
 		{"allow_rewrite without verify", "source:\n  url: /srv/fleet\n  verify:\n    allow_rewrite: true\n", nil, "config F: line 4: source.verify.allow_rewrite: needs source.verify.allowed_signers or source.verify.keyring: without them no head is checked"},
 		{"allow_rewrite not a bool", "source:\n  url: /srv/fleet\n  verify: {keyring: /k, allow_rewrite: maybe}\n", nil, `config F: line 3: source.verify.allow_rewrite: "maybe" is not true or false`},
+		{"policy security option", ok + "policy:\n  security_options: [no-new-privileges, '=unconfined']\n", nil, `config F: line 6: policy.security_options[1]: "=unconfined" is not a security_opt such as apparmor=my-profile or seccomp=* (or ALL)`},
+		{"policy volume driver", ok + "policy:\n  volume_drivers: [' local']\n", nil, `config F: line 6: policy.volume_drivers[0]: " local" is not a volume driver name such as rexray/ebs (or ALL)`},
+		{"policy volume options", ok + "policy:\n  volume_options: [nfs]\n", nil, `config F: line 6: policy.volume_options: want true or false, not a list`},
 		{"notify url item", ok + "notify:\n  urls: [a, [b]]\n", nil, "config F: line 6: notify.urls[1]: want a string, not a list"},
 
 		// Bad values from the environment name the variable, not the file.

@@ -113,21 +113,42 @@
 //	# compose runs is allowed, except paths that leave the stack's folder.
 //	# preset: strict allows none of it; each key then opens a rule again.
 //	# A stack that breaks a rule is Invalid, naming the file, line and rule.
+//	# Rules judge what a request amounts to: a post_start/pre_stop hook is
+//	# judged with its service, a local volume with o=bind as a bind of its
+//	# device, a network named host as network_mode: host.
 //	policy:
 //	  preset: strict
-//	  privileged: false          # privileged: true, security_opt *unconfined
-//	  host_namespaces: false     # network_mode, pid, ipc, uts, userns_mode, cgroup: host
+//	  privileged: false          # privileged: true, on a service or on one of
+//	                             # its post_start/pre_stop hooks
+//	  host_namespaces: false     # network_mode, pid, ipc, uts, userns_mode, cgroup:
+//	                             # host; a network named host; build.network: host
 //	  devices: false             # devices:, device_cgroup_rules:, gpus:,
-//	                             # deploy.resources.reservations.devices
-//	  docker_socket: false       # a bind of /var/run/docker.sock (or a folder holding it)
+//	                             # deploy.resources.reservations.devices, a volume
+//	                             # whose driver_opts mount a /dev device
+//	  docker_socket: false       # a bind (or bind volume) of /var/run/docker.sock,
+//	                             # or of a folder holding it
 //	  paths_outside_stack: false # env_file, include, extends, build contexts,
 //	                             # secrets/configs files, symlinks leaving stacks/<name>/
 //	  other_containers: false    # joining or mounting from a container outside the
-//	                             # stack: network_mode, ipc, pid or volumes_from
-//	                             # container:<name>, external_links
+//	                             # stack: network_mode, ipc, pid, volumes_from or
+//	                             # build.network container:<name>, external_links
 //	  capabilities: [NET_BIND_SERVICE]  # cap_add allowed (ALL: any)
-//	  bind_paths: [/srv/data]    # host folders binds may come from; binds inside
-//	                             # the stack's folder need no entry
+//	  bind_paths: [/srv/data]    # host folders binds may come from, also the
+//	                             # device (or overlay dirs) of a local volume's
+//	                             # driver_opts; binds inside the stack's folder
+//	                             # need no entry (a volume's only with ro in o)
+//	  # security_opt values allowed besides the known-safe no-new-privileges
+//	  # (:true) and apparmor=docker-default; key=value or key:value, a
+//	  # trailing * matches any rest (apparmor=*), ALL allows any. Absent: any
+//	  # when privileged is allowed (a privileged container is unconfined
+//	  # anyway), else only the known-safe ones, which refuses
+//	  # seccomp=unconfined, a custom seccomp profile, apparmor=unconfined,
+//	  # label=disable and systempaths=unconfined.
+//	  security_options: [apparmor=my-profile]
+//	  volume_drivers: [rexray/ebs]  # volume drivers allowed besides local (ALL: any)
+//	  volume_options: false      # driver_opts of volumes (nfs, tmpfs, a filesystem,
+//	                             # an overlay); a local bind volume needs none, as
+//	                             # bind_paths and docker_socket judge it
 //
 //	# Pulls take registry credentials from a Docker config.json (auths,
 //	# credsStore and credHelpers, as `docker login` leaves them); ""

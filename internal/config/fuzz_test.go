@@ -129,6 +129,7 @@ func configSeeds(full string) []string {
 		ok + "webhook: {listen: \"[::1]:99999\", secret_file: x}\n",
 		ok + "policy: {privileged: yes, devices: 1, capabilities: [~, null]}\n",
 		ok + "policy: {bind_paths: [/a/../b, relative]}\n",
+		ok + "policy: {security_options: ['seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}', '', ALL], volume_drivers: [-x], volume_options: 1}\n",
 		"source: {url: &u /srv/fleet}\nhost: {name: *u}\n",
 		"source: &s {url: /srv/fleet}\nwebhook:\n  <<: *s\n",
 		"source: &a {url: /srv/fleet, auth: *a}\n",
