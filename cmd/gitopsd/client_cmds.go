@@ -56,6 +56,15 @@ func printStatus(w io.Writer, st api.Status) error {
 	if st.Hold != "" {
 		fmt.Fprintf(w, "HOLDING, waiting for `gitopsd state adopt`: %s\n", st.Hold)
 	}
+	if st.Source.FetchingSince != "" {
+		fmt.Fprintf(w, "fetching since %s\n", st.Source.FetchingSince)
+	}
+	if st.Error != "" {
+		fmt.Fprintf(w, "reconcile error (%s): %s\n", st.ErrorAt, st.Error)
+	}
+	if st.StoreError != "" {
+		fmt.Fprintf(w, "store error (since %s): %s\n", st.StoreErrorSince, st.StoreError)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STACK\tREVISION\tBRANCH\tSYNC\tHEALTH\tSERVICES\tDRIFT\tERROR")
 	for _, s := range st.Stacks {

@@ -12,6 +12,16 @@ type Status struct {
 	// `gitopsd state adopt` (or a restored record).
 	Hold   string        `json:"hold,omitempty"`
 	Stacks []StackStatus `json:"stacks"`
+	// Error is the last reconcile's error that is no one stack's (the
+	// store, the checkout, a revision that would not load), "" once a
+	// reconcile of every stack went through; ErrorAt is when it happened.
+	Error   string `json:"error"`
+	ErrorAt string `json:"error_at"`
+	// StoreError is the last write to the state database that failed, ""
+	// once one works again; StoreErrorSince is when writes began failing.
+	// Healing goes on meanwhile, unrecorded.
+	StoreError      string `json:"store_error"`
+	StoreErrorSince string `json:"store_error_since"`
 }
 
 // SourceStatus is what the daemon knows of the Git source.
@@ -21,6 +31,9 @@ type SourceStatus struct {
 	Head      string `json:"head"`
 	FetchedAt string `json:"fetched_at"`
 	Error     string `json:"error"`
+	// FetchingSince is when the fetch in flight began ("" when none is):
+	// a fetch that takes long shows here before source.timeout fails it.
+	FetchingSince string `json:"fetching_since"`
 }
 
 // StackStatus is one stack of `status`. When the stack does not run the

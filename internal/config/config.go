@@ -24,6 +24,7 @@ const DefaultPath = "/etc/gitopsd/gitopsd.yaml"
 const (
 	DefaultBranch   = "main"
 	DefaultInterval = time.Minute
+	DefaultTimeout  = time.Minute // source.timeout
 	DefaultStateDir = "/var/lib/gitopsd"
 	DefaultSocket   = "/run/gitopsd/gitopsd.sock"
 	DefaultMetrics  = "127.0.0.1:9469"
@@ -140,8 +141,11 @@ type Source struct {
 	URL      string        `yaml:"url"`
 	Branch   string        `yaml:"branch"`
 	Interval time.Duration `yaml:"interval"` // a Go duration in the file: 30s, 1m, 1h30m
-	Auth     Auth          `yaml:"auth"`
-	Verify   Verify        `yaml:"verify"`
+	// Timeout bounds one fetch (clone included): a server that accepts
+	// the connection and never answers fails the fetch after it.
+	Timeout time.Duration `yaml:"timeout"`
+	Auth    Auth          `yaml:"auth"`
+	Verify  Verify        `yaml:"verify"`
 }
 
 type Auth struct {
@@ -322,7 +326,7 @@ func lineOf(lines map[string]int, key string) int {
 func Default() *Config {
 	name, _ := os.Hostname()
 	return &Config{
-		Source:   Source{Branch: DefaultBranch, Interval: DefaultInterval},
+		Source:   Source{Branch: DefaultBranch, Interval: DefaultInterval, Timeout: DefaultTimeout},
 		Host:     Host{Name: strings.ToLower(name)},
 		StateDir: DefaultStateDir,
 		Socket:   DefaultSocket,
@@ -421,6 +425,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Source.Interval < MinInterval {
 		return bad("source.interval", "must be at least "+MinInterval.String())
+	}
+	if c.Source.Timeout < time.Second {
+		return bad("source.timeout", "must be at least 1s")
 	}
 	if c.Source.Auth.SSHKey != "" && c.Source.Auth.KnownHosts == "" {
 		return bad("source.auth.known_hosts", "required with source.auth.ssh_key")

@@ -37,7 +37,7 @@ func TestDefault(t *testing.T) {
 	c := Default()
 	host, _ := os.Hostname()
 	want := &Config{
-		Source:   Source{Branch: "main", Interval: time.Minute},
+		Source:   Source{Branch: "main", Interval: time.Minute, Timeout: time.Minute},
 		Host:     Host{Name: strings.ToLower(host)},
 		StateDir: "/var/lib/gitopsd",
 		Socket:   "/run/gitopsd/gitopsd.sock",
@@ -62,7 +62,7 @@ func TestLoadDesignExample(t *testing.T) {
 	}
 	want := &Config{
 		Source: Source{
-			URL: "https://git.example.com/ops/fleet.git", Branch: "main", Interval: time.Minute,
+			URL: "https://git.example.com/ops/fleet.git", Branch: "main", Interval: time.Minute, Timeout: time.Minute,
 			Auth:   Auth{SSHKey: "/etc/gitopsd/deploy_key", KnownHosts: "/etc/gitopsd/known_hosts", TokenFile: "/etc/gitopsd/token"},
 			Verify: Verify{AllowedSigners: "/etc/gitopsd/allowed_signers"},
 		},
@@ -101,6 +101,7 @@ func TestLoadValues(t *testing.T) {
 	}{
 		{"duration 30s", "interval: 30s", func(c *Config) bool { return c.Source.Interval == 30*time.Second }},
 		{"duration 1h30m", "interval: 1h30m", func(c *Config) bool { return c.Source.Interval == 90*time.Minute }},
+		{"source timeout", "timeout: 20s", func(c *Config) bool { return c.Source.Timeout == 20*time.Second }},
 		{"branch as written", "branch: 2024.10", func(c *Config) bool { return c.Source.Branch == "2024.10" }},
 		{"scp-like url", "url: git@git.example.com:ops/fleet.git", func(c *Config) bool { return c.Source.URL == "git@git.example.com:ops/fleet.git" }},
 		{"ssh url", "url: ssh://git@git.example.com:2222/ops/fleet.git", func(c *Config) bool { return strings.HasPrefix(c.Source.URL, "ssh://") }},
@@ -172,6 +173,7 @@ func TestLoadErrors(t *testing.T) {
 		{"branch invalid", "source:\n  url: /srv/fleet\n  branch: 'a..b'\n", nil, `config F: line 3: source.branch: "a..b" is not a valid branch name`},
 		{"branch space", "source:\n  url: /srv/fleet\n  branch: my branch\n", nil, `config F: line 3: source.branch: "my branch" is not a valid branch name`},
 		{"interval too short", "source:\n  url: /srv/fleet\n  interval: 1s\n", nil, "config F: line 3: source.interval: must be at least 5s"},
+		{"timeout too short", "source:\n  url: /srv/fleet\n  timeout: 100ms\n", nil, "config F: line 3: source.timeout: must be at least 1s"},
 		{"known_hosts with ssh_key", "source:\n  url: git@h:x\n  auth:\n    ssh_key: /k\n", nil, "config F: line 3: source.auth.known_hosts: required with source.auth.ssh_key"},
 		{"host name", "source: {url: /srv/fleet}\nhost:\n  name: edge 01\n", nil, `config F: line 3: host.name: "edge 01" must be a valid hostname-like name (lowercase letters, digits, '-', '_', '.')`},
 		{"host name dash", "source: {url: /srv/fleet}\nhost:\n  name: -edge\n", nil, `config F: line 3: host.name: "-edge" must be a valid hostname-like name (lowercase letters, digits, '-', '_', '.')`},
@@ -259,7 +261,7 @@ metrics: 127.0.0.1:1
 		t.Fatal(err)
 	}
 	want := &Config{
-		Source:   Source{URL: "https://git.example.com/b.git", Branch: "prod", Interval: 30 * time.Second},
+		Source:   Source{URL: "https://git.example.com/b.git", Branch: "prod", Interval: 30 * time.Second, Timeout: time.Minute},
 		Host:     Host{Name: "env-host", Labels: map[string]string{"site": "berlin"}},
 		StateDir: "/var/lib/b",
 		Socket:   "/run/b.sock",

@@ -28,6 +28,15 @@
 //	  # Default: 1m. Env: GITOPSD_SOURCE_INTERVAL
 //	  interval: 1m
 //
+//	  # How long one fetch (the first clone included) may take before it
+//	  # fails: a server that accepts the connection and never answers gets
+//	  # source.error "no answer within 1m (source.timeout)" and a count in
+//	  # gitopsd_source_fetch_errors_total. The fetch runs beside the
+//	  # reconcile loop, so heals, snapshots and the CLI never wait for it;
+//	  # only syncs do (sync --wait then fails). A Go duration, at least 1s.
+//	  # Default: 1m.
+//	  timeout: 1m
+//
 //	  # Credentials, all optional. ssh_key is a private key for ssh:// and
 //	  # scp-like URLs and requires known_hosts, the host keys to trust;
 //	  # token_file holds an HTTPS token. Only the paths are configuration:
@@ -69,7 +78,10 @@
 //	  # '.', '-'. Default: none.
 //	  labels: {site: berlin}
 //
-//	# The SQLite database, the Git mirror and checkouts, snapshots.
+//	# The SQLite database, the Git mirror and checkouts, snapshots. When it
+//	# is full (or the database cannot be written), drift is still healed;
+//	# status' store_error, gitopsd_store_writable and the log (once a
+//	# minute) say what was not recorded.
 //	# Default: /var/lib/gitopsd. Env: GITOPSD_STATE_DIR
 //	state_dir: /var/lib/gitopsd
 //

@@ -36,6 +36,15 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 		},
 		Stacks: []api.StackStatus{},
 	}
+	// Memory says what the store may not have been able to record; it
+	// is redacted here, as the store redacts what it writes.
+	loop := d.loop.snapshot()
+	if loop.fetchedOnce {
+		st.Source.Error = d.redactor.Redact(loop.sourceErr)
+	}
+	st.Source.FetchingSince = rfc3339(loop.fetchingSince)
+	st.Error, st.ErrorAt = d.redactor.Redact(loop.loopErr), rfc3339(loop.loopErrAt)
+	st.StoreError, st.StoreErrorSince = d.redactor.Redact(loop.storeErr), rfc3339(loop.storeErrSince)
 	states, err := d.store.Stacks(ctx)
 	if err != nil {
 		return st, err
@@ -301,6 +310,13 @@ func (d *Daemon) summary(ctx context.Context) string {
 	if src.Error != "" {
 		parts = append(parts, "fetch failing")
 	}
+	loop := d.loop.snapshot()
+	if loop.loopErr != "" {
+		parts = append(parts, "reconcile failing")
+	}
+	if loop.storeErr != "" {
+		parts = append(parts, "state not writable")
+	}
 	if open, err := d.store.OpenDrifts(ctx, ""); err == nil && len(open) > 0 {
 		parts = append(parts, fmt.Sprintf("%d drifts open", len(open)))
 	}
@@ -321,13 +337,7 @@ func (d *Daemon) serveWebhook(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("config: webhook.listen: %w", err)
 	}
-	trigger := func(string) {
-		// A push while a sync is queued already needs no second one.
-		select {
-		case d.requests <- request{trigger: sync.TriggerWebhook}:
-		default:
-		}
-	}
+	trigger := func(string) { d.wantSync(sync.TriggerWebhook) }
 	srv := webhook.NewServer(webhook.Handler(secret, d.cfg.Source.Branch, trigger, d.log), webhook.DefaultLimits())
 	go func() {
 		<-ctx.Done()

@@ -2,7 +2,10 @@
 // the source, loads the stacks of the head revision for this host, asks the
 // reconciler to converge each of them, removes stacks that left, and serves
 // the local API. Reconciles are serialized through one loop, so two never
-// touch the same stack at once.
+// touch the same stack at once. The fetch, the one step that waits on the
+// network, runs beside that loop under source.timeout: syncs wait for it,
+// heals, snapshots and the API do not. Automatic triggers (polls, pushes,
+// webhooks) that arrive while a sync is queued merge into it.
 package daemon
 
 import (
@@ -77,8 +80,18 @@ type Daemon struct {
 	redactor *secrets.Redactor
 
 	requests chan request
-	metrics  *metrics.Metrics
-	backoff  *drift.Backoff // spaces the heals of services that keep drifting
+	// wanted is the trigger of an automatic sync (a poll, a push, a
+	// webhook) not yet queued, "" for none; syncDue (cap 1) wakes the loop
+	// for it. Triggers that come while one is wanted or queued merge into
+	// it: a burst of pushes costs one fetch and one reconcile.
+	wantMu  gosync.Mutex
+	wanted  string
+	syncDue chan struct{}
+	// loop is what status and the metrics say of the loop itself.
+	loop loopState
+
+	metrics *metrics.Metrics
+	backoff *drift.Backoff // spaces the heals of services that keep drifting
 
 	checksMu gosync.Mutex
 	checks   map[string]bool      // stacks poked for a drift check; "" is every stack
@@ -104,6 +117,7 @@ type Daemon struct {
 type request struct {
 	op       string // opSync (default), opRollback or opUnpin
 	trigger  string
+	auto     bool // a poll, push or webhook: merges with the next one
 	stack    string
 	to       string     // opRollback: the revision, "" for the last healthy one
 	volume   string     // backup ops: the volume, "" for every one the stack backs up
@@ -148,11 +162,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		return nil, err
 	}
 	src, err := source.New(source.Options{
-		URL:    cfg.Source.URL,
-		Branch: cfg.Source.Branch,
-		Auth:   source.Auth{SSHKey: cfg.Source.Auth.SSHKey, KnownHosts: cfg.Source.Auth.KnownHosts, TokenFile: cfg.Source.Auth.TokenFile},
-		Dir:    filepath.Join(cfg.StateDir, "source"),
-		Log:    log,
+		URL:     cfg.Source.URL,
+		Branch:  cfg.Source.Branch,
+		Auth:    source.Auth{SSHKey: cfg.Source.Auth.SSHKey, KnownHosts: cfg.Source.Auth.KnownHosts, TokenFile: cfg.Source.Auth.TokenFile},
+		Dir:     filepath.Join(cfg.StateDir, "source"),
+		Log:     log,
+		Timeout: cfg.Source.Timeout,
 	})
 	if err != nil {
 		eng.Close()
@@ -169,6 +184,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		checks:   map[string]bool{},
 		retryAt:  map[string]time.Time{},
 		checkDue: make(chan struct{}, 1),
+		syncDue:  make(chan struct{}, 1),
 		views:    map[string]string{},
 		loaded:   map[string]loadedStack{},
 	}
@@ -176,6 +192,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	// Binds into these (the mirror, the checkouts, the live view) are
 	// mounted read-only: stacks are loaded from them.
 	d.rec.CheckoutDirs = []string{filepath.Join(cfg.StateDir, "source"), filepath.Join(cfg.StateDir, "live")}
+	d.rec.StoreFailed = func(what string, err error) { d.noteStore(what, err) }
 	d.started, d.backupEvery, d.watchLocal = time.Now(), backupTick, true
 	d.backups = &backup.Runner{Engine: eng, Store: st, Log: log, Dir: filepath.Join(cfg.StateDir, "snapshots"), Observe: d.observeBackup,
 		Owner: fmt.Sprintf("%x", sha256.Sum256([]byte(cfg.StateDir)))[:16]}
@@ -289,8 +306,6 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	// Ready before the first sync: a host offline at boot still comes up.
 	d.tell("READY=1\nSTATUS=listening; first reconcile running")
 
-	_ = d.Reconcile(ctx, sync.TriggerPoll, "")
-	d.tell("STATUS=" + d.summary(ctx))
 	var pings <-chan time.Time
 	if d.watchdog > 0 {
 		wd := time.NewTicker(d.watchdog)
@@ -306,12 +321,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	defer func() { <-watching }()
 	if repo := source.LocalPath(d.cfg.Source.URL); repo != "" && d.watchLocal {
 		go func() {
-			pushed := func() {
-				select { // a sync already queued covers this push too
-				case d.requests <- request{trigger: sync.TriggerPoll}:
-				default:
-				}
-			}
+			pushed := func() { d.wantSync(sync.TriggerPoll) }
 			if err := source.WatchLocal(ctx, repo, d.cfg.Source.Branch, d.log, pushed); err != nil {
 				d.log.Warn("cannot watch the local repository; polls find its changes", "repo", repo, "err", err)
 			}
@@ -323,7 +333,35 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	defer fullCheck.Stop()
 	backups := time.NewTicker(d.backupEvery)
 	defer backups.Stop()
+
+	// Work that needs the source (syncs, rollbacks, unpins) waits for a
+	// fetch, which runs beside the loop: a Git server that stalls holds
+	// only the jobs that need it, never heals, snapshots or the API.
+	// queued jobs wait for the next fetch, inFlight ones for the running
+	// one (nil: none runs).
+	var queued, inFlight []request
+	fetched := make(chan fetchResult, 1)
+	defer func() {
+		for _, req := range append(queued, inFlight...) {
+			if req.done != nil {
+				req.done <- errors.New("gitopsd is stopping")
+			}
+		}
+	}()
+	// Drift checks compare stacks with the live view a reconcile makes.
+	// Until the first one (its fetch may hang up to source.timeout on a
+	// stalled server), they use the view of the last head fetched.
+	if prev, err := d.store.SourceState(ctx); err == nil && prev.Head != "" {
+		if _, err := d.showView(ctx, prev.Head, sync.TriggerPoll); err != nil {
+			d.log.Warn("cannot show the last revision fetched; drift checks wait for the first reconcile", "revision", prev.Head, "err", err)
+		}
+	}
+	queued = append(queued, request{trigger: sync.TriggerPoll, auto: true})
 	for {
+		if inFlight == nil && len(queued) > 0 {
+			inFlight, queued = queued, nil
+			d.startFetch(ctx, fetched)
+		}
 		select {
 		case <-ctx.Done():
 			d.log.Info("gitopsd stopping; stacks keep running")
@@ -333,8 +371,15 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		case <-pings:
 			d.tell("WATCHDOG=1")
 		case <-timer.C:
-			_ = d.Reconcile(ctx, sync.TriggerPoll, "")
+			d.wantSync(sync.TriggerPoll)
 			timer.Reset(source.Jitter(d.cfg.Source.Interval))
+		case <-d.syncDue:
+			if trigger := d.takeWanted(); trigger != "" && !slices.ContainsFunc(queued, isAuto) {
+				queued = append(queued, request{trigger: trigger, auto: true})
+			}
+		case res := <-fetched:
+			d.runJobs(ctx, inFlight, res)
+			inFlight = nil
 			d.tell("STATUS=" + d.summary(ctx))
 		case <-fullCheck.C:
 			d.poke("")
@@ -345,13 +390,6 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		case req := <-d.requests:
 			var err error
 			switch req.op {
-			case opRollback:
-				err = d.RollbackStack(ctx, req.stack, req.to)
-				if err == nil && req.withData {
-					err = d.restoreBeforeDeploy(ctx, req.stack)
-				}
-			case opUnpin:
-				err = d.UnpinStack(ctx, req.stack)
 			case opBackupRun:
 				err = d.runBackup(ctx, req.stack, req.volume, backup.TriggerManual)
 			case opBackupTest:
@@ -359,7 +397,11 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			case opBackupRestore:
 				err = d.restoreBackup(ctx, req.stack, req.volume, req.snapshot)
 			default:
-				err = d.Reconcile(ctx, req.trigger, req.stack)
+				queued = append(queued, req)
+				continue
+			}
+			if err != nil {
+				d.log.Error("request failed", "op", req.op, "stack", req.stack, "volume", req.volume, "err", err)
 			}
 			if req.done != nil {
 				req.done <- d.redacted(err) // for an API client
@@ -369,6 +411,145 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	}
 }
 
+func isAuto(r request) bool { return r.auto }
+
+// wantSync asks the loop for an automatic sync. It never blocks: a sync
+// already wanted, or queued and not yet fetching, covers this one too.
+func (d *Daemon) wantSync(trigger string) {
+	d.wantMu.Lock()
+	if d.wanted == "" {
+		d.wanted = trigger
+	}
+	d.wantMu.Unlock()
+	select {
+	case d.syncDue <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Daemon) takeWanted() string {
+	d.wantMu.Lock()
+	defer d.wantMu.Unlock()
+	t := d.wanted
+	d.wanted = ""
+	return t
+}
+
+// fetchResult is what one fetch of the source found.
+type fetchResult struct {
+	rev source.Revision
+	err error
+}
+
+// startFetch fetches the source beside the loop and sends the result to
+// out. The source bounds the fetch (source.timeout).
+func (d *Daemon) startFetch(ctx context.Context, out chan<- fetchResult) {
+	d.loop.fetchStarted(time.Now())
+	go func() {
+		rev, err := d.source.Fetch(ctx)
+		out <- fetchResult{rev: rev, err: err}
+	}()
+}
+
+// runJobs runs the jobs that waited for a fetch, against the head it found
+// (or the last one, when it failed: the host still converges offline).
+// A sync that someone waits for fails when the fetch did.
+func (d *Daemon) runJobs(ctx context.Context, jobs []request, res fetchResult) {
+	head, fetchErr, err := d.settleFetch(ctx, res.rev, res.err)
+	// A full sync asked for by hand covers the automatic one.
+	if slices.ContainsFunc(jobs, func(r request) bool { return r.op == opSync && !r.auto && r.stack == "" }) {
+		jobs = slices.DeleteFunc(jobs, isAuto)
+	}
+	// Syncs asked for alike (50 CLI calls at once) run once and share
+	// the result.
+	synced := map[[2]string]error{}
+	if herr := d.errHeld(); herr != nil {
+		// The record was lost: no stack is touched until `state adopt`.
+		// Status and the log say so already; each waiter hears it.
+		for _, job := range jobs {
+			if job.done != nil {
+				job.done <- herr
+			}
+		}
+		return
+	}
+	for _, job := range jobs {
+		if err == nil && head == "" {
+			// Nothing fetched yet, ever: the fetch's error (logged, in
+			// source.error and counted) is the whole story.
+			if job.done != nil {
+				job.done <- d.redacted(fetchErr)
+			}
+			continue
+		}
+		jerr := err
+		if jerr == nil {
+			switch job.op {
+			case opRollback:
+				clear(synced) // a sync after it is another sync
+				if jerr = d.pin(ctx, job.stack, job.to); jerr == nil {
+					jerr = d.apply(ctx, head, sync.TriggerRollback, job.stack)
+				}
+				if jerr == nil && job.withData {
+					jerr = d.restoreBeforeDeploy(ctx, job.stack)
+				}
+				d.checkpoint(ctx)
+			case opUnpin:
+				clear(synced)
+				if jerr = d.unpin(ctx, job.stack); jerr == nil {
+					jerr = d.apply(ctx, head, sync.TriggerManual, job.stack)
+				}
+				d.checkpoint(ctx)
+			default:
+				key := [2]string{job.trigger, job.stack}
+				prev, done := synced[key]
+				if done {
+					if job.done != nil {
+						job.done <- d.redacted(joinFetch(job, fetchErr, prev))
+					}
+					continue
+				}
+				jerr = d.apply(ctx, head, job.trigger, job.stack)
+				synced[key] = jerr
+			}
+		}
+		d.reportJob(job, jerr)
+		if job.done != nil {
+			job.done <- d.redacted(joinFetch(job, fetchErr, jerr)) // for an API client
+		}
+	}
+}
+
+// joinFetch is the error a sync's waiter gets: with the fetch's, since the
+// head it converged to is then not the branch's.
+func joinFetch(job request, fetchErr, err error) error {
+	if job.op == opSync && fetchErr != nil {
+		return errors.Join(fetchErr, err)
+	}
+	return err
+}
+
+// reportJob logs what failed of a job and, for syncs, holds the part no
+// stack row holds for status and counts it.
+func (d *Daemon) reportJob(job request, err error) {
+	if job.op != opSync {
+		if err != nil {
+			d.log.Error("request failed", "op", job.op, "stack", job.stack, "err", err)
+		}
+		return
+	}
+	loopErr := loopErrors(err)
+	if loopErr == nil {
+		if job.stack == "" {
+			d.loop.setLoopErr(nil, time.Time{})
+		}
+		return
+	}
+	d.log.Error("reconcile failed", "trigger", job.trigger, "stack", job.stack, "err", loopErr)
+	d.metrics.ReconcileFailed()
+	d.loop.setLoopErr(loopErr, time.Now())
+}
+
 // Reconcile fetches the source and converges every stack of this host (or
 // only the named one). A failing stack never stops the others; the joined
 // errors are returned for callers who wait.
@@ -376,45 +557,29 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 	if err := d.errHeld(); err != nil {
 		return err
 	}
-	head, err := d.fetch(ctx)
+	rev, ferr := d.source.Fetch(ctx)
+	head, fetchErr, err := d.settleFetch(ctx, rev, ferr)
 	if err != nil {
 		return err
 	}
-	dir, err := d.source.Checkout(ctx, head)
+	if head == "" {
+		return fetchErr
+	}
+	return d.apply(ctx, head, trigger, only)
+}
+
+// apply converges every stack of this host (or only the named one) to
+// head, the revision last fetched.
+func (d *Daemon) apply(ctx context.Context, head, trigger, only string) error {
+	v, err := d.showView(ctx, head, trigger)
 	if err != nil {
-		d.log.Error("checkout failed", "revision", head, "err", err)
 		return err
 	}
-	rows, err := d.store.Stacks(ctx)
-	if err != nil {
-		return err
-	}
-	states := make(map[string]store.StackState, len(rows))
-	for _, s := range rows {
+	dir, live, held, pins, views := v.dir, v.live, v.held, v.pins, v.views
+	states := make(map[string]store.StackState, len(v.rows))
+	for _, s := range v.rows {
 		states[s.Name] = s
 	}
-	held, pins, views, err := d.heldStacks(ctx, rows, head, trigger)
-	if err != nil {
-		return err
-	}
-	live, err := linkLive(d.cfg.StateDir, dir, held)
-	if err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(filepath.Join(live, "stacks"))
-	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("live view: %w", err)
-	}
-	d.mu.Lock()
-	d.checkout, d.head = live, head
-	d.views = map[string]string{}
-	for _, e := range entries {
-		d.views[e.Name()] = head
-	}
-	for name, rev := range views {
-		d.views[name] = rev
-	}
-	d.mu.Unlock()
 
 	res := d.stacks.LoadAll(ctx, live, d.host)
 	if res.Err != nil {
@@ -469,7 +634,7 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 			d.notifier.Send(notify.RolledBack, st.Name, err.Error())
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("stack %s: %w", st.Name, err))
+			errs = append(errs, &stackError{fmt.Errorf("stack %s: %w", st.Name, err)})
 		}
 	}
 	for _, name := range sortedKeys(res.Invalid) {
@@ -483,7 +648,7 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 		if err := d.rec.MarkInvalid(ctx, name, head, loadErr); err != nil {
 			errs = append(errs, err)
 		}
-		errs = append(errs, fmt.Errorf("stack %s: %w", name, loadErr))
+		errs = append(errs, &stackError{fmt.Errorf("stack %s: %w", name, loadErr)})
 	}
 	if only == "" {
 		errs = append(errs, d.removeGone(ctx, head, trigger, present))
@@ -494,6 +659,53 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 	d.prune(ctx, head)
 	d.pruneImagesDue(ctx)
 	return errors.Join(errs...)
+}
+
+// liveView is what showView made: the head's checkout (dir), the live
+// view (live), the stacks' rows, and what heldStacks said of the held
+// stacks (their checkouts, the revisions they converge to, the revisions
+// of those checkouts).
+type liveView struct {
+	dir, live         string
+	rows              []store.StackState
+	held, pins, views map[string]string
+}
+
+// showView checks out head and makes the live view of it that drift checks
+// compare stacks with: held stacks show the revision they run.
+func (d *Daemon) showView(ctx context.Context, head, trigger string) (liveView, error) {
+	dir, err := d.source.Checkout(ctx, head)
+	if err != nil {
+		d.log.Error("checkout failed", "revision", head, "err", err)
+		return liveView{}, err
+	}
+	rows, err := d.store.Stacks(ctx)
+	if err != nil {
+		return liveView{}, err
+	}
+	held, pins, views, err := d.heldStacks(ctx, rows, head, trigger)
+	if err != nil {
+		return liveView{}, err
+	}
+	live, err := linkLive(d.cfg.StateDir, dir, held)
+	if err != nil {
+		return liveView{}, err
+	}
+	entries, err := os.ReadDir(filepath.Join(live, "stacks"))
+	if err != nil && !os.IsNotExist(err) {
+		return liveView{}, fmt.Errorf("live view: %w", err)
+	}
+	d.mu.Lock()
+	d.checkout, d.head = live, head
+	d.views = map[string]string{}
+	for _, e := range entries {
+		d.views[e.Name()] = head
+	}
+	for name, rev := range views {
+		d.views[name] = rev
+	}
+	d.mu.Unlock()
+	return liveView{dir: dir, live: live, rows: rows, held: held, pins: pins, views: views}, nil
 }
 
 // heldStacks are the stacks that do not follow the head: pinned ones (by
@@ -559,6 +771,15 @@ func (d *Daemon) failedUnchanged(ctx context.Context, s store.StackState, head s
 // one before the one it runs) through the same gated roll as a sync, and
 // pins it there until UnpinStack.
 func (d *Daemon) RollbackStack(ctx context.Context, name, to string) error {
+	if err := d.pin(ctx, name, to); err != nil {
+		return err
+	}
+	return d.Reconcile(ctx, sync.TriggerRollback, name)
+}
+
+// pin records an operator's rollback of a stack: the revision it returns
+// to (by default the last healthy one before the one it runs), pinned.
+func (d *Daemon) pin(ctx context.Context, name, to string) error {
 	state, ok, err := d.store.Stack(ctx, name)
 	if err != nil {
 		return err
@@ -588,12 +809,11 @@ func (d *Daemon) RollbackStack(ctx context.Context, name, to string) error {
 		return fmt.Errorf("rollback %s: pin: %w", name, err)
 	}
 	// A pin must outlive a lost -wal file: the operator rolled back for a reason.
-	defer d.checkpoint(ctx)
 	d.checkpoint(ctx)
 	d.log.Info("operator rollback", "stack", name, "to", rev)
 	d.metrics.Rollback(name, "operator")
 	d.notifier.Send(notify.RolledBack, name, "operator rollback to "+rev)
-	return d.Reconcile(ctx, sync.TriggerRollback, name)
+	return nil
 }
 
 // previousHealthy is the revision an operator's rollback goes to by
@@ -617,6 +837,13 @@ func (d *Daemon) previousHealthy(ctx context.Context, state store.StackState) (s
 
 // UnpinStack lets a pinned stack follow the branch again, and syncs it.
 func (d *Daemon) UnpinStack(ctx context.Context, name string) error {
+	if err := d.unpin(ctx, name); err != nil {
+		return err
+	}
+	return d.Reconcile(ctx, sync.TriggerManual, name)
+}
+
+func (d *Daemon) unpin(ctx context.Context, name string) error {
 	state, ok, err := d.store.Stack(ctx, name)
 	if err != nil {
 		return err
@@ -628,9 +855,8 @@ func (d *Daemon) UnpinStack(ctx context.Context, name string) error {
 	if err := d.store.PutStack(ctx, state); err != nil {
 		return fmt.Errorf("unpin %s: %w", name, err)
 	}
-	defer d.checkpoint(ctx)
-	d.checkpoint(ctx)
-	return d.Reconcile(ctx, sync.TriggerManual, name)
+	d.checkpoint(ctx) // a pin's end must outlive a lost -wal file too
+	return nil
 }
 
 // rollback returns a stack whose roll to failed did not pass its health
@@ -672,26 +898,26 @@ func (d *Daemon) rollback(ctx context.Context, name, failed, headDir string, hel
 	return d.rec.Rollback(ctx, st, good, failed, cause)
 }
 
-// fetch asks the source for the head; when the source cannot be reached it
-// goes on with the last head fetched, so the host still heals offline.
-func (d *Daemon) fetch(ctx context.Context) (string, error) {
+// settleFetch records what a fetch found (rev, or ferr) and says which
+// head to converge to: the fetched one once trusted, else the last one, so
+// the host still heals offline ("" when none is known yet). fetchErr is
+// why the branch's head could not be fetched (nil when it was); err stops
+// the reconcile. What the store cannot hold of the source's state, memory
+// holds for status.
+func (d *Daemon) settleFetch(ctx context.Context, rev source.Revision, ferr error) (head string, fetchErr, err error) {
 	prev, err := d.store.SourceState(ctx)
 	if err != nil {
-		return "", err
+		d.loop.fetchEnded(errorText(ferr))
+		return "", nil, fmt.Errorf("read the source state: %w", err)
 	}
 	state := store.SourceState{URL: source.Redact(d.cfg.Source.URL), Branch: d.cfg.Source.Branch, Head: prev.Head, FetchedAt: prev.FetchedAt}
-	rev, ferr := d.source.Fetch(ctx)
 	if ferr != nil {
 		state.Error = ferr.Error()
+		d.loop.fetchEnded(state.Error)
 		d.log.Error("fetch failed", "err", ferr)
 		d.metrics.FetchFailed()
-		if err := d.store.PutSourceState(ctx, state); err != nil {
-			return "", err
-		}
-		if prev.Head == "" {
-			return "", ferr
-		}
-		return prev.Head, nil
+		d.noteStore("record the source state", d.store.PutSourceState(ctx, state))
+		return prev.Head, ferr, nil
 	}
 	if d.signers != nil {
 		sig, verr := d.source.Verify(ctx, rev.SHA, d.signers)
@@ -709,31 +935,41 @@ func (d *Daemon) fetch(ctx context.Context) (string, error) {
 			if errors.Is(verr, source.ErrRewritten) {
 				state.Error = verr.Error() // it names the head itself
 			}
+			d.loop.fetchEnded(state.Error)
 			if rev.SHA != d.refusedHead {
 				d.log.Error("head refused", "revision", rev.SHA, "err", verr)
 				d.refusedHead = rev.SHA
 			}
-			if err := d.store.PutSourceState(ctx, state); err != nil {
-				return "", err
-			}
+			d.noteStore("record the source state", d.store.PutSourceState(ctx, state))
 			if prev.Head == "" {
-				return "", errors.New(state.Error)
+				return "", nil, errors.New(state.Error)
 			}
-			return prev.Head, nil
+			return prev.Head, nil, nil
 		}
 		d.refusedHead = ""
 		if rev.SHA != prev.Head {
 			d.log.Info("head verified", "revision", rev.SHA, "kind", sig.Kind, "signer", sig.Signer, "key", sig.Fingerprint)
 		}
 	}
+	d.loop.fetchEnded("")
 	state.Head, state.FetchedAt, state.Error = rev.SHA, time.Now().UTC(), ""
 	if err := d.store.RecordRevision(ctx, store.Revision{SHA: rev.SHA, Message: rev.Message, Author: rev.Author, CommittedAt: rev.Time, SeenAt: time.Now().UTC()}); err != nil {
-		return "", err
+		// Deployments name their revisions: none is made without it.
+		d.noteStore("record revision "+short(rev.SHA), err)
+		return "", nil, fmt.Errorf("record revision %s: %w", short(rev.SHA), err)
 	}
 	if rev.SHA != prev.Head {
 		d.log.Info("new revision", "revision", rev.SHA, "message", rev.Message)
 	}
-	return rev.SHA, d.store.PutSourceState(ctx, state)
+	d.noteStore("record the source state", d.store.PutSourceState(ctx, state))
+	return rev.SHA, nil, nil
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // removeGone takes down stacks this daemon deployed before that the head
@@ -752,7 +988,7 @@ func (d *Daemon) removeGone(ctx context.Context, head, trigger string, present m
 			continue
 		}
 		if err := d.rec.Remove(ctx, s.Name, head, trigger); err != nil {
-			errs = append(errs, fmt.Errorf("remove stack %s: %w", s.Name, err))
+			errs = append(errs, &stackError{fmt.Errorf("remove stack %s: %w", s.Name, err)})
 			continue
 		}
 		errs = append(errs, d.closeAllDrifts(ctx, s.Name))

@@ -121,7 +121,9 @@ func steady(s store.StackState, rev, view, trigger string) bool {
 
 // checkDrift compares a stack with the revision it runs, records what
 // drifted, and heals it under the stack's heal policy. With pull, images
-// are pulled per pull_policy first (polls do; events do not).
+// are pulled per pull_policy first (polls do; events do not). Healing never
+// waits on the record: a drift row, or the stack's row, that cannot be
+// written (a full state_dir) is noted (noteStore) and the heal goes on.
 func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.StackState, pull bool) error {
 	plan, health, err := d.rec.Compare(ctx, st, state.Revision, pull)
 	if err != nil {
@@ -129,7 +131,7 @@ func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.St
 	}
 	findings := drift.Classify(plan)
 	if err := d.recordDrifts(ctx, st.Name, findings, drift.ClosedResolved); err != nil {
-		return err
+		d.noteStore("record drift of stack "+st.Name, err) // a check that changed nothing wrote nothing: only a failure says something
 	}
 	var healErr error
 	if len(findings) > 0 && st.Options.Drift == stack.DriftHeal {
@@ -171,7 +173,7 @@ func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.St
 			}
 			findings = drift.Classify(plan)
 			if err := d.recordDrifts(ctx, st.Name, findings, drift.ClosedHealed); err != nil {
-				return errors.Join(healErr, err)
+				d.noteStore("record drift of stack "+st.Name, err) // a check that changed nothing wrote nothing: only a failure says something
 			}
 		}
 	}
@@ -211,9 +213,7 @@ func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.St
 		}
 	}
 	fresh.UpdatedAt = time.Now().UTC()
-	if err := d.store.PutStack(ctx, fresh); err != nil {
-		return errors.Join(healErr, fmt.Errorf("record stack %s: %w", st.Name, err))
-	}
+	d.noteStore("record stack "+st.Name, d.store.PutStack(ctx, fresh))
 	if healErr != nil {
 		return fmt.Errorf("heal %s: %w", st.Name, healErr)
 	}

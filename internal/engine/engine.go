@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -50,7 +51,16 @@ type Engine struct {
 	// dockerConfig is the config.json pulls take registry credentials
 	// from; "" is where the docker CLI looks (DefaultDockerConfig).
 	dockerConfig string
+	// pullStall is how long a pull may go without a word of progress
+	// before it is given up (DefaultPullStall when zero).
+	pullStall time.Duration
 }
+
+// DefaultPullStall is how long a pull may go without progress: a
+// registry that accepts and never answers must not hold a deploy (and the
+// reconcile loop) forever, while a big image on a slow link still pulls as
+// long as it moves.
+const DefaultPullStall = 2 * time.Minute
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -59,6 +69,12 @@ type Option func(*Engine)
 // config.json at path ("" is where the docker CLI looks).
 func WithDockerConfig(path string) Option {
 	return func(e *Engine) { e.dockerConfig = path }
+}
+
+// WithPullStall sets how long a pull may go without progress before it
+// fails as unreachable (DefaultPullStall when zero).
+func WithPullStall(d time.Duration) Option {
+	return func(e *Engine) { e.pullStall = d }
 }
 
 // New connects to the engine from the environment (DOCKER_HOST etc.),
@@ -75,6 +91,9 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 	e := &Engine{cli: cli}
 	for _, opt := range opts {
 		opt(e)
+	}
+	if e.pullStall <= 0 {
+		e.pullStall = DefaultPullStall
 	}
 	return e, nil
 }

@@ -233,21 +233,37 @@ func (e *Engine) PullImage(ctx context.Context, ref string) (string, error) {
 }
 
 func (e *Engine) pull(ctx context.Context, ref, registryAuth string) error {
+	// The engine's own registry client waits on a silent registry without
+	// end; every progress message it passes on restarts the stall timer.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(e.pullStall, func() { cancel(errPullStalled) })
+	defer stall.Stop()
+	stalled := func(err error) error {
+		if errors.Is(context.Cause(ctx), errPullStalled) {
+			return fmt.Errorf("%w: no progress for %s (the registry accepts connections but does not answer)", ErrPullUnreachable, e.pullStall)
+		}
+		return err
+	}
 	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: registryAuth})
 	if err != nil {
-		return pullFailure(err.Error(), err)
+		return stalled(pullFailure(err.Error(), err))
 	}
 	defer resp.Close()
 	for msg, err := range resp.JSONMessages(ctx) {
+		stall.Reset(e.pullStall)
 		if err != nil {
-			return pullFailure(err.Error(), err)
+			return stalled(pullFailure(err.Error(), err))
 		}
 		if msg.Error != nil {
 			return pullFailure(msg.Error.Message, nil)
 		}
 	}
-	return nil
+	return stalled(nil)
 }
+
+// errPullStalled is the cause of a pull's context given up for silence.
+var errPullStalled = errors.New("pull stalled")
 
 // Why a pull failed, as the error of PullImage says it first.
 var (

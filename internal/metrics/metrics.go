@@ -38,6 +38,10 @@ type Metrics struct {
 	untrusted    prometheus.Counter
 	headTrusted  prometheus.Gauge
 	once         sync.Once // registers headTrusted
+
+	reconcileErrors prometheus.Counter
+	storeErrors     prometheus.Counter
+	storeWritable   prometheus.Gauge
 }
 
 // Version is gitopsd's version for gitopsd_build_info; main sets it.
@@ -98,6 +102,17 @@ func New(state State) *Metrics {
 	m.headTrusted = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "gitopsd_source_head_trusted", Help: "1 when the branch head fetched last passed signature verification, 0 when it was refused (only with source.verify).",
 	})
+	m.reconcileErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gitopsd_reconcile_errors_total", Help: "Reconciles that failed for every stack at once (the store, the checkout, the revision would not load); a stack's own failures count in gitopsd_sync_total.",
+	})
+	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gitopsd_store_errors_total", Help: "Writes to the state database that failed (a full or read-only state_dir, a damaged file); heals go on without their record.",
+	})
+	m.storeWritable = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gitopsd_store_writable", Help: "0 while the last write to the state database failed, else 1.",
+	})
+	m.storeWritable.Set(1)
+	m.reg.MustRegister(m.reconcileErrors, m.storeErrors, m.storeWritable)
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "gitopsd_build_info", Help: "Always 1; the labels say which gitopsd runs.",
 	}, []string{"version", "goversion"})
@@ -133,6 +148,19 @@ func (m *Metrics) Rollback(stack, reason string) { m.rollbacks.WithLabelValues(s
 
 // FetchFailed records a failed fetch of the source.
 func (m *Metrics) FetchFailed() { m.fetchErrors.Inc() }
+
+// ReconcileFailed records a reconcile that failed for every stack.
+func (m *Metrics) ReconcileFailed() { m.reconcileErrors.Inc() }
+
+// StoreWritable records whether a write to the state database worked.
+func (m *Metrics) StoreWritable(ok bool) {
+	if ok {
+		m.storeWritable.Set(1)
+		return
+	}
+	m.storeErrors.Inc()
+	m.storeWritable.Set(0)
+}
 
 // HeadVerified records whether the fetched head passed signature
 // verification. The gauge exists only once verification is on.
@@ -179,7 +207,7 @@ func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -47,7 +47,14 @@ type Options struct {
 	MaxFileBytes     int64
 	MaxCheckoutBytes int64
 	Log              *slog.Logger // where repaired checkouts are reported (nil: nowhere)
+	// Timeout bounds one fetch, clone included (default DefaultTimeout): a
+	// server that accepts the connection and never answers must not hold
+	// the mirror, and what waits on it, forever.
+	Timeout time.Duration
 }
+
+// DefaultTimeout is how long a fetch may take when Options.Timeout is zero.
+const DefaultTimeout = time.Minute
 
 // Revision is one commit of the branch.
 type Revision struct {
@@ -127,6 +134,12 @@ func New(opts Options) (*Source, error) {
 	if opts.MaxCheckoutBytes == 0 {
 		opts.MaxCheckoutBytes = DefaultMaxCheckoutBytes
 	}
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("source: timeout must not be negative, got %s", opts.Timeout)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
 
 	s := &Source{opts: opts, secrets: urlSecrets(opts.URL)}
 	ep, err := transport.NewEndpoint(opts.URL)
@@ -156,7 +169,10 @@ func New(opts Options) (*Source, error) {
 }
 
 // Fetch clones on first use, then fetches, and returns the branch's head.
+// It gives up after Options.Timeout.
 func (s *Source) Fetch(ctx context.Context) (Revision, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.Timeout, errFetchTimeout)
+	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	auth, token, err := s.auth()
@@ -165,10 +181,18 @@ func (s *Source) Fetch(ctx context.Context) (Revision, error) {
 	}
 	rev, err := s.fetch(ctx, auth)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errFetchTimeout) {
+			// go-git says "context deadline exceeded" or a read error;
+			// the operator needs to know it was the server's silence.
+			err = fmt.Errorf("no answer within %s (source.timeout): %w", s.opts.Timeout, err)
+		}
 		return Revision{}, s.fetchError(err, token)
 	}
 	return rev, nil
 }
+
+// errFetchTimeout is the cause of a fetch's context that ran out of time.
+var errFetchTimeout = errors.New("timed out")
 
 func (s *Source) fetchError(err error, token string) error {
 	if errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) {

@@ -105,6 +105,10 @@ type Reconciler struct {
 	// a bind into one, like a bind into the stack's own folder, is mounted
 	// read-only (see readOnlyCheckoutBinds).
 	CheckoutDirs []string
+	// StoreFailed, if set, hears of a record a heal could not write: the
+	// heal goes on without it (healing must not depend on recording), and
+	// the daemon says so in status, a metric and the log.
+	StoreFailed func(what string, err error)
 
 	digests buildDigests
 }
@@ -669,7 +673,12 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 	}
 	id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: st.Name, Trigger: TriggerHeal, From: revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
 	if err != nil {
-		return fmt.Errorf("heal %s: record deployment: %w", st.Name, err)
+		if r.StoreFailed == nil {
+			return fmt.Errorf("heal %s: record deployment: %w", st.Name, err)
+		}
+		// A full or broken state_dir loses the heal's record, not the heal.
+		r.StoreFailed("record a heal of stack "+st.Name, err)
+		id = 0
 	}
 	log = log.With("deployment", id)
 	log.Info("healing drift", "actions", len(plan.Actions))
@@ -679,8 +688,14 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 		outcome, msg = OutcomeFailed, applyErr.Error()
 		log.Error("heal failed", "err", applyErr)
 	}
+	if id == 0 {
+		return applyErr
+	}
 	if err := r.Store.FinishDeployment(ctx, id, outcome, msg, now()); err != nil {
-		return errors.Join(applyErr, fmt.Errorf("heal %s: finish deployment: %w", st.Name, err))
+		if r.StoreFailed == nil {
+			return errors.Join(applyErr, fmt.Errorf("heal %s: finish deployment: %w", st.Name, err))
+		}
+		r.StoreFailed("finish the record of a heal of stack "+st.Name, err)
 	}
 	return applyErr
 }
@@ -895,8 +910,12 @@ func (r *Reconciler) runStep(ctx context.Context, log *slog.Logger, deployment i
 	if err != nil {
 		step.Error = err.Error()
 	}
-	if _, serr := r.Store.AddStep(ctx, step); serr != nil {
-		log.Error("record step", "err", serr)
+	// Deployment 0: a heal whose deployment could not be recorded, so
+	// neither can its steps.
+	if deployment != 0 {
+		if _, serr := r.Store.AddStep(ctx, step); serr != nil {
+			log.Error("record step", "err", serr)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", a, err)
