@@ -31,7 +31,7 @@ test:
 # The tests whose must-show is a time bound run again on their own (they
 # skip in the parallel run above): beside the other packages' tests, a
 # 2-core machine would measure itself, not gitopsd.
-ALONE_TESTS := ^(TestDriftHealedWithinTwoSeconds|TestStartFirstRollKeepsServing|TestWebhookConverges)$$
+ALONE_TESTS := ^(TestDriftHealedWithinTwoSeconds|TestStartFirstRollKeepsServing|TestWebhookConverges|TestStalledSourceKeepsHealing)$$
 test-alone:
 	GITOPSD_TEST_ALONE=1 $(GO) test -count=1 -timeout 5m -run '$(ALONE_TESTS)' ./internal/daemon/
 
