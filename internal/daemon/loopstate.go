@@ -63,12 +63,6 @@ func (l *loopState) fetchEnded(sourceErr string) {
 	l.mu.Unlock()
 }
 
-func (l *loopState) fetching() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return !l.fetchingSince.IsZero()
-}
-
 func (l *loopState) setLoopErr(err error, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
