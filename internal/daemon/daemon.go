@@ -460,9 +460,6 @@ func (d *Daemon) runJobs(ctx context.Context, jobs []request, res fetchResult) {
 	if slices.ContainsFunc(jobs, func(r request) bool { return r.op == opSync && !r.auto && r.stack == "" }) {
 		jobs = slices.DeleteFunc(jobs, isAuto)
 	}
-	// Syncs asked for alike (50 CLI calls at once) run once and share
-	// the result.
-	synced := map[[2]string]error{}
 	if herr := d.errHeld(); herr != nil {
 		// The record was lost: no stack is touched until `state adopt`.
 		// Status and the log say so already; each waiter hears it.
@@ -473,6 +470,9 @@ func (d *Daemon) runJobs(ctx context.Context, jobs []request, res fetchResult) {
 		}
 		return
 	}
+	// Syncs asked for alike (50 CLI calls at once) run once and share
+	// the result.
+	synced := map[[2]string]error{}
 	for _, job := range jobs {
 		if err == nil && head == "" {
 			// Nothing fetched yet, ever: the fetch's error (logged, in
