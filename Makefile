@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: build cross package test test-alone test-engine-restart test-package lint bench fuzz demo demo-down clean
+.PHONY: build cross package test test-alone test-engine-restart test-package lint bench soak fuzz demo demo-down clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gitopsd ./cmd/gitopsd
@@ -20,13 +20,14 @@ cross:
 # Each fuzz target then runs for its budget of executions (make fuzz).
 # Under CI=true it then restarts dockerd under a running gitopsd, alone:
 # that test stops every container of the machine, so on a workstation it
-# runs only when asked (make test-engine-restart).
+# runs only when asked (make test-engine-restart); and it runs the soak for
+# a minute, where a leak of goroutines or open files fails it.
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -p 2 -timeout 14m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-alone
-	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory test-engine-restart test-package; fi
+	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory test-engine-restart test-package soak SOAK=1m; fi
 
 # The tests whose must-show is a time bound run again on their own (they
 # skip in the parallel run above): beside the other packages' tests, a
@@ -84,9 +85,19 @@ bench:
 	-$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/stack ./internal/sync ./internal/store ./internal/source ./internal/backup/format ./internal/engine > $(BENCH_OUT)/pure.txt 2>&1
 	-GITOPSD_BENCH_STACKS=$(BENCH_STACKS) $(GO) test -run '^$$' -bench '$(ENGINE_BENCH)' -benchtime 1x -count $(BENCH_ENGINE_COUNT) -timeout 30m ./internal/daemon > $(BENCH_OUT)/engine.txt 2>&1
 	-$(GO) test -run '^$$' -bench '^BenchmarkIdle$$' -benchtime 1x -timeout 5m ./cmd/gitopsd > $(BENCH_OUT)/idle.txt 2>&1
+	-$(MAKE) --no-print-directory soak SOAK_OUT=$(BENCH_OUT)/soak.txt
 	$(GO) run ./tools/benchreport -machine -sizes $(BENCH_OUT)/sizes -ratios tools/benchreport/ratios.txt \
-		-md $(BENCH_OUT)/report.md -json $(BENCH_OUT)/report.json $(BENCH_OUT)/pure.txt $(BENCH_OUT)/engine.txt $(BENCH_OUT)/idle.txt
+		-md $(BENCH_OUT)/report.md -json $(BENCH_OUT)/report.json $(BENCH_OUT)/pure.txt $(BENCH_OUT)/engine.txt $(BENCH_OUT)/idle.txt $(BENCH_OUT)/soak.txt
 	@echo "report: $(BENCH_OUT)/report.md"
+
+# The soak: the binary under random commits, hand-stopped containers and
+# snapshots for $(SOAK), sampling its memory, goroutines and open files
+# (BenchmarkSoak says how it judges a leak). make bench runs it for 30
+# minutes, CI for one.
+SOAK     ?= 30m
+SOAK_OUT ?=
+soak:
+	GITOPSD_BENCH_SOAK=$(SOAK) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkSoak$$' -benchtime 1x -timeout 60m ./cmd/gitopsd $(if $(SOAK_OUT),> $(SOAK_OUT) 2>&1)
 
 # Go's native fuzzing of the code that reads hostile input, one target after
 # another (-fuzz takes one target per package per run). FUZZ_TARGETS lists
