@@ -18,6 +18,10 @@
 //	write FILE CONTENT           write CONTENT to FILE: a lifecycle hook
 //	env [--exit N]               print the environment, then exit with N: a
 //	                             hook or probe that leaks what it was given
+//	proxy HOST:PORT              forward requests on :$PORT to every address
+//	                             of HOST in turn, skipping one that does not
+//	                             connect within $CONNECT_TIMEOUT (500ms): the
+//	                             demo's front, so its app rolls start-first
 package main
 
 import (
@@ -74,6 +78,8 @@ func main() {
 		err = os.WriteFile(args[0], []byte(args[1]), 0o644)
 	case "env":
 		err = printEnv(args)
+	case "proxy":
+		err = proxyMain(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
