@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gitopsd/gitopsd/internal/store"
+	"github.com/gitopsd/gitopsd/internal/testenv"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -141,11 +142,7 @@ const (
 
 func promtool(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatal("promtool is missing: install Debian's prometheus package (.ci/run does)")
-	}
-	return p
+	return testenv.NeedTool(t, "promtool", "prometheus")
 }
 
 // exposedNames are the metric families gitopsd serves once every recorder

@@ -38,9 +38,7 @@ const TestEmail = "test@gitopsd.invalid"
 // NewSSHKey generates an ed25519 key without passphrase with ssh-keygen.
 func NewSSHKey(t testing.TB) *SigningKey {
 	t.Helper()
-	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Fatalf("ssh-keygen not found (install openssh-client): %v", err)
-	}
+	NeedTool(t, "ssh-keygen", "openssh-client")
 	path := filepath.Join(t.TempDir(), "id_ed25519")
 	runTool(t, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", path)
 	pub, err := os.ReadFile(path + ".pub")
@@ -66,9 +64,7 @@ func NewSSHKey(t testing.TB) *SigningKey {
 func NewOpenPGPKey(t testing.TB) *SigningKey {
 	t.Helper()
 	for _, tool := range []string{"gpg", "gpgconf"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found (install gnupg): %v", tool, err)
-		}
+		NeedTool(t, tool, "gnupg")
 	}
 	home := shortTempDir(t)
 	k := &SigningKey{Kind: "openpgp", gnupgHome: home}

@@ -20,6 +20,8 @@ import (
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
 // testEntry is one entry of a tar built for a test, with its content.
@@ -225,9 +227,7 @@ func TestWriteVerifyOpen(t *testing.T) {
 // tar restore a snapshot without gitopsd.
 func TestPlainTools(t *testing.T) {
 	for _, tool := range []string{"bash", "zstd", "tar"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
+		testenv.NeedTool(t, tool, tool)
 	}
 	dir, _ := writeSnapshot(t, volume())
 	cmd := exec.Command("bash", "-o", "pipefail", "-c", "zstd -q -d -c "+ArchiveName+" | tar -t")
