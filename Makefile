@@ -4,30 +4,49 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: build cross package test test-alone test-engine-restart test-package lint bench soak fuzz demo demo-down clean
+.PHONY: build cross package test test-tools test-alone test-engine-restart test-package lint bench soak fuzz demo demo-down clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gitopsd ./cmd/gitopsd
 
-# The release targets of DESIGN.md: linux amd64, arm64 and arm/v7.
+# The release targets of DESIGN.md: linux amd64, arm64 and arm/v7, and
+# arm/v6 for the Raspberry Pi Zero and 1.
 cross:
 	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-amd64 ./cmd/gitopsd
 	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-arm64 ./cmd/gitopsd
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-armv7 ./cmd/gitopsd
+	GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-armv6 ./cmd/gitopsd
 
 # The whole suite, against the real Docker engine (GITOPSD_SKIP_DOCKER=1 skips
 # those tests on purpose). -p 2 matches the 2-core machines we run on.
 # Each fuzz target then runs for its budget of executions (make fuzz).
 # Under CI=true it then restarts dockerd under a running gitopsd, alone:
 # that test stops every container of the machine, so on a workstation it
-# runs only when asked (make test-engine-restart); and it runs the soak for
-# a minute, where a leak of goroutines or open files fails it.
+# runs only when asked (make test-engine-restart); it installs the .deb
+# (make test-package), and runs the soak for a minute, where a leak of
+# goroutines or open files fails it.
+# First, make test-tools: the tools the tests run (promtool, systemd-analyze,
+# zstd, ssh-keygen, gpg) are installed as root with apt-get; elsewhere each
+# missing one is named with its install command, and the tests needing it
+# skip (fail under CI=true). Every phase runs even when one before failed;
+# the failed phases are listed at the end, and make test fails.
 test:
-	$(GO) vet ./...
-	$(GO) test -count=1 -p 2 -timeout 14m ./...
-	$(MAKE) --no-print-directory fuzz
-	$(MAKE) --no-print-directory test-alone
-	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory test-engine-restart test-package soak SOAK=1m; fi
+	@failed=; \
+	$(MAKE) --no-print-directory test-tools || failed="$$failed test-tools"; \
+	$(GO) vet ./... || failed="$$failed vet"; \
+	$(GO) test -count=1 -p 2 -timeout 14m ./... || failed="$$failed go-test"; \
+	$(MAKE) --no-print-directory fuzz || failed="$$failed fuzz"; \
+	$(MAKE) --no-print-directory test-alone || failed="$$failed test-alone"; \
+	if [ "$$CI" = true ]; then \
+		$(MAKE) --no-print-directory test-engine-restart || failed="$$failed test-engine-restart"; \
+		$(MAKE) --no-print-directory test-package || failed="$$failed test-package"; \
+		$(MAKE) --no-print-directory soak SOAK=1m || failed="$$failed soak"; \
+	fi; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: ok"
+
+# Under CI=true lintian too, for test-package.
+test-tools:
+	@if [ "$$CI" = true ]; then scripts/test-tools.sh lintian:lintian; else scripts/test-tools.sh; fi
 
 # The tests whose must-show is a time bound run again on their own (they
 # skip in the parallel run above): beside the other packages' tests, a
@@ -39,27 +58,43 @@ test-alone:
 test-engine-restart:
 	GITOPSD_TEST_ENGINE_RESTART=1 $(GO) test -count=1 -timeout 5m -run '^TestEngineRestart$$' ./internal/daemon/
 
-# .deb and .rpm for amd64, arm64 and armv7 in dist/, with the unit, a
-# default config, completions, man pages and the monitoring files. nfpm is
-# built from the Go module proxy on first use.
+# .deb and .rpm in dist/, with the unit, a default config, completions,
+# gzipped man pages (gitopsd-run(1) carries the configuration reference of
+# internal/config/doc.go), copyright, changelog and the monitoring files.
+# Architectures: amd64, arm64, armv7 and armv6 (Raspberry Pi Zero and 1).
+# Debian has one 32-bit ARM architecture, armhf, for both: its .deb holds
+# the armv6 build, which runs on either (Raspberry Pi OS's armhf is armv6
+# too); the .rpm is built for each (armv6hl, armv7hl). The dates in pages
+# and changelog are the commit's (SOURCE_DATE_EPOCH), so a rebuild of a
+# commit gives the same files. nfpm is built from the Go module proxy on
+# first use.
 NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.0
 PKG_VERSION ?= 0.1.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+PKG_ARCHES  := amd64:deb,rpm arm64:deb,rpm arm7:rpm arm6:deb,rpm
+package: export SOURCE_DATE_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 package:
 	rm -rf dist/pkg && mkdir -p dist/pkg/completions dist/pkg/man
 	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/amd64/gitopsd ./cmd/gitopsd
 	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/arm64/gitopsd ./cmd/gitopsd
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/arm7/gitopsd ./cmd/gitopsd
+	GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/arm6/gitopsd ./cmd/gitopsd
 	dist/pkg/amd64/gitopsd completion bash > dist/pkg/completions/gitopsd.bash
 	dist/pkg/amd64/gitopsd completion zsh > dist/pkg/completions/_gitopsd
 	dist/pkg/amd64/gitopsd completion fish > dist/pkg/completions/gitopsd.fish
-	dist/pkg/amd64/gitopsd man dist/pkg/man
-	for arch in amd64 arm64 arm7; do cp dist/pkg/$$arch/gitopsd dist/pkg/gitopsd && for fmt in deb rpm; do \
+	dist/pkg/amd64/gitopsd man --config-doc internal/config/doc.go dist/pkg/man
+	gzip -9n dist/pkg/man/*.1
+	packaging/changelog.sh $(PKG_VERSION)-1 | gzip -9n > dist/pkg/changelog.gz
+	for a in $(PKG_ARCHES); do arch=$${a%%:*}; cp dist/pkg/$$arch/gitopsd dist/pkg/gitopsd && for fmt in $$(echo $${a#*:} | tr , ' '); do \
 		GITOPSD_ARCH=$$arch GITOPSD_VERSION=$(PKG_VERSION) $(NFPM) package -f packaging/nfpm.yaml -p $$fmt -t dist/ || exit 1; \
 	done; done
 
-# Installs the amd64 .deb on this machine and removes it again: CI only.
+# Checks the amd64 .deb with Debian's lintian (errors fail; warnings are
+# printed), then installs it on this machine, runs it as the unit would, and
+# removes it again: CI only.
 test-package: package
-	GITOPSD_TEST_PACKAGE=1 $(GO) test -count=1 -run '^TestDebInstallsAndRemoves$$' ./cmd/gitopsd/
+	@command -v lintian >/dev/null || { echo "test-package: lintian is missing: apt-get install lintian (scripts/test-tools.sh lintian:lintian)"; exit 1; }
+	lintian --fail-on error --tag-display-limit 0 dist/gitopsd_$(PKG_VERSION)-1_amd64.deb
+	GITOPSD_TEST_PACKAGE=1 GITOPSD_TEST_DEB=$(CURDIR)/dist/gitopsd_$(PKG_VERSION)-1_amd64.deb $(GO) test -count=1 -v -run '^TestDebInstallsAndRemoves$$' ./cmd/gitopsd/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
