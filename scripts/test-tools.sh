@@ -44,9 +44,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 for t in "${missing[@]}"; do
-  echo "test-tools: ${t%%:*} is missing: the tests that need it skip (install: sudo apt-get install ${t#*:})"
+  echo "test-tools: ${t%%:*} is missing: the tests that need it skip (Debian, Ubuntu: sudo apt-get install ${t#*:})"
 done
-echo "test-tools: to install them all: sudo apt-get install ${pkgs[*]}"
+echo "test-tools: to install them all (Debian, Ubuntu): sudo apt-get install ${pkgs[*]}"
 if [ "${CI:-}" = true ]; then
   echo "test-tools: CI=true runs every test: failing"
   exit 1
