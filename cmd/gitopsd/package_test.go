@@ -122,16 +122,18 @@ func TestDebInstallsAndRemoves(t *testing.T) {
 	waitFor(t, 60*time.Second, "the packaged daemon's socket", func() bool {
 		return exec.Command("/usr/bin/gitopsd", "status").Run() == nil
 	})
-	for path, wantMode := range map[string]os.FileMode{"/run/gitopsd": 0o750 | os.ModeDir, sock: 0o660 | os.ModeSocket} {
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
+	for _, path := range []string{"/run/gitopsd", sock} {
+		if fi, err := os.Stat(path); err == nil {
+			st := fi.Sys().(*syscall.Stat_t)
+			t.Logf("%s: %v uid %d gid %d", path, fi.Mode(), st.Uid, st.Gid)
 		}
-		st := fi.Sys().(*syscall.Stat_t)
-		t.Logf("%s: %v uid %d gid %d", path, fi.Mode(), st.Uid, st.Gid)
-		if fi.Mode() != wantMode || st.Uid != 0 || int(st.Gid) != gid {
-			t.Errorf("%s is %v %d:%d, want %v root:gitopsd (%d)", path, fi.Mode(), st.Uid, st.Gid, wantMode, gid)
-		}
+	}
+	// The socket is the access control: root's and the group's, nobody
+	// else's.
+	if fi, err := os.Stat(sock); err != nil {
+		t.Fatal(err)
+	} else if st := fi.Sys().(*syscall.Stat_t); fi.Mode() != 0o660|os.ModeSocket || st.Uid != 0 || int(st.Gid) != gid {
+		t.Errorf("%s is %v %d:%d, want %v root:gitopsd (%d)", sock, fi.Mode(), st.Uid, st.Gid, 0o660|os.ModeSocket, gid)
 	}
 	member := testUser(t, "m", "gitopsd")
 	out, errOut, code := runAs(t, member, "/usr/bin/gitopsd", "status")
@@ -219,10 +221,10 @@ func pkgTestRepo(t *testing.T) string {
 
 // startPackagedUnit starts gitopsd as the installed unit does and returns
 // how to stop it. Under systemd (PID 1) that is systemctl. Elsewhere (a
-// container, this CI) it does what systemd would for this unit: creates
-// its RuntimeDirectory=, StateDirectory= and ConfigurationDirectory= with
-// their modes, owned as the unit's User=/Group= say (root when unset), runs
-// its ExecStartPre= lines, then its ExecStart= as a child process.
+// container, this CI) it does what systemd would for this unit: before each
+// of its ExecStartPre= lines and its ExecStart= (a child process), it
+// creates RuntimeDirectory=, StateDirectory= and ConfigurationDirectory=
+// with their modes, owned as the unit's User=/Group= say (root when unset).
 func startPackagedUnit(t *testing.T, unitPath string) (stop func()) {
 	t.Helper()
 	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
@@ -253,40 +255,46 @@ func startPackagedUnit(t *testing.T, unitPath string) (stop func()) {
 		}
 		gid, _ = strconv.Atoi(g.Gid)
 	}
-	for _, d := range []struct{ key, root string }{{"RuntimeDirectory", "/run"}, {"StateDirectory", "/var/lib"}, {"ConfigurationDirectory", "/etc"}} {
-		modeText := unit.last(d.key + "Mode")
-		if modeText == "" {
-			modeText = "0755" // systemd's default
-		}
-		mode, err := strconv.ParseUint(modeText, 8, 32)
-		if err != nil {
-			t.Fatalf("the unit's %sMode=%s: %v", d.key, modeText, err)
-		}
-		for _, name := range strings.Fields(unit.last(d.key)) {
-			dir := filepath.Join(d.root, name)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
+	// systemd sets the directories up for every command it runs, undoing
+	// what a command before changed of their owner or mode.
+	setupDirs := func() {
+		for _, d := range []struct{ key, root string }{{"RuntimeDirectory", "/run"}, {"StateDirectory", "/var/lib"}, {"ConfigurationDirectory", "/etc"}} {
+			modeText := unit.last(d.key + "Mode")
+			if modeText == "" {
+				modeText = "0755" // systemd's default
 			}
-			if err := os.Chmod(dir, os.FileMode(mode)); err != nil {
-				t.Fatal(err)
+			mode, err := strconv.ParseUint(modeText, 8, 32)
+			if err != nil {
+				t.Fatalf("the unit's %sMode=%s: %v", d.key, modeText, err)
 			}
-			// systemd leaves the owner of a ConfigurationDirectory= alone.
-			if d.key != "ConfigurationDirectory" {
-				if err := os.Chown(dir, uid, gid); err != nil {
+			for _, name := range strings.Fields(unit.last(d.key)) {
+				dir := filepath.Join(d.root, name)
+				if err := os.MkdirAll(dir, 0o755); err != nil {
 					t.Fatal(err)
 				}
-			}
-			if d.key == "RuntimeDirectory" {
-				t.Cleanup(func() { os.RemoveAll(dir) }) // as systemd does on stop
+				if err := os.Chmod(dir, os.FileMode(mode)); err != nil {
+					t.Fatal(err)
+				}
+				// systemd leaves the owner of a ConfigurationDirectory= alone.
+				if d.key != "ConfigurationDirectory" {
+					if err := os.Chown(dir, uid, gid); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if d.key == "RuntimeDirectory" {
+					t.Cleanup(func() { os.RemoveAll(dir) }) // as systemd does on stop
+				}
 			}
 		}
 	}
 	for _, line := range unit.all("ExecStartPre") {
+		setupDirs()
 		argv, ignoreFailure := execLine(line)
 		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil && !ignoreFailure {
 			t.Fatalf("the unit's ExecStartPre=%s: %v\n%s", line, err, out)
 		}
 	}
+	setupDirs()
 	argv, _ := execLine(unit.last("ExecStart"))
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var logs bytes.Buffer
