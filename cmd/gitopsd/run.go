@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,16 +16,20 @@ import (
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var lo logOptions
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (systemd's ExecStart)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(os.Stderr, lo)
+			if err != nil {
+				return err
+			}
 			cfg, err := loadConfig(g)
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			metrics.Version = version
@@ -42,6 +45,9 @@ func newRunCmd(g *globals) *cobra.Command {
 			return d.Run(ctx, nil)
 		},
 	}
+	cmd.Flags().StringVar(&lo.level, "log-level", "info", "least important level logged: debug, info, warn or error")
+	cmd.Flags().StringVar(&lo.format, "log-format", "", "json or text (default: text with journald priorities under systemd, else json)")
+	return cmd
 }
 
 // loadConfig finds the config as `run` does: --config, $GITOPSD_CONFIG, or

@@ -18,6 +18,8 @@ import (
 
 	"github.com/nicholas-fedor/shoutrrr"
 	"github.com/nicholas-fedor/shoutrrr/pkg/router"
+
+	"github.com/gitopsd/gitopsd/internal/secrets"
 )
 
 // Events.
@@ -78,7 +80,7 @@ func New(ctx context.Context, url string, urls []string, host string, log *slog.
 func Check(urls []string) (*router.ServiceRouter, error) {
 	for i, u := range urls {
 		if _, err := shoutrrr.CreateSender(u); err != nil {
-			return nil, fmt.Errorf("notify.urls[%d]: %w", i, err)
+			return nil, fmt.Errorf("notify.urls[%d] (%s): %s", i, secrets.RedactURL(u), secrets.RedactURLs(err.Error()))
 		}
 	}
 	return shoutrrr.CreateSender(urls...)
@@ -116,14 +118,15 @@ func (n *Notifier) run(ctx context.Context) {
 		case e := <-n.queue:
 			if n.url != "" {
 				if err := n.post(ctx, e); err != nil {
-					n.log.Warn("notification not delivered", "to", "webhook", "event", e.Event, "stack", e.Stack, "err", err)
+					n.log.Warn("notification not delivered", "to", secrets.RedactURL(n.url), "event", e.Event, "stack", e.Stack, "err", secrets.RedactURLs(err.Error()))
 				}
 			}
 			if n.chat != nil {
 				msg := fmt.Sprintf("gitopsd on %s: %s, stack %s: %s", e.Host, strings.ReplaceAll(e.Event, "_", " "), e.Stack, e.Detail)
 				for _, err := range n.chat.Send(msg, nil) {
 					if err != nil {
-						n.log.Warn("notification not delivered", "to", "shoutrrr", "event", e.Event, "stack", e.Stack, "err", err)
+						// shoutrrr's errors quote the service URL, token and all.
+						n.log.Warn("notification not delivered", "to", "shoutrrr", "event", e.Event, "stack", e.Stack, "err", secrets.RedactURLs(err.Error()))
 					}
 				}
 			}
