@@ -71,21 +71,71 @@ func (c *Client) BackupRestore(ctx context.Context, stack, volume string, snapsh
 
 // Drift lists open drifts and up to limit recently closed ones.
 func (c *Client) Drift(ctx context.Context, limit int) ([]Drift, error) {
+	return c.DriftOf(ctx, "", limit)
+}
+
+// DriftOf is Drift of one stack ("" for all); the daemon refuses an
+// unknown one.
+func (c *Client) DriftOf(ctx context.Context, stack string, limit int) ([]Drift, error) {
 	var ds []Drift
-	err := c.do(ctx, http.MethodGet, "/v1/drift", url.Values{"limit": {strconv.Itoa(limit)}}, &ds)
-	return ds, err
+	err := c.do(ctx, http.MethodGet, "/v1/drift", url.Values{"stack": {stack}, "limit": {strconv.Itoa(limit)}}, &ds)
+	if err != nil || stack == "" {
+		return ds, err
+	}
+	// The daemon checks the name; the list is filtered here, so an older
+	// daemon that lists every stack's drift gives the same answer.
+	out := []Drift{}
+	for _, d := range ds {
+		if d.Stack == stack {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // Sync asks for a reconcile; with retry it also retries a revision that
-// failed its health gate, with wait it returns the reconcile's error.
+// failed its health gate, with wait it returns the reconcile's error (and
+// says which stacks it left held).
 func (c *Client) Sync(ctx context.Context, stack string, retry, wait bool) error {
+	_, err := c.SyncResult(ctx, stack, retry, wait)
+	return err
+}
+
+// SyncResult is Sync with the daemon's answer: the stacks left held are
+// listed in it (and, after a wait, named by the error).
+func (c *Client) SyncResult(ctx context.Context, stack string, retry, wait bool) (SyncResult, error) {
 	q := url.Values{"stack": {stack}, "wait": {strconv.FormatBool(wait)}}
 	if retry {
 		// Only when asked: a daemon from before --retry answers a request
 		// without it as it always did.
 		q.Set("retry", "true")
 	}
-	return c.act(ctx, "/v1/sync", q)
+	var res SyncResult
+	if err := c.do(ctx, http.MethodPost, "/v1/sync", q, &res); err != nil {
+		return res, err
+	}
+	res.Stack, res.Waited = stack, wait
+	if res.Held == nil {
+		res.Held = []HeldStack{}
+	}
+	if res.Error != "" {
+		return res, errors.New(res.Error)
+	}
+	return res, nil
+}
+
+// StackNames lists the stacks the daemon knows.
+func (c *Client) StackNames(ctx context.Context) ([]string, error) {
+	var res StackNames
+	err := c.do(ctx, http.MethodGet, "/v1/stacks", nil, &res)
+	return res.Stacks, err
+}
+
+// Version asks the daemon for its version.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	var res VersionInfo
+	err := c.do(ctx, http.MethodGet, "/v1/version", nil, &res)
+	return res.Daemon, err
 }
 
 // Rollback returns a stack to a revision ("" for its last healthy one) and

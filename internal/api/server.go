@@ -105,7 +105,9 @@ func Listen(path string, backend Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("POST /v1/unpin", s.unpin)
 	mux.HandleFunc("POST /v1/state/backup", s.stateBackup)
 	mux.HandleFunc("POST /v1/state/adopt", s.stateAdopt)
-	s.http = &http.Server{Handler: onlyOwnerChanges(mux), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeer}
+	mux.HandleFunc("GET /v1/stacks", s.stackNames)
+	mux.HandleFunc("GET /v1/version", s.version)
+	s.http = &http.Server{Handler: onlyOwnerChanges(knownStacks(backend, mux)), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeer}
 	return s, nil
 }
 
@@ -213,11 +215,39 @@ func (s *Server) stateAdopt(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func(_ url.Values, wait bool) error { return s.backend.StateAdopt(r.Context(), wait) })
 }
 
+func (s *Server) stackNames(w http.ResponseWriter, r *http.Request) {
+	namer, ok := s.backend.(StackNamer)
+	if !ok {
+		s.reply(w, StackNames{Stacks: []string{}}, nil)
+		return
+	}
+	names, err := namer.StackNames(r.Context())
+	if names == nil {
+		names = []string{}
+	}
+	s.reply(w, StackNames{Stacks: names}, err)
+}
+
+func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
+	v := ""
+	if vb, ok := s.backend.(Versioner); ok {
+		v = vb.Version()
+	}
+	s.reply(w, VersionInfo{Daemon: v}, nil)
+}
+
 // act runs a request that changes something and answers a SyncResult.
 func (s *Server) act(w http.ResponseWriter, r *http.Request, do func(url.Values, bool) error) {
 	q := r.URL.Query()
 	err := do(q, flag(q, "wait"))
-	res := SyncResult{Queued: true}
+	res := SyncResult{Queued: true, Held: []HeldStack{}}
+	var held *HeldError
+	if errors.As(err, &held) {
+		res.Held = held.Stacks
+		if held.Queued && err == error(held) {
+			err = nil // a note: the sync is queued, its outcome unknown
+		}
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		// The request was served: the reconcile ran and failed.
 		res.Error = err.Error()
@@ -241,13 +271,18 @@ func (s *Server) reply(w http.ResponseWriter, v any, err error) {
 		if errors.Is(err, ErrNotFound) {
 			code = http.StatusNotFound
 		}
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error()})
+		writeError(w, code, err.Error())
 		return
 	}
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		s.log.Warn("api: write reply", "err", err)
 	}
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: msg})
 }
 
 // SocketGroup is the group the socket is given to (mode 0660) when it

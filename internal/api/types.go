@@ -166,10 +166,38 @@ type Diff struct {
 	Error         string   `json:"error"`
 }
 
-// SyncResult answers a sync request.
+// SyncResult answers a request that changes something, and is
+// `sync --json` (with Stack and Waited filled in by the client). Held lists
+// the stacks a sync left held (their revision failed its health gate; only
+// `sync --retry` tries it again); Error then says so too.
 type SyncResult struct {
-	Queued bool   `json:"queued"`
-	Error  string `json:"error"`
+	Stack  string      `json:"stack"`
+	Queued bool        `json:"queued"`
+	Waited bool        `json:"waited"`
+	Error  string      `json:"error"`
+	Held   []HeldStack `json:"held"`
+}
+
+// HeldStack is a stack a sync left on its revision: Revision (the one it
+// was to run) failed its health gate, for Reason.
+type HeldStack struct {
+	Stack    string `json:"stack"`
+	Revision string `json:"revision"`
+	Reason   string `json:"reason"`
+}
+
+// StackNames is the answer of /v1/stacks: the stacks the daemon knows
+// (for shell completion and the clients' checks).
+type StackNames struct {
+	Stacks []string `json:"stacks"`
+}
+
+// VersionInfo is `gitopsd version --json`: the client's version, and the
+// daemon's when it answered (else DaemonError says why not).
+type VersionInfo struct {
+	Client      string `json:"client"`
+	Daemon      string `json:"daemon"`
+	DaemonError string `json:"daemon_error,omitempty"`
 }
 
 // errorBody is the body of every non-2xx answer.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,7 +14,8 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/engine"
-	"github.com/gitopsd/gitopsd/internal/source"
+	"github.com/gitopsd/gitopsd/internal/metrics"
+	"github.com/gitopsd/gitopsd/internal/secrets"
 	"github.com/gitopsd/gitopsd/internal/store"
 	"github.com/gitopsd/gitopsd/internal/sync"
 	"github.com/gitopsd/gitopsd/internal/webhook"
@@ -31,7 +33,7 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 	st := api.Status{
 		Host: d.host.Name, Hold: d.holdReason(),
 		Source: api.SourceStatus{
-			URL: source.Redact(d.cfg.Source.URL), Branch: d.cfg.Source.Branch,
+			URL: secrets.RedactURL(d.cfg.Source.URL), Branch: d.cfg.Source.Branch,
 			Head: src.Head, FetchedAt: rfc3339(src.FetchedAt), Error: src.Error,
 		},
 		Stacks: []api.StackStatus{},
@@ -234,14 +236,88 @@ func fillDiff(diff api.Diff, plan sync.Plan) api.Diff {
 
 // Sync queues a reconcile; with retry it also retries a revision that
 // failed its health gate (which polls and plain syncs leave held). With
-// wait it returns its result.
+// wait it returns its result. Stacks it leaves held come back as an
+// *api.HeldError: after a wait that is a failure (the stack does not run
+// what it should), before one (Queued) a note, since a new commit may
+// still release them.
 func (d *Daemon) Sync(ctx context.Context, stackName string, retry, wait bool) error {
 	trigger := sync.TriggerManual
 	if retry {
 		trigger = sync.TriggerRetry
 	}
-	return d.queue(ctx, request{trigger: trigger, stack: stackName}, wait)
+	err := d.queue(ctx, request{trigger: trigger, stack: stackName}, wait)
+	if retry || (err != nil && !wait) {
+		return err
+	}
+	left, herr := d.heldStacksOf(ctx, stackName)
+	if herr != nil || len(left) == 0 {
+		return err
+	}
+	he := &api.HeldError{Stacks: left, Queued: !wait}
+	if err == nil {
+		return he
+	}
+	return errors.Join(err, he)
 }
+
+// heldStacksOf lists the stacks (one, or all) held on a revision that
+// failed its health gate, with the reason the record gives.
+func (d *Daemon) heldStacksOf(ctx context.Context, only string) ([]api.HeldStack, error) {
+	states, err := d.store.Stacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.HeldStack
+	for _, s := range states {
+		if (only != "" && s.Name != only) || !held(s) {
+			continue
+		}
+		reason := s.Error
+		if reason == "" {
+			if ds, err := d.store.Deployments(ctx, s.Name, 1); err == nil && len(ds) > 0 {
+				reason = ds[0].Error
+			}
+		}
+		out = append(out, api.HeldStack{Stack: s.Name, Revision: s.FailedRevision, Reason: oneLine(reason)})
+	}
+	return out, nil
+}
+
+// oneLine is the first line of a message, for a reason quoted in another.
+func oneLine(s string) string {
+	first, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return first
+}
+
+// StackNames lists the stacks this daemon knows: those of the revision it
+// last loaded that target this host (valid or not), and those in its
+// record, which keeps a stack removed from the repository for history.
+func (d *Daemon) StackNames(ctx context.Context) ([]string, error) {
+	states, err := d.store.Stacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, s := range states {
+		seen[s.Name] = true
+	}
+	d.mu.Lock()
+	dir := d.checkout
+	d.mu.Unlock()
+	if dir != "" {
+		res := d.stacks.LoadAll(ctx, dir, d.host)
+		for _, st := range res.Stacks {
+			seen[st.Name] = true
+		}
+		for name := range res.Invalid {
+			seen[name] = true
+		}
+	}
+	return sortedKeys(seen), nil
+}
+
+// Version is the daemon's build version (as /metrics' build_info says).
+func (d *Daemon) Version() string { return metrics.Version }
 
 // Rollback queues an operator's rollback of a stack (to "" = the last
 // healthy revision) and its pin.

@@ -1,0 +1,176 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+)
+
+// StackNamer is a Backend that knows which stack names exist: those of
+// the current head for this host, and those in its record (a stack removed
+// from the repository is still known to history). The server refuses a
+// request naming any other stack, so a misspelled name is an error, not an
+// empty answer or a queued no-op.
+type StackNamer interface {
+	StackNames(ctx context.Context) ([]string, error)
+}
+
+// Versioner is a Backend that tells its version.
+type Versioner interface {
+	Version() string
+}
+
+// UnknownStackError is the answer to a request naming a stack the daemon
+// does not know; Suggestions are the nearest known names.
+type UnknownStackError struct {
+	Stack       string
+	Suggestions []string
+	Known       int // how many stacks the daemon knows
+}
+
+func (e *UnknownStackError) Error() string {
+	msg := fmt.Sprintf("unknown stack %q", e.Stack)
+	switch {
+	case len(e.Suggestions) > 0:
+		msg += "; did you mean " + strings.Join(e.Suggestions, ", ") + "?"
+	case e.Known == 0:
+		msg += "; this host has no stacks yet (see gitopsd status)"
+	default:
+		msg += "; gitopsd status lists the known stacks"
+	}
+	return msg
+}
+
+func (e *UnknownStackError) Unwrap() error { return ErrNotFound }
+
+// CheckStack returns an *UnknownStackError when name is not among known.
+func CheckStack(name string, known []string) error {
+	for _, k := range known {
+		if k == name {
+			return nil
+		}
+	}
+	return &UnknownStackError{Stack: name, Suggestions: Suggest(name, known), Known: len(known)}
+}
+
+// Suggest returns the known names nearest to name, nearest first: those
+// within an edit distance of 2 (a third of the name's length for long
+// ones), and those that start with it or it starts with, as cobra
+// suggests commands. With few known names and no near one, it names them
+// all, so the user sees what there is.
+func Suggest(name string, known []string) []string {
+	type cand struct {
+		name string
+		d    int
+	}
+	limit := max(2, len(name)/3)
+	var cs []cand
+	for _, k := range known {
+		d := levenshtein(strings.ToLower(name), strings.ToLower(k))
+		if d <= limit || (len(name) >= 2 && (strings.HasPrefix(k, name) || strings.HasPrefix(name, k))) {
+			cs = append(cs, cand{k, d})
+		}
+	}
+	if len(cs) == 0 && len(known) <= 5 {
+		for _, k := range known {
+			cs = append(cs, cand{k, levenshtein(name, k)})
+		}
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].d != cs[j].d {
+			return cs[i].d < cs[j].d
+		}
+		return cs[i].name < cs[j].name
+	})
+	out := []string{}
+	for i, c := range cs {
+		if i == 5 {
+			break
+		}
+		out = append(out, c.name)
+	}
+	return out
+}
+
+func levenshtein(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// knownStacks refuses, before any handler runs, a request whose stack
+// parameter names a stack the backend does not know: every command that
+// names a stack gets the same answer (404, the name and the nearest ones).
+func knownStacks(b Backend, next http.Handler) http.Handler {
+	namer, ok := b.(StackNamer)
+	if !ok {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("stack")
+		if name == "" || r.URL.Path == "/v1/stacks" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		known, err := namer.StackNames(r.Context())
+		if err == nil {
+			err = CheckStack(name, known)
+		}
+		if err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, ErrNotFound) {
+				code = http.StatusNotFound
+			}
+			writeError(w, code, err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// HeldError says that stacks a sync covered stay held: the revision they
+// are to run failed its health gate, and only `sync --retry` (or a new
+// commit to the stack) tries it again. The sync itself was done (or queued).
+type HeldError struct {
+	Stacks []HeldStack
+	// Queued: the sync was only queued, so this is a note, not a failure
+	// (a new commit to the stack may still release it).
+	Queued bool
+}
+
+func (e *HeldError) Error() string {
+	var parts []string
+	for _, s := range e.Stacks {
+		p := fmt.Sprintf("stack %s is held: revision %s failed its health gate", s.Stack, shortRev(s.Revision))
+		if s.Reason != "" {
+			p += " (" + s.Reason + ")"
+		}
+		parts = append(parts, p+"; `gitopsd sync "+s.Stack+" --retry` tries it again")
+	}
+	return strings.Join(parts, "\n")
+}
+
+func shortRev(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
