@@ -19,6 +19,7 @@ import (
 func queryCommand[T any](g *globals, cmd *cobra.Command, query func(context.Context, *api.Client, string) (T, error), print func(io.Writer, T) error) *cobra.Command {
 	var asJSON bool
 	cmd.Args = args(cobra.MaximumNArgs(1))
+	cmd.ValidArgsFunction = completeStacks(g, 1)
 	cmd.RunE = func(cmd *cobra.Command, a []string) error {
 		return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
 			v, err := query(ctx, c, first(a))
@@ -36,7 +37,21 @@ func queryCommand[T any](g *globals, cmd *cobra.Command, query func(context.Cont
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	return queryCommand(g, &cobra.Command{Use: "status [STACK]", Short: "Show stacks: revision, sync, health, services"},
+	return queryCommand(g, &cobra.Command{Use: "status [STACK]", Short: "Show stacks: revision, sync, health, services",
+		Long: `Show what the daemon knows of every stack of this host (or of STACK): the revision it runs
+and whether it is pinned (by rollback) or held (its new revision failed its health gate), how
+far the branch is ahead of it, its sync state (Synced, OutOfSync, Progressing, Invalid, Failed),
+its health (Healthy, Progressing, Degraded, Unknown), its services' healthy replicas, open
+drift, and the last error.
+
+The first line names the source, its branch head, and how long ago it was fetched: status
+shows the daemon's view as of that fetch (gitopsd sync fetches now).
+
+A STACK the daemon does not know (not in the head for this host, nor in its record) is an
+error (exit 1) naming the nearest known stacks.`,
+		Example: `  gitopsd status
+  gitopsd status web
+  gitopsd status --json | jq '.stacks[] | select(.sync != "Synced") | .name'`},
 		func(ctx context.Context, c *api.Client, stack string) (api.Status, error) {
 			return c.Status(ctx, stack)
 		},
@@ -47,7 +62,7 @@ func printStatus(w io.Writer, st api.Status) error {
 	head := st.Source.Head
 	fmt.Fprintf(w, "host %s  source %s@%s  head %s", st.Host, st.Source.URL, st.Source.Branch, short(head))
 	if st.Source.FetchedAt != "" {
-		fmt.Fprintf(w, "  fetched %s", st.Source.FetchedAt)
+		fmt.Fprintf(w, "  fetched %s", fetchedAgo(st.Source.FetchedAt))
 	}
 	fmt.Fprintln(w)
 	if st.Source.Error != "" {
@@ -105,6 +120,15 @@ func branchNote(s api.StackStatus, head string) string {
 	return ""
 }
 
+// fetchedAgo is an RFC 3339 time with how long ago it was.
+func fetchedAgo(at string) string {
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return at
+	}
+	return at + " (" + ago(t, time.Now()) + ")"
+}
+
 func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
@@ -114,7 +138,18 @@ func plural(n int, what string) string {
 
 func newHistoryCmd(g *globals) *cobra.Command {
 	var limit int
-	cmd := queryCommand(g, &cobra.Command{Use: "history [STACK]", Short: "List deployments (when, trigger, from, to, outcome, error) with their steps"},
+	cmd := queryCommand(g, &cobra.Command{Use: "history [STACK]", Short: "List deployments (when, trigger, from, to, outcome, error) with their steps",
+		Long: `List deployments, newest first: each with its id, stack, outcome (succeeded, failed,
+rolled_back, running), the revisions it went from and to, its trigger (poll, webhook,
+manual, retry, heal, rollback) and start time; its error; and its steps (action,
+service#replica, container, how long it took, detail, error). History is where to read
+why a roll failed: nothing is cut short.
+
+A stack removed from the repository keeps its history. A STACK the daemon does not know
+is an error (exit 1) naming the nearest known stacks.`,
+		Example: `  gitopsd history
+  gitopsd history web --limit 5
+  gitopsd history web --json | jq '.[0].steps'`},
 		func(ctx context.Context, c *api.Client, stack string) ([]api.Deployment, error) {
 			return c.History(ctx, stack, limit)
 		},
@@ -176,19 +211,19 @@ func stepTarget(s api.Step) string {
 
 func newDriftCmd(g *globals) *cobra.Command {
 	var limit int
-	cmd := queryCommand(g, &cobra.Command{Use: "drift [STACK]", Short: "List open drifts and recently closed ones (kind, service, container, since, how closed)"},
+	cmd := queryCommand(g, &cobra.Command{Use: "drift [STACK]", Short: "List open drifts and recently closed ones (kind, service, container, since, how closed)",
+		Long: `List drift: differences between what runs and what the stack's revision says that
+appeared without a deploy (a container stopped, removed, changed or added by hand; an image
+tag moved). Open drifts come first, then the most recently closed ones with how they
+closed (healed, resolved, superseded). A stack's x-gitopsd.drift policy says whether drift
+is healed or only reported.
+
+A STACK the daemon does not know is an error (exit 1) naming the nearest known stacks.`,
+		Example: `  gitopsd drift
+  gitopsd drift web --limit 10
+  gitopsd drift --json | jq '[.[] | select(.closed_at == "")] | length'`},
 		func(ctx context.Context, c *api.Client, stack string) ([]api.Drift, error) {
-			ds, err := c.Drift(ctx, limit)
-			if err != nil || stack == "" {
-				return ds, err
-			}
-			out := []api.Drift{}
-			for _, d := range ds {
-				if d.Stack == stack {
-					out = append(out, d)
-				}
-			}
-			return out, nil
+			return c.DriftOf(ctx, stack, limit)
 		},
 		printDrift)
 	cmd.Flags().IntVar(&limit, "limit", 50, "most closed drifts to list besides the open ones")
@@ -226,44 +261,152 @@ func dash(s string) string {
 }
 
 func newDiffCmd(g *globals) *cobra.Command {
-	return queryCommand(g, &cobra.Command{Use: "diff [STACK]", Short: "Show what a sync would change, without changing it"},
-		func(ctx context.Context, c *api.Client, stack string) ([]api.Diff, error) { return c.Diff(ctx, stack) },
-		func(w io.Writer, ds []api.Diff) error {
-			for _, d := range ds {
-				switch {
-				case d.Error != "":
-					fmt.Fprintf(w, "%s: error: %s\n", d.Stack, d.Error)
-				case len(d.Actions) == 0:
-					fmt.Fprintf(w, "%s: in sync\n", d.Stack)
-				default:
-					fmt.Fprintf(w, "%s:\n", d.Stack)
-					for _, act := range d.Actions {
-						fmt.Fprintf(w, "  %s\n", act)
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "diff [STACK]",
+		Short: "Show what a sync would change, without changing it (exit 1 if it would change something)",
+		Long: `Plan every stack of this host (or STACK) against the containers that run, and print
+the actions a sync would take (create, recreate, remove, start, ...), without taking them.
+Images are not pulled.
+
+The plan is made from the revision the daemon last fetched; the first line says which and
+how long ago. Run gitopsd sync to fetch now (a local repository is watched, and fetched at
+every push).
+
+Exit status, as git diff --exit-code: 0 when nothing would change, 1 when something would
+(or a stack does not load), 2 on a usage error.`,
+		Example: `  gitopsd diff
+  gitopsd diff web && echo "web is in sync"
+  gitopsd diff --json | jq '.[] | select(.actions | length > 0) | .stack'`,
+		Args:              args(cobra.MaximumNArgs(1)),
+		ValidArgsFunction: completeStacks(g, 1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
+				ds, err := c.Diff(ctx, first(a))
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if asJSON {
+					if err := writeJSON(w, ds); err != nil {
+						return err
+					}
+				} else {
+					// How old the view is: a commit pushed since the last
+					// fetch is not in it.
+					if st, err := c.Status(ctx, first(a)); err == nil && st.Source.FetchedAt != "" {
+						fmt.Fprintf(w, "as of fetch %s, head %s\n", fetchedAgo(st.Source.FetchedAt), short(st.Source.Head))
+					}
+					printDiff(w, ds)
+				}
+				for _, d := range ds {
+					if d.Error != "" || len(d.Actions) > 0 {
+						return exitError{code: 1}
 					}
 				}
-				for _, v := range d.OrphanVolumes {
-					fmt.Fprintf(w, "  volume %s is no longer declared (kept)\n", v)
-				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the documented JSON")
+	return cmd
+}
+
+func printDiff(w io.Writer, ds []api.Diff) {
+	for _, d := range ds {
+		switch {
+		case d.Error != "":
+			fmt.Fprintf(w, "%s: error: %s\n", d.Stack, d.Error)
+		case len(d.Actions) == 0:
+			fmt.Fprintf(w, "%s: in sync\n", d.Stack)
+		default:
+			fmt.Fprintf(w, "%s:\n", d.Stack)
+			for _, act := range d.Actions {
+				fmt.Fprintf(w, "  %s\n", act)
 			}
-			return nil
-		})
+		}
+		for _, v := range d.OrphanVolumes {
+			fmt.Fprintf(w, "  volume %s is no longer declared (kept)\n", v)
+		}
+	}
 }
 
 func newSyncCmd(g *globals) *cobra.Command {
-	var retry bool
-	cmd := actionCommand(g, &cobra.Command{Use: "sync [STACK]", Short: "Reconcile now (--retry: also retry a revision that failed its health gate)", Args: args(cobra.MaximumNArgs(1))},
-		"synced", "sync queued",
-		func(ctx context.Context, c *api.Client, a []string, wait bool) error {
-			return c.Sync(ctx, first(a), retry, wait)
-		})
+	var retry, wait, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "sync [STACK]",
+		Short: "Reconcile now (--retry: also retry a revision that failed its health gate)",
+		Long: `Fetch the source now and converge every stack of this host (or STACK) to the branch head,
+as a poll would. Without --wait the request is queued and sync returns at once.
+
+A stack whose new revision failed its health gate is held: it stays on its last healthy
+revision, and polls and a plain sync leave it there until a commit changes the stack.
+sync says so: with --wait a held stack is a failure (exit 1) naming it and why; without,
+a note on stderr. --retry tries the failed revision again.
+
+Exit status: 0 done (or queued); 1 the sync failed, or left a stack held (--wait), or STACK
+is unknown (the error names the nearest known stacks); 2 usage.`,
+		Example: `  gitopsd sync
+  gitopsd sync web --wait
+  gitopsd sync web --retry --wait
+  gitopsd sync --wait --json`,
+		Args:              args(cobra.MaximumNArgs(1)),
+		ValidArgsFunction: completeStacks(g, 1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
+				res, err := c.SyncResult(ctx, first(a), retry, wait)
+				if asJSON && (err == nil || res.Error != "") {
+					// The daemon answered: the document says how it went.
+					res.Stack, res.Waited = first(a), wait
+					if res.Held == nil {
+						res.Held = []api.HeldStack{}
+					}
+					if werr := writeJSON(cmd.OutOrStdout(), res); werr != nil {
+						return werr
+					}
+					if err != nil {
+						return exitError{code: 1}
+					}
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if wait {
+					fmt.Fprintln(cmd.OutOrStdout(), "synced")
+				} else {
+					fmt.Fprintln(cmd.OutOrStdout(), "sync queued")
+					if len(res.Held) > 0 {
+						fmt.Fprintln(cmd.ErrOrStderr(), "note:", (&api.HeldError{Stacks: res.Held}).Error())
+					}
+				}
+				return nil
+			})
+		},
+	}
 	cmd.Flags().BoolVar(&retry, "retry", false, "also retry a revision that failed its health gate (else held until the branch moves)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until it has finished; exit 1 if it failed or left a stack held")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON: {stack, queued, waited, error, held: [{stack, revision, reason}]}")
 	return cmd
 }
 
 func newRollbackCmd(g *globals) *cobra.Command {
 	var to string
 	var withData bool
-	cmd := actionCommand(g, &cobra.Command{Use: "rollback STACK", Short: "Return a stack to its last healthy revision (or --to REV) and pin it there", Args: args(cobra.ExactArgs(1))},
+	cmd := actionCommand(g, &cobra.Command{Use: "rollback STACK", Short: "Return a stack to its last healthy revision (or --to REV) and pin it there", Args: args(cobra.ExactArgs(1)),
+		Long: `Roll STACK back to the revision it ran healthily before its current one (or to --to REV,
+a full or abbreviated commit), through the same health-gated roll as a deploy, and pin it
+there: polls and syncs leave a pinned stack alone until gitopsd unpin STACK.
+
+--with-data also puts back the snapshots of its volumes taken before the deploy that is
+rolled back (x-gitopsd.backup.before_deploy).
+
+Without --wait the rollback is queued. An unknown STACK is an error (exit 1) naming the
+nearest known stacks.`,
+		ValidArgsFunction: completeStacks(g, 1),
+		Example: `  gitopsd rollback web --wait
+  gitopsd rollback web --to 3f2a9c1 --wait
+  gitopsd rollback db --with-data --wait`},
 		"rolled back and pinned", "rollback queued",
 		func(ctx context.Context, c *api.Client, a []string, wait bool) error {
 			return c.Rollback(ctx, a[0], to, withData, wait)
@@ -274,7 +417,12 @@ func newRollbackCmd(g *globals) *cobra.Command {
 }
 
 func newUnpinCmd(g *globals) *cobra.Command {
-	return actionCommand(g, &cobra.Command{Use: "unpin STACK", Short: "Let a pinned stack follow the branch again", Args: args(cobra.ExactArgs(1))},
+	return actionCommand(g, &cobra.Command{Use: "unpin STACK", Short: "Let a pinned stack follow the branch again", Args: args(cobra.ExactArgs(1)),
+		Long: `Let STACK, pinned by gitopsd rollback, follow the branch again: it is synced to the branch
+head at once. Without --wait the unpin is queued. An unknown STACK is an error (exit 1)
+naming the nearest known stacks.`,
+		ValidArgsFunction: completeStacks(g, 1),
+		Example:           `  gitopsd unpin web --wait`},
 		"unpinned and synced", "unpin queued",
 		func(ctx context.Context, c *api.Client, a []string, wait bool) error { return c.Unpin(ctx, a[0], wait) })
 }
@@ -343,3 +491,4 @@ func oneLine(s string) string {
 	}
 	return s
 }
+

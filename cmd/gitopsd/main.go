@@ -4,11 +4,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gitopsd/gitopsd/internal/api"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -34,10 +39,18 @@ func main() {
 	}
 	fmt.Fprintln(os.Stderr, "gitopsd:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || isUsage(err) {
 		os.Exit(2)
 	}
 	os.Exit(1)
+}
+
+// isUsage recognises the usage errors cobra makes itself (an unknown
+// command, a flag it could not parse before ours were known): exit 2, as
+// for ours.
+func isUsage(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command ") || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag")
 }
 
 // globals are the flags every command shares.
@@ -49,8 +62,23 @@ type globals struct {
 func newRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
-		Use:           "gitopsd",
-		Short:         "GitOps reconciliation for Docker Compose stacks on one host",
+		Use:   "gitopsd",
+		Short: "GitOps reconciliation for Docker Compose stacks on one host",
+		Long: `gitopsd keeps the Docker Compose stacks of this host as a Git repository says: it polls
+the repository (stacks/<stack>/compose.yaml), deploys what changed with health-gated rolling
+updates, rolls back a revision that fails its health gate, heals drift, snapshots and
+restore-tests volumes, and records everything in SQLite.
+
+gitopsd run is the daemon (systemd starts it). The other commands talk to it over its
+local socket (--socket, or the socket of the config that run uses), except validate,
+which checks a repository offline.
+
+Exit status: 0 ok, 1 failure, 2 usage (an unknown command or flag, a wrong argument).`,
+		Example: `  gitopsd status
+  gitopsd diff web
+  gitopsd sync --wait
+  gitopsd rollback web --wait
+  gitopsd validate ./fleet-repo`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -60,7 +88,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		newRunCmd(g), newStatusCmd(g), newDiffCmd(g), newSyncCmd(g), newHistoryCmd(g), newDriftCmd(g), newBackupCmd(g),
 		newRollbackCmd(g), newUnpinCmd(g), newStateCmd(g),
-		newValidateCmd(), newVersionCmd(), newManCmd(),
+		newValidateCmd(), newVersionCmd(g), newManCmd(),
 	)
 	return root
 }
@@ -75,13 +103,58 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+// group makes cmd a command that only holds subcommands: an unknown one
+// is a usage error (exit 2) with suggestions, as at the top level.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = func(c *cobra.Command, a []string) error {
+		if len(a) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", a[0], c.CommandPath())
+		if s := c.SuggestionsFor(a[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, ", ") + "?"
+		}
+		return usageError{errors.New(msg)}
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	return cmd
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
-		Args:  args(cobra.NoArgs),
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "gitopsd", version)
+		Short: "Print the version of this client and of the running daemon",
+		Long: `Print the version of this gitopsd binary and, when the daemon answers on its socket, the
+daemon's (they differ after an upgrade until the daemon restarts). A daemon that does not
+answer is reported, not an error: the exit status is 0 either way.`,
+		Example: `  gitopsd version
+  gitopsd version --json`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			info := api.VersionInfo{Client: version}
+			c, err := newClient(g)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+				info.Daemon, err = c.Version(ctx)
+				cancel()
+			}
+			if err != nil {
+				info.DaemonError = err.Error()
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(w, info)
+			}
+			fmt.Fprintln(w, "client:", info.Client)
+			if info.DaemonError != "" {
+				fmt.Fprintln(w, "daemon: not reachable:", info.DaemonError)
+			} else {
+				fmt.Fprintln(w, "daemon:", info.Daemon)
+			}
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"client", "daemon", "daemon_error"}`)
+	return cmd
 }

@@ -20,7 +20,19 @@ func newRunCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (systemd's ExecStart)",
-		Args:  args(cobra.NoArgs),
+		Long: `Run the daemon in the foreground until SIGTERM or SIGINT: fetch the source every
+source.interval (and on a webhook or a local push), converge this host's stacks, heal drift,
+take and test snapshots, and serve the local API (socket), the metrics and the webhook.
+Stacks keep running when it stops. The configuration is read from --config,
+$GITOPSD_CONFIG or /etc/gitopsd/gitopsd.yaml; a bad one stops it with one line naming the key.
+
+Logs go to stderr: JSON by default; under systemd (JOURNAL_STREAM set) text lines prefixed
+with their syslog priority, so journalctl -p err shows the errors. Durations are logged in
+seconds (keys ending in _s); credentials in URLs are redacted.`,
+		Example: `  gitopsd run --config /etc/gitopsd/gitopsd.yaml
+  gitopsd run --log-level debug --log-format text
+  journalctl -u gitopsd -p err`,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(os.Stderr, lo)
 			if err != nil {

@@ -11,7 +11,11 @@ import (
 )
 
 func newStateCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "state", Short: "The daemon's own record: back it up, or adopt running stacks after it was lost"}
+	cmd := group(&cobra.Command{Use: "state", Short: "The daemon's own record: back it up, or adopt running stacks after it was lost",
+		Long: `The daemon's own record (SQLite under state_dir): write a consistent copy of it, or, after
+it was lost, take the stacks that run as the starting point again.`,
+		Example: `  gitopsd state backup /var/backups/gitopsd-$(date +%F).db
+  gitopsd state adopt --wait`})
 	cmd.AddCommand(newStateBackupCmd(g), newStateAdoptCmd(g))
 	return cmd
 }
@@ -22,6 +26,7 @@ func newStateBackupCmd(g *globals) *cobra.Command {
 		Short: "Write a consistent copy of the daemon's database to FILE (a new file on the daemon's host)",
 		Long: "Write a consistent copy of the daemon's database (SQLite VACUUM INTO) to FILE, which must not exist.\n" +
 			"To restore it: stop gitopsd, copy FILE to state_dir/gitopsd.db, remove gitopsd.db-wal and gitopsd.db-shm, start gitopsd.",
+		Example: "  gitopsd state backup /var/backups/gitopsd.db",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			// The daemon writes the file: a relative name means the
@@ -48,6 +53,7 @@ func newStateAdoptCmd(g *globals) *cobra.Command {
 		Long: "A daemon that starts with an empty record while containers it deployed run touches no stack (status shows why).\n" +
 			"adopt records those stacks with the revision they run as their last healthy one and reconciles as usual.\n" +
 			"Pins (rollback) and held revisions that were in the lost record are not known any more; restore a state backup instead to keep them.",
+		Example: "  gitopsd state adopt --wait",
 		Args: args(cobra.NoArgs),
 	}, "adopted and reconciled", "adopted; reconcile queued",
 		func(ctx context.Context, c *api.Client, _ []string, wait bool) error {

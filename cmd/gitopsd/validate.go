@@ -19,11 +19,24 @@ import (
 func newValidateCmd() *cobra.Command {
 	var hostName, ageKeyFile string
 	var labels []string
-	var strict bool
+	var strict, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "validate [DIR]",
 		Short: "Check a desired-state repository offline (exit 1 if any stack is invalid)",
-		Args:  args(cobra.MaximumNArgs(1)),
+		Long: `Load every stack under DIR/stacks (default: the current folder) as the daemon would for a
+host, without Docker or a daemon, and say for each whether it is valid, invalid (with the
+file, line and key at fault) or not for this host (its x-gitopsd.targets leave it out).
+Meant for the repository's CI, so a bad commit is refused before any host sees it.
+
+--host and --label judge targets and interpolation (GITOPSD_HOST, GITOPSD_LABEL_<KEY>)
+for a given host; --strict applies the strict host policy; --age-key-file decrypts
+SOPS-encrypted env files (without it they are left out, unchecked).
+
+Exit status: 0 every stack is valid, 1 a stack is invalid or there are none, 2 usage.`,
+		Example: `  gitopsd validate
+  gitopsd validate ./fleet --host edge-01 --label site=berlin
+  gitopsd validate . --strict --json | jq '.stacks[] | select(.status == "invalid")'`,
+		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			dir := first(a)
 			if dir == "" {
@@ -68,6 +81,9 @@ func newValidateCmd() *cobra.Command {
 				}
 				return false
 			})
+			if asJSON {
+				return validateJSON(cmd, dir, host.Name, res)
+			}
 			for _, st := range res.Stacks {
 				fmt.Fprintf(w, "ok       %s (%s)\n", st.Name, describe(st))
 			}
@@ -91,7 +107,54 @@ func newValidateCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "host label KEY=VALUE (repeatable)")
 	cmd.Flags().StringVar(&ageKeyFile, "age-key-file", "", "age identities to decrypt SOPS-encrypted env files with (default: leave them out, unchecked)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "judge stacks by the strict host policy")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print {host, ok, stacks: [{name, status, services, profiles, error}]}")
 	return cmd
+}
+
+// ValidateResult is `validate --json`. A stack's Status is ok, invalid
+// (Error says why, naming file, line and key) or untargeted (not for this
+// host). OK is false when a stack is invalid or there are none.
+type ValidateResult struct {
+	Host   string          `json:"host"`
+	OK     bool            `json:"ok"`
+	Stacks []ValidateStack `json:"stacks"`
+}
+
+// ValidateStack is one stack of ValidateResult.
+type ValidateStack struct {
+	Name     string   `json:"name"`
+	Status   string   `json:"status"`
+	Services int      `json:"services"`
+	Profiles []string `json:"profiles"`
+	Error    string   `json:"error"`
+}
+
+func validateJSON(cmd *cobra.Command, dir, host string, res stack.Result) error {
+	out := ValidateResult{Host: host, Stacks: []ValidateStack{}}
+	for _, st := range res.Stacks {
+		p := st.Profiles
+		if p == nil {
+			p = []string{}
+		}
+		out.Stacks = append(out.Stacks, ValidateStack{Name: st.Name, Status: "ok", Services: len(st.Project.Services), Profiles: p})
+	}
+	for _, name := range res.Untargeted {
+		out.Stacks = append(out.Stacks, ValidateStack{Name: name, Status: "untargeted", Profiles: []string{}})
+	}
+	for _, name := range sortedNames(res.Invalid) {
+		out.Stacks = append(out.Stacks, ValidateStack{Name: name, Status: "invalid", Profiles: []string{}, Error: res.Invalid[name].Error()})
+	}
+	out.OK = len(res.Invalid) == 0 && len(out.Stacks) > 0
+	if err := writeJSON(cmd.OutOrStdout(), out); err != nil {
+		return err
+	}
+	if !out.OK {
+		if len(out.Stacks) == 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "no stacks found under %s/stacks\n", dir)
+		}
+		return exitError{code: 1}
+	}
+	return nil
 }
 
 // describe says what of a valid stack would deploy: its services and the

@@ -165,6 +165,17 @@ func (c *Client) StateAdopt(ctx context.Context, wait bool) error {
 	return c.act(ctx, "/v1/state/adopt", url.Values{"wait": {strconv.FormatBool(wait)}})
 }
 
+// unreachable is a failure to reach the daemon, as opposed to its answer.
+type unreachable struct{ error }
+
+func (u unreachable) Unwrap() error { return u.error }
+
+// IsUnreachable says whether err means the daemon did not answer at all.
+func IsUnreachable(err error) bool {
+	var u unreachable
+	return errors.As(err, &u)
+}
+
 func (c *Client) act(ctx context.Context, path string, q url.Values) error {
 	var res SyncResult
 	if err := c.do(ctx, http.MethodPost, path, q, &res); err != nil {
@@ -184,12 +195,12 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, out 
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("cannot reach gitopsd at %s: is the daemon running? (gitopsd run, or systemctl status gitopsd)", c.socket)
+			return unreachable{fmt.Errorf("cannot reach gitopsd at %s: is the daemon running? (gitopsd run, or systemctl status gitopsd)", c.socket)}
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return fmt.Errorf("cannot reach gitopsd at %s: permission denied (run as root or as a member of group gitopsd)", c.socket)
+			return unreachable{fmt.Errorf("cannot reach gitopsd at %s: permission denied (run as root or as a member of group gitopsd)", c.socket)}
 		}
-		return fmt.Errorf("call gitopsd at %s: %w", c.socket, err)
+		return unreachable{fmt.Errorf("call gitopsd at %s: %w", c.socket, err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
