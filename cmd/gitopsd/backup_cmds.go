@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
 	"text/tabwriter"
+	"unsafe"
 
 	"github.com/spf13/cobra"
 

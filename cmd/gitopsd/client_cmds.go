@@ -491,4 +491,3 @@ func oneLine(s string) string {
 	}
 	return s
 }
-

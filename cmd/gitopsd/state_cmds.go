@@ -27,7 +27,7 @@ func newStateBackupCmd(g *globals) *cobra.Command {
 		Long: "Write a consistent copy of the daemon's database (SQLite VACUUM INTO) to FILE, which must not exist.\n" +
 			"To restore it: stop gitopsd, copy FILE to state_dir/gitopsd.db, remove gitopsd.db-wal and gitopsd.db-shm, start gitopsd.",
 		Example: "  gitopsd state backup /var/backups/gitopsd.db",
-		Args: args(cobra.ExactArgs(1)),
+		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			// The daemon writes the file: a relative name means the
 			// caller's folder, not the daemon's.
@@ -54,7 +54,7 @@ func newStateAdoptCmd(g *globals) *cobra.Command {
 			"adopt records those stacks with the revision they run as their last healthy one and reconciles as usual.\n" +
 			"Pins (rollback) and held revisions that were in the lost record are not known any more; restore a state backup instead to keep them.",
 		Example: "  gitopsd state adopt --wait",
-		Args: args(cobra.NoArgs),
+		Args:    args(cobra.NoArgs),
 	}, "adopted and reconciled", "adopted; reconcile queued",
 		func(ctx context.Context, c *api.Client, _ []string, wait bool) error {
 			return c.StateAdopt(ctx, wait)
