@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -293,13 +294,13 @@ func oneLine(s string) string {
 // last loaded that target this host (valid or not), and those in its
 // record, which keeps a stack removed from the repository for history.
 func (d *Daemon) StackNames(ctx context.Context) ([]string, error) {
-	states, err := d.store.Stacks(ctx)
+	names, err := d.store.StackNames(ctx)
 	if err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}
-	for _, s := range states {
-		seen[s.Name] = true
+	for _, n := range names {
+		seen[n] = true
 	}
 	d.mu.Lock()
 	dir := d.checkout
@@ -428,4 +429,16 @@ func (d *Daemon) serveWebhook(ctx context.Context) error {
 	}()
 	d.log.Info("webhook listening", "addr", l.Addr().String())
 	return nil
+}
+
+// logInvalid logs a stack's load error once per revision and error: the
+// record (prev, the stack's row before this reconcile) already holding
+// the same Invalid verdict means it was logged, and every poll repeating it
+// would bury the log. Repeats go to debug.
+func (d *Daemon) logInvalid(prev store.StackState, name, head string, loadErr error) {
+	level := slog.LevelError
+	if prev.Sync == string(sync.Invalid) && prev.Target == head && prev.Error == d.redactor.Redact(loadErr.Error()) {
+		level = slog.LevelDebug
+	}
+	d.log.Log(context.Background(), level, "stack invalid; running containers left as they are", "stack", name, "revision", head, "err", loadErr)
 }

@@ -644,7 +644,7 @@ func (d *Daemon) apply(ctx context.Context, head, trigger, only string) error {
 		}
 		loadErr := res.Invalid[name]
 		d.metrics.Sync(name, "invalid", 0)
-		d.log.Error("stack invalid; running containers left as they are", "stack", name, "revision", head, "err", loadErr)
+		d.logInvalid(states[name], name, head, loadErr)
 		if err := d.rec.MarkInvalid(ctx, name, head, loadErr); err != nil {
 			errs = append(errs, err)
 		}
