@@ -43,8 +43,13 @@ func TestSyncRetryStatusAndHistory(t *testing.T) {
 	}
 	failed := history()
 
-	if out, errOut, code := gitopsd(t, nil, "sync", "--wait", "--socket", sock); code != 0 || !strings.Contains(out, "synced") {
-		t.Fatalf("plain sync of a held stack: exit %d\n%s%s", code, out, errOut)
+	// A plain sync leaves the stack held, and says so: not "synced", exit 1.
+	if out, errOut, code := gitopsd(t, nil, "sync", "--wait", "--socket", sock); code != 1 || strings.Contains(out, "synced") ||
+		!strings.Contains(errOut, "stack "+name+" is held") || !strings.Contains(errOut, "health gate") || !strings.Contains(errOut, "--retry") {
+		t.Fatalf("plain sync --wait of a held stack: exit %d, want 1 saying it is held and why\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := gitopsd(t, nil, "sync", name, "--socket", sock); code != 0 || !strings.Contains(out, "sync queued") || !strings.Contains(errOut, "is held") {
+		t.Fatalf("plain sync (queued) of a held stack: exit %d, want 0 with a note\n%s%s", code, out, errOut)
 	}
 	if got := history(); len(got) != len(failed) {
 		t.Fatalf("a plain sync retried the failed revision: %+v", got[0])
