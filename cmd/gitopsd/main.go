@@ -106,6 +106,7 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 // group makes cmd a command that only holds subcommands: an unknown one
 // is a usage error (exit 2) with suggestions, as at the top level.
 func group(cmd *cobra.Command) *cobra.Command {
+	cmd.SuggestionsMinimumDistance = 2
 	cmd.Args = func(c *cobra.Command, a []string) error {
 		if len(a) == 0 {
 			return nil

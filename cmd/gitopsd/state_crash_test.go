@@ -97,7 +97,7 @@ func TestKillHalfwayThroughARestore(t *testing.T) {
 	before := volumeDigest(t, docker, image, volume)
 	app := appContainer(t, docker, name)
 
-	if _, _, code := gitopsd(t, nil, "backup", "restore", name, "data", "--socket", sock); code == 0 {
+	if _, _, code := gitopsd(t, nil, "backup", "restore", name, "data", "--yes", "--socket", sock); code == 0 {
 		t.Fatal("backup restore succeeded; the daemon was to die halfway")
 	}
 	waitExit(t, daemon, "halfway through the restore")
@@ -115,7 +115,7 @@ func TestKillHalfwayThroughARestore(t *testing.T) {
 		t.Fatalf("the copy of the old content outlived its use: %v", err)
 	}
 	// And the restore works when nothing cuts it.
-	if out, errOut, code := gitopsd(t, nil, "backup", "restore", name, "data", "--socket", sock); code != 0 {
+	if out, errOut, code := gitopsd(t, nil, "backup", "restore", name, "data", "--yes", "--socket", sock); code != 0 {
 		t.Fatalf("backup restore: exit %d\n%s%s", code, out, errOut)
 	}
 }
