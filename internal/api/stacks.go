@@ -13,7 +13,8 @@ import (
 // the current head for this host, and those in its record (a stack removed
 // from the repository is still known to history). The server refuses a
 // request naming any other stack, so a misspelled name is an error, not an
-// empty answer or a queued no-op.
+// empty answer or a queued no-op. A sync is the exception: the backend
+// judges its stack after fetching, since it may be new.
 type StackNamer interface {
 	StackNames(ctx context.Context) ([]string, error)
 }
@@ -126,7 +127,9 @@ func knownStacks(b Backend, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("stack")
-		if name == "" || r.URL.Path == "/v1/stacks" {
+		// A sync may name a stack of a commit not fetched yet: the
+		// backend fetches before it judges the name.
+		if name == "" || r.URL.Path == "/v1/stacks" || r.URL.Path == "/v1/sync" {
 			next.ServeHTTP(w, r)
 			return
 		}

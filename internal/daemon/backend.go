@@ -246,7 +246,19 @@ func (d *Daemon) Sync(ctx context.Context, stackName string, retry, wait bool) e
 	if retry {
 		trigger = sync.TriggerRetry
 	}
-	err := d.queue(ctx, request{trigger: trigger, stack: stackName}, wait)
+	req := request{trigger: trigger, stack: stackName}
+	var err error
+	if stackName != "" && d.knowsStack(ctx, stackName) != nil {
+		// Perhaps new in a commit not fetched yet: the reconcile fetches,
+		// so wait for it, then judge the name.
+		err = d.queue(ctx, req, true)
+		if cerr := d.knowsStack(ctx, stackName); cerr != nil {
+			return cerr
+		}
+		wait = true
+	} else {
+		err = d.queue(ctx, req, wait)
+	}
 	if retry || (err != nil && !wait) {
 		return err
 	}
@@ -315,6 +327,15 @@ func (d *Daemon) StackNames(ctx context.Context) ([]string, error) {
 		}
 	}
 	return sortedKeys(seen), nil
+}
+
+// knowsStack returns an *api.UnknownStackError for a name it does not know.
+func (d *Daemon) knowsStack(ctx context.Context, name string) error {
+	names, err := d.StackNames(ctx)
+	if err != nil {
+		return err
+	}
+	return api.CheckStack(name, names)
 }
 
 // Version is the daemon's build version (as /metrics' build_info says).

@@ -63,9 +63,9 @@ func TestSyncRetry(t *testing.T) {
 		t.Fatalf("status after the failed gate: %+v", s)
 	}
 
-	// A plain sync polls, and leaves the failed revision alone.
-	if err := c.Sync(ctx, a, false, true); err != nil {
-		t.Fatalf("plain sync of a held stack: %v", err)
+	// A plain sync polls, leaves the failed revision alone, and says so.
+	if err := c.Sync(ctx, a, false, true); err == nil || !strings.Contains(err.Error(), "stack "+a+" is held") {
+		t.Fatalf("plain sync of a held stack: %v, want it to say the stack is held", err)
 	}
 	if got := h.history(a); len(got) != len(hist) {
 		t.Fatalf("a plain sync retried the failed revision: %+v", got[0])
