@@ -71,6 +71,19 @@ func TestUnknownStackRefusedByEveryCommand(t *testing.T) {
 	startDaemon(t, cfgPath, state)
 	waitSynced(t, sock, first)
 
+	// Stack names complete (the shells' scripts call __complete).
+	for _, cmd := range []string{"status", "sync", "rollback", "history", "backup restore"} {
+		argv := append([]string{"__complete"}, strings.Fields(cmd)...)
+		out, errOut, code := gitopsd(t, nil, append(argv, "--socket", sock, "")...)
+		if code != 0 || !strings.Contains(out, name+"\n") {
+			t.Errorf("completion of %s: exit %d\n%s%s", cmd, code, out, errOut)
+		}
+	}
+	// Without a daemon, completion offers nothing and says nothing.
+	if out, errOut, code := gitopsd(t, nil, "__complete", "status", "--socket", filepath.Join(t.TempDir(), "none.sock"), ""); code != 0 || strings.Contains(out, name) || strings.Contains(errOut, "daemon") {
+		t.Errorf("completion without a daemon: exit %d\n%s%s", code, out, errOut)
+	}
+
 	typo := name[:len(name)-1] + "x"
 	for _, argv := range [][]string{
 		{"status", typo}, {"diff", typo}, {"sync", typo}, {"sync", typo, "--wait"}, {"sync", typo, "--retry", "--wait"},
