@@ -295,7 +295,11 @@ Exit status, as git diff --exit-code: 0 when nothing would change, 1 when someth
 					// How old the view is: a commit pushed since the last
 					// fetch is not in it.
 					if st, err := c.Status(ctx, first(a)); err == nil && st.Source.FetchedAt != "" {
-						fmt.Fprintf(w, "as of fetch %s, head %s\n", fetchedAgo(st.Source.FetchedAt), short(st.Source.Head))
+						head := st.Source.Head
+						if len(ds) > 0 && ds[0].Revision != "" {
+							head = ds[0].Revision // what the plan was made from
+						}
+						fmt.Fprintf(w, "as of fetch %s, head %s\n", fetchedAgo(st.Source.FetchedAt), short(head))
 					}
 					printDiff(w, ds)
 				}

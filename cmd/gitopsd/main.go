@@ -147,7 +147,7 @@ answer is reported, not an error: the exit status is 0 either way.`,
 			if asJSON {
 				return writeJSON(w, info)
 			}
-			fmt.Fprintln(w, "client:", info.Client)
+			fmt.Fprintln(w, "gitopsd", info.Client) // as it always printed: scripts read this line
 			if info.DaemonError != "" {
 				fmt.Fprintln(w, "daemon: not reachable:", info.DaemonError)
 			} else {

@@ -91,7 +91,7 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 		st.Stacks = append(st.Stacks, ss)
 	}
 	if only != "" && len(st.Stacks) == 0 {
-		return st, fmt.Errorf("stack %s: %w", only, api.ErrNotFound)
+		return st, fmt.Errorf("stack %s is not deployed on this host (gitopsd history %s shows its record): %w", only, only, api.ErrNotFound)
 	}
 	return st, nil
 }
