@@ -162,11 +162,11 @@ type HeldError struct {
 func (e *HeldError) Error() string {
 	var parts []string
 	for _, s := range e.Stacks {
-		p := fmt.Sprintf("stack %s is held: revision %s failed its health gate", s.Stack, shortRev(s.Revision))
-		if s.Reason != "" {
-			p += " (" + s.Reason + ")"
+		why := s.Reason // the record's error names the revision and the gate
+		if why == "" {
+			why = fmt.Sprintf("revision %s failed its health gate", shortRev(s.Revision))
 		}
-		parts = append(parts, p+"; `gitopsd sync "+s.Stack+" --retry` tries it again")
+		parts = append(parts, fmt.Sprintf("stack %s is held: %s; `gitopsd sync %s --retry` tries it again", s.Stack, why, s.Stack))
 	}
 	return strings.Join(parts, "\n")
 }
