@@ -58,26 +58,31 @@ func CheckStack(name string, known []string) error {
 }
 
 // Suggest returns the known names nearest to name, nearest first: those
-// within an edit distance of 2 (a third of the name's length for long
-// ones), and those that start with it or it starts with, as cobra
-// suggests commands. With few known names and no near one, it names them
-// all, so the user sees what there is.
+// within an edit distance (a swap of two letters counts as one edit) of 1
+// for short names, 2 from 6 letters, a third of the length beyond; and
+// those that start with it or that it starts with. With few known names
+// and no near one, it names them all, so the user sees what there is.
 func Suggest(name string, known []string) []string {
 	type cand struct {
 		name string
 		d    int
 	}
-	limit := max(2, len(name)/3)
+	limit := 1
+	if len(name) >= 6 {
+		limit = max(2, len(name)/3)
+	}
+	lname := strings.ToLower(name)
 	var cs []cand
 	for _, k := range known {
-		d := levenshtein(strings.ToLower(name), strings.ToLower(k))
-		if d <= limit || (len(name) >= 2 && (strings.HasPrefix(k, name) || strings.HasPrefix(name, k))) {
+		lk := strings.ToLower(k)
+		d := editDistance(lname, lk)
+		if d <= limit || (len(name) >= 3 && (strings.HasPrefix(lk, lname) || strings.HasPrefix(lname, lk))) {
 			cs = append(cs, cand{k, d})
 		}
 	}
 	if len(cs) == 0 && len(known) <= 5 {
 		for _, k := range known {
-			cs = append(cs, cand{k, levenshtein(name, k)})
+			cs = append(cs, cand{k, editDistance(lname, strings.ToLower(k))})
 		}
 	}
 	sort.SliceStable(cs, func(i, j int) bool {
@@ -96,25 +101,31 @@ func Suggest(name string, known []string) []string {
 	return out
 }
 
-func levenshtein(a, b string) int {
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and swaps of neighbours, one edit each.
+func editDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
 		for j := 1; j <= len(rb); j++ {
 			cost := 1
 			if ra[i-1] == rb[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(rb)]
+	return d[len(ra)][len(rb)]
 }
 
 // knownStacks refuses, before any handler runs, a request whose stack
