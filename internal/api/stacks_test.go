@@ -52,7 +52,9 @@ type namedBackend struct {
 	held *HeldError
 }
 
-func (b *namedBackend) StackNames(context.Context) ([]string, error) { return []string{"db", "web"}, nil }
+func (b *namedBackend) StackNames(context.Context) ([]string, error) {
+	return []string{"db", "web"}, nil
+}
 
 func (b *namedBackend) History(context.Context, string, int) ([]Deployment, error) {
 	return []Deployment{}, nil
