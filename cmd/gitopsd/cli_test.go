@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
@@ -247,4 +249,48 @@ func daemonLogs(t *testing.T, state string) string {
 		b.Write(data)
 	}
 	return b.String()
+}
+
+// TestEveryCommandTeaches: every command a user can run has a long
+// description and examples, for --help and the man pages made from them.
+func TestEveryCommandTeaches(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" || (c.HasParent() && c.Parent().Name() == "completion") {
+			return
+		}
+		if c.Name() != "completion" && (strings.TrimSpace(c.Long) == "" || strings.TrimSpace(c.Example) == "") {
+			t.Errorf("%s: Long %d bytes, Example %d bytes", c.CommandPath(), len(c.Long), len(c.Example))
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	root := newRoot()
+	root.InitDefaultCompletionCmd()
+	walk(root)
+}
+
+// TestValidateJSON: validate --json says per stack ok, invalid (with the
+// file and line) or untargeted, and exits 1 when one is invalid.
+func TestValidateJSON(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"stacks/web/compose.yaml":    "services:\n  app:\n    image: example/app:1\n",
+		"stacks/edge/compose.yaml":   "services:\n  app:\n    image: example/app:1\nx-gitopsd:\n  targets: {hosts: [\"edge-*\"]}\n",
+		"stacks/broken/compose.yaml": "services:\n  app:\n    image: example/app:1\n   ports: [oops\n",
+	})
+	out, errOut, code := gitopsd(t, nil, "validate", dir, "--host", "central", "--json")
+	var res ValidateResult
+	if code != 1 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("validate --json: exit %d\n%s%s", code, out, errOut)
+	}
+	got := map[string]ValidateStack{}
+	for _, s := range res.Stacks {
+		got[s.Name] = s
+	}
+	if res.OK || res.Host != "central" || got["web"].Status != "ok" || got["web"].Services != 1 || got["edge"].Status != "untargeted" ||
+		got["broken"].Status != "invalid" || !strings.Contains(got["broken"].Error, "stacks/broken/compose.yaml:") {
+		t.Fatalf("validate --json: %+v", res)
+	}
 }

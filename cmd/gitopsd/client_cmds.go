@@ -359,11 +359,14 @@ is unknown (the error names the nearest known stacks); 2 usage.`,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
 				res, err := c.SyncResult(ctx, first(a), retry, wait)
-				if asJSON && (err == nil || res.Error != "") {
+				if asJSON && !api.IsUnreachable(err) {
 					// The daemon answered: the document says how it went.
 					res.Stack, res.Waited = first(a), wait
 					if res.Held == nil {
 						res.Held = []api.HeldStack{}
+					}
+					if err != nil && res.Error == "" {
+						res.Error = err.Error() // refused: an unknown stack
 					}
 					if werr := writeJSON(cmd.OutOrStdout(), res); werr != nil {
 						return werr
