@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/secrets"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -37,7 +38,8 @@ func main() {
 	if errors.As(err, &ee) {
 		os.Exit(ee.code)
 	}
-	fmt.Fprintln(os.Stderr, "gitopsd:", err)
+	// A config error or a failed fetch may quote a URL with its token.
+	fmt.Fprintln(os.Stderr, "gitopsd:", secrets.RedactURLs(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) || isUsage(err) {
 		os.Exit(2)

@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	if err != nil {
 		return nil, err
 	}
-	st.SetRedact(redactor.Redact)
+	st.SetRedact(func(s string) string { return secrets.RedactURLs(redactor.Redact(s)) }) // errors quote URLs
 	filesKey, err := hostKey(filepath.Join(cfg.StateDir, "files.key"))
 	if err != nil {
 		st.Close()

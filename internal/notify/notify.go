@@ -103,6 +103,7 @@ func (n *Notifier) Send(event, stack, detail string) {
 	if n.redact != nil {
 		detail = n.redact(detail)
 	}
+	detail = secrets.RedactURLs(detail) // errors quote the URLs they failed to reach
 	select {
 	case n.queue <- Event{Event: event, Host: n.host, Stack: stack, Detail: detail, At: time.Now().UTC()}:
 	default:
