@@ -458,7 +458,7 @@ func (d *Daemon) serveWebhook(ctx context.Context) error {
 // would bury the log. Repeats go to debug.
 func (d *Daemon) logInvalid(prev store.StackState, name, head string, loadErr error) {
 	level := slog.LevelError
-	if prev.Sync == string(sync.Invalid) && prev.Target == head && prev.Error == d.redactor.Redact(loadErr.Error()) {
+	if prev.Sync == string(sync.Invalid) && prev.Target == head && prev.Error == secrets.RedactURLs(d.redactor.Redact(loadErr.Error())) {
 		level = slog.LevelDebug
 	}
 	d.log.Log(context.Background(), level, "stack invalid; running containers left as they are", "stack", name, "revision", head, "err", loadErr)
