@@ -43,11 +43,11 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 	// is redacted here, as the store redacts what it writes.
 	loop := d.loop.snapshot()
 	if loop.fetchedOnce {
-		st.Source.Error = d.redactor.Redact(loop.sourceErr)
+		st.Source.Error = secrets.RedactURLs(d.redactor.Redact(loop.sourceErr))
 	}
 	st.Source.FetchingSince = rfc3339(loop.fetchingSince)
-	st.Error, st.ErrorAt = d.redactor.Redact(loop.loopErr), rfc3339(loop.loopErrAt)
-	st.StoreError, st.StoreErrorSince = d.redactor.Redact(loop.storeErr), rfc3339(loop.storeErrSince)
+	st.Error, st.ErrorAt = secrets.RedactURLs(d.redactor.Redact(loop.loopErr)), rfc3339(loop.loopErrAt)
+	st.StoreError, st.StoreErrorSince = secrets.RedactURLs(d.redactor.Redact(loop.storeErr)), rfc3339(loop.storeErrSince)
 	states, err := d.store.Stacks(ctx)
 	if err != nil {
 		return st, err
