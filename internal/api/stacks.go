@@ -175,7 +175,7 @@ func (e *HeldError) Error() string {
 	for _, s := range e.Stacks {
 		why := s.Reason // the record's error names the revision and the gate
 		if why == "" {
-			why = fmt.Sprintf("revision %s failed its health gate", shortRev(s.Revision))
+			why = fmt.Sprintf("revision %s failed to deploy", shortRev(s.Revision))
 		}
 		parts = append(parts, fmt.Sprintf("stack %s is held: %s; `gitopsd sync %s --retry` tries it again", s.Stack, why, s.Stack))
 	}
