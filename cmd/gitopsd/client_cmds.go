@@ -129,6 +129,15 @@ func fetchedAgo(at string) string {
 	return at + " (" + ago(t, time.Now()) + ")"
 }
 
+// ago is how long ago t was, for people: "12s ago".
+func ago(t time.Time, now time.Time) string {
+	d := now.Sub(t).Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	return d.String() + " ago"
+}
+
 func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	gosync "sync"
-	"time"
 
 	"github.com/gitopsd/gitopsd/internal/secrets"
 )
@@ -133,13 +132,4 @@ func (h priorityHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h priorityHandler) WithGroup(name string) slog.Handler {
 	return priorityHandler{inner: h.inner.WithGroup(name), w: h.w}
-}
-
-// ago is how long ago t was, for people: "12s ago".
-func ago(t time.Time, now time.Time) string {
-	d := now.Sub(t).Round(time.Second)
-	if d < 0 {
-		d = 0
-	}
-	return d.String() + " ago"
 }
