@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	gosync "sync"
+	"syscall"
 
 	"github.com/gitopsd/gitopsd/internal/secrets"
 )
@@ -19,7 +20,7 @@ type logOptions struct {
 }
 
 // newLogger builds the daemon's logger. The default format is json, except
-// under systemd (JOURNAL_STREAM set: stderr goes to the journal), where it
+// under systemd (stderr is the JOURNAL_STREAM: it goes to the journal), where it
 // is text with each line prefixed by its syslog priority (<3> for an error,
 // sd-daemon(3)), so `journalctl -p err` finds errors. Durations are logged
 // in seconds (key suffixed _s), and URLs have their credentials redacted.
@@ -28,7 +29,7 @@ func newLogger(w io.Writer, o logOptions) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(o.level)); err != nil {
 		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", o.level)}
 	}
-	journal := os.Getenv("JOURNAL_STREAM") != ""
+	journal := toJournal(w)
 	format := o.format
 	if format == "" {
 		format = "json"
@@ -66,6 +67,26 @@ func newLogger(w io.Writer, o logOptions) (*slog.Logger, error) {
 		return nil, usageError{fmt.Errorf("--log-format %q: want json or text", o.format)}
 	}
 	return slog.New(secrets.URLHandler(h)), nil
+}
+
+// toJournal says whether w is the stream systemd connected to the journal:
+// JOURNAL_STREAM names its device and inode (systemd.exec(5)). A process
+// started from a service's shell inherits the variable with another
+// stderr, so the two are compared when w is a file.
+func toJournal(w io.Writer) bool {
+	env := os.Getenv("JOURNAL_STREAM")
+	if env == "" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return true // a test's buffer stands for the stream
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return env == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }
 
 // durationSeconds renders a time.Duration as float seconds, its key

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -62,5 +65,45 @@ func TestLoggerDurationsInSeconds(t *testing.T) {
 	}
 	if _, err := newLogger(&buf, logOptions{level: "info", format: "xml"}); err == nil {
 		t.Fatal("a bad --log-format was accepted")
+	}
+}
+
+// TestLoggerJournalStreamIsStderr: JOURNAL_STREAM counts only when it
+// names the very file logged to; an inherited one (a shell started from a
+// service) leaves the default JSON.
+func TestLoggerJournalStreamIsStderr(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	logTo := func(env string) string {
+		t.Setenv("JOURNAL_STREAM", env)
+		if err := f.Truncate(0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		log, err := newLogger(f, logOptions{level: "info"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Error("failed")
+		data, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	if out := logTo(fmt.Sprintf("%d:%d", st.Dev, st.Ino)); !strings.HasPrefix(out, "<3>level=ERROR msg=failed") {
+		t.Fatalf("stderr is the journal stream: %q", out)
+	}
+	if out := logTo(fmt.Sprintf("%d:%d", st.Dev, st.Ino+1)); !strings.HasPrefix(out, "{") {
+		t.Fatalf("another journal stream: %q", out)
 	}
 }
