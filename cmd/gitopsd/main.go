@@ -150,9 +150,12 @@ answer is reported, not an error: the exit status is 0 either way.`,
 				return writeJSON(w, info)
 			}
 			fmt.Fprintln(w, "gitopsd", info.Client) // as it always printed: scripts read this line
-			if info.DaemonError != "" {
+			switch {
+			case api.IsUnreachable(err):
 				fmt.Fprintln(w, "daemon: not reachable:", info.DaemonError)
-			} else {
+			case err != nil:
+				fmt.Fprintln(w, "daemon: unknown:", info.DaemonError)
+			default:
 				fmt.Fprintln(w, "daemon:", info.Daemon)
 			}
 			return nil

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -135,6 +136,10 @@ func (c *Client) StackNames(ctx context.Context) ([]string, error) {
 func (c *Client) Version(ctx context.Context) (string, error) {
 	var res VersionInfo
 	err := c.do(ctx, http.MethodGet, "/v1/version", nil, &res)
+	if err != nil && !IsUnreachable(err) && strings.Contains(err.Error(), "404") {
+		// The mux of a daemon from before /v1/version.
+		return "", errors.New("the running daemon is older than this client and does not tell its version (restart it to run this one)")
+	}
 	return res.Daemon, err
 }
 
