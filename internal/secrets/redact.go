@@ -233,12 +233,15 @@ func prefixAtEnd(s, p string) int {
 // printed, in groups too, and the attributes of With, with the values
 // known when the record is logged.
 func (r *Redactor) Handler(h slog.Handler) slog.Handler {
-	return &redactHandler{r: r, inner: h}
+	return &redactHandler{redact: r.Redact, inner: h}
 }
 
+// redactHandler is a log handler that passes every string a record would
+// print through redact: the Redactor's values, or the credentials in URLs
+// (URLHandler).
 type redactHandler struct {
-	r     *Redactor
-	inner slog.Handler
+	redact func(string) string
+	inner  slog.Handler
 	// with are the groups and attributes of WithGroup and WithAttrs,
 	// oldest first. They are kept, not handed to inner, so that they are
 	// redacted with the values known when a record is logged, not those
@@ -270,7 +273,7 @@ func (h *redactHandler) WithGroup(name string) slog.Handler {
 }
 
 func (h *redactHandler) plus(g groupOrAttrs) *redactHandler {
-	return &redactHandler{r: h.r, inner: h.inner, with: append(slices.Clip(h.with), g)}
+	return &redactHandler{redact: h.redact, inner: h.inner, with: append(slices.Clip(h.with), g)}
 }
 
 func (h *redactHandler) Handle(ctx context.Context, rec slog.Record) error {
@@ -295,7 +298,7 @@ func (h *redactHandler) Handle(ctx context.Context, rec slog.Record) error {
 		}
 		attrs = append(bound, attrs...)
 	}
-	out := slog.NewRecord(rec.Time, rec.Level, h.r.Redact(rec.Message), rec.PC)
+	out := slog.NewRecord(rec.Time, rec.Level, h.redact(rec.Message), rec.PC)
 	out.AddAttrs(attrs...)
 	return h.inner.Handle(ctx, out)
 }
@@ -305,7 +308,7 @@ func (h *redactHandler) attr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		return slog.String(a.Key, h.r.Redact(v.String()))
+		return slog.String(a.Key, h.redact(v.String()))
 	case slog.KindGroup:
 		group := v.Group()
 		out := make([]slog.Attr, len(group))
@@ -320,7 +323,7 @@ func (h *redactHandler) attr(a slog.Attr) slog.Attr {
 		} else {
 			text = fmt.Sprint(v.Any())
 		}
-		if red := h.r.Redact(text); red != text {
+		if red := h.redact(text); red != text {
 			return slog.String(a.Key, red)
 		}
 	}

@@ -1,8 +1,6 @@
 package secrets
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -178,55 +176,4 @@ func redactQuery(query string) string {
 // and string or error attributes has its credentials redacted: one place
 // covers the notification URLs, the source URL, and whatever a library
 // quotes in an error.
-func URLHandler(h slog.Handler) slog.Handler { return urlHandler{inner: h} }
-
-type urlHandler struct{ inner slog.Handler }
-
-func (h urlHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
-
-func (h urlHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	out := make([]slog.Attr, len(attrs))
-	for i, a := range attrs {
-		out[i] = redactURLAttr(a)
-	}
-	return urlHandler{inner: h.inner.WithAttrs(out)}
-}
-
-func (h urlHandler) WithGroup(name string) slog.Handler {
-	return urlHandler{inner: h.inner.WithGroup(name)}
-}
-
-func (h urlHandler) Handle(ctx context.Context, rec slog.Record) error {
-	out := slog.NewRecord(rec.Time, rec.Level, RedactURLs(rec.Message), rec.PC)
-	rec.Attrs(func(a slog.Attr) bool {
-		out.AddAttrs(redactURLAttr(a))
-		return true
-	})
-	return h.inner.Handle(ctx, out)
-}
-
-func redactURLAttr(a slog.Attr) slog.Attr {
-	v := a.Value.Resolve()
-	switch v.Kind() {
-	case slog.KindString:
-		return slog.String(a.Key, RedactURLs(v.String()))
-	case slog.KindGroup:
-		group := v.Group()
-		out := make([]slog.Attr, len(group))
-		for i, g := range group {
-			out[i] = redactURLAttr(g)
-		}
-		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
-	case slog.KindAny:
-		var text string
-		if err, ok := v.Any().(error); ok {
-			text = err.Error()
-		} else {
-			text = fmt.Sprint(v.Any())
-		}
-		if red := RedactURLs(text); red != text {
-			return slog.String(a.Key, red)
-		}
-	}
-	return slog.Attr{Key: a.Key, Value: v}
-}
+func URLHandler(h slog.Handler) slog.Handler { return &redactHandler{redact: RedactURLs, inner: h} }
