@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	}
 	d := &Daemon{
 		cfg: cfg, log: log, store: st, engine: eng, source: src,
-		rec:      &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
+		rec:      &sync.Reconciler{Runtime: sync.EngineRuntime{Engine: eng}, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
 		host:     stack.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels, Redactor: redactor},
 		redactor: redactor,
 		requests: make(chan request, 16),

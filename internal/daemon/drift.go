@@ -125,7 +125,11 @@ func steady(s store.StackState, rev, view, trigger string) bool {
 // waits on the record: a drift row, or the stack's row, that cannot be
 // written (a full state_dir) is noted (noteStore) and the heal goes on.
 func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.StackState, pull bool) error {
-	plan, health, err := d.rec.Compare(ctx, st, state.Revision, pull)
+	mode := sync.ImageDryRun
+	if pull {
+		mode = sync.ImageCheck
+	}
+	plan, health, err := d.rec.Compare(ctx, st, state.Revision, mode)
 	if err != nil {
 		return err
 	}
@@ -168,7 +172,7 @@ func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.St
 				// Look again once the pause is over, even if no event comes.
 				d.pokeAfter(st.Name, retry)
 			}
-			if plan, health, err = d.rec.Compare(ctx, st, state.Revision, false); err != nil {
+			if plan, health, err = d.rec.Compare(ctx, st, state.Revision, sync.ImageDryRun); err != nil {
 				return errors.Join(healErr, err)
 			}
 			findings = drift.Classify(plan)
@@ -300,7 +304,7 @@ func (d *Daemon) settleDrifts(ctx context.Context, st *stack.Stack) error {
 	d.mu.Unlock()
 	var findings []drift.Finding
 	if runsItsView(state, view) {
-		plan, _, err := d.rec.Compare(ctx, st, state.Revision, false)
+		plan, _, err := d.rec.Compare(ctx, st, state.Revision, sync.ImageDryRun)
 		if err != nil {
 			return err
 		}

@@ -134,23 +134,23 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 	}
 	switch a.Kind {
 	case ActCreateNetwork:
-		_, err := r.Engine.EnsureNetwork(ctx, st.Project, a.Key, extra())
+		_, err := r.Runtime.EnsureNetwork(ctx, st.Project, a.Key, extra())
 		return err
 	case ActCreateVolume:
-		return r.Engine.EnsureVolume(ctx, st.Project, a.Key, extra())
+		return r.Runtime.EnsureVolume(ctx, st.Project, a.Key, extra())
 	case ActCreate:
 		spec, err := r.specFor(ctx, st, svc, a.Number)
 		if err != nil {
 			return err
 		}
-		id, err := r.Engine.CreateContainer(ctx, spec)
+		id, err := r.Runtime.CreateContainer(ctx, spec)
 		if err != nil {
 			return startFailed(spec.Name, err)
 		}
-		if err := r.Engine.StartContainer(ctx, id); err != nil {
+		if err := r.Runtime.StartContainer(ctx, id); err != nil {
 			// Nothing half made is left behind: a created container that
 			// never ran would only be planned again as a start.
-			if rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id); rmErr != nil {
+			if rmErr := r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id); rmErr != nil {
 				return errors.Join(startFailed(spec.Name, err), rmErr)
 			}
 			notes.add("new %s removed: it could not start", shortID(id))
@@ -168,17 +168,17 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		}
 		return r.recreate(ctx, a, spec, gate, notes)
 	case ActStart:
-		if err := r.Engine.StartContainer(ctx, a.ID); err != nil {
+		if err := r.Runtime.StartContainer(ctx, a.ID); err != nil {
 			return err
 		}
 		return r.startedGate(ctx, a.ID, svc.Specs[a.Number-1], gate, notes)
 	case ActUnpause:
-		if err := r.Engine.UnpauseContainer(ctx, a.ID); err != nil {
+		if err := r.Runtime.UnpauseContainer(ctx, a.ID); err != nil {
 			return err
 		}
 		return r.gate(ctx, a.ID, gate, notes)
 	case ActRestart:
-		if err := r.Engine.RestartContainer(ctx, a.ID, nil); err != nil {
+		if err := r.Runtime.RestartContainer(ctx, a.ID, nil); err != nil {
 			return err
 		}
 		return r.gate(ctx, a.ID, gate, notes)
@@ -186,12 +186,12 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		if len(svc.Specs) > 0 { // a service still in the file, scaled down
 			r.preStop(ctx, a.ID, svc.Specs[0], notes)
 		}
-		if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
+		if err := r.Runtime.StopContainer(ctx, a.ID, nil); err != nil {
 			return err
 		}
-		return r.Engine.RemoveContainer(ctx, a.ID)
+		return r.Runtime.RemoveContainer(ctx, a.ID)
 	case ActRemoveNetwork:
-		err := r.Engine.RemoveNetwork(ctx, a.ID)
+		err := r.Runtime.RemoveNetwork(ctx, a.ID)
 		if errors.Is(err, engine.ErrNetworkLeaked) {
 			// The containers are gone; what is left is the engine's to free.
 			// Failing here would keep the stack failing until dockerd restarts.
@@ -212,7 +212,7 @@ func (r *Reconciler) specFor(ctx context.Context, st *stack.Stack, svc DesiredSe
 	if len(svc.Shares) == 0 {
 		return spec, nil
 	}
-	running, err := r.Engine.Containers(ctx, st.Name)
+	running, err := r.Runtime.Containers(ctx, st.Name)
 	if err != nil {
 		return spec, err
 	}
@@ -228,7 +228,7 @@ func (r *Reconciler) specFor(ctx context.Context, st *stack.Stack, svc DesiredSe
 // start, and the roll handles it as any unhealthy container.
 func (r *Reconciler) startedGate(ctx context.Context, id string, spec engine.ContainerSpec, g health.Gate, notes *stepNotes) error {
 	for _, h := range spec.PostStart {
-		if err := r.Engine.RunHook(ctx, id, h); err != nil {
+		if err := r.Runtime.RunHook(ctx, id, h); err != nil {
 			notes.add("post_start hook of %s failed", shortID(id))
 			return &health.Failure{Container: spec.Name, Reason: "post_start hook: " + err.Error()}
 		}
@@ -244,7 +244,7 @@ func (r *Reconciler) startedGate(ctx context.Context, id string, spec engine.Con
 // broken hook must not keep an old container in place.
 func (r *Reconciler) preStop(ctx context.Context, id string, spec engine.ContainerSpec, notes *stepNotes) {
 	for _, h := range spec.PreStop {
-		err := r.Engine.RunHook(ctx, id, h)
+		err := r.Runtime.RunHook(ctx, id, h)
 		if errors.Is(err, engine.ErrNotRunning) {
 			return // stopped already: there is nothing to prepare
 		}
@@ -258,7 +258,7 @@ func (r *Reconciler) preStop(ctx context.Context, id string, spec engine.Contain
 // gate waits for a container's health gate and notes how long it took.
 func (r *Reconciler) gate(ctx context.Context, id string, g health.Gate, notes *stepNotes) error {
 	began := time.Now()
-	err := health.Wait(ctx, r.Engine.Client(), id, g)
+	err := r.Runtime.WaitHealthy(ctx, id, g)
 	took := time.Since(began).Round(10 * time.Millisecond)
 	switch {
 	case err == nil && g.Completes:

@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"context"
 	"fmt"
 	"sort"
 
@@ -12,45 +11,25 @@ import (
 	"github.com/gitopsd/gitopsd/internal/stack"
 )
 
-// Desire resolves a loaded stack into the containers it wants: images made
-// available per pull_policy (with dryRun nothing is pulled), config hashes
-// computed, one container spec per replica.
-func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision string, dryRun bool) (Desired, error) {
+// Desire resolves a loaded stack into the containers it wants, given the
+// images the image phase prepared (PrepareImages) and, for services that
+// run in another's container (shared.go), the containers running now: the
+// config hash of each service and one container spec per replica. It
+// changes nothing and asks no one.
+func (r *Reconciler) Desire(st *stack.Stack, revision string, images Images, running []engine.Container) (Desired, error) {
 	d := Desired{Stack: st.Name, Revision: revision}
 	p := st.Project
-	used := map[string]bool{}
 	waitedFor := dependencyConditions(p)
-	imageIDs, err := r.serviceImages(ctx, st, revision, dryRun)
-	if err != nil {
-		return d, err
-	}
-	var running []engine.Container
-	if sharesContainers(p) {
-		if running, err = r.Engine.Containers(ctx, st.Name); err != nil {
-			return d, fmt.Errorf("desire %s: %w", st.Name, err)
-		}
-	}
 	for _, name := range p.ServiceNames() {
-		svc := p.Services[name]
-		ds, err := r.desireService(st, revision, svc, imageIDs[name], waitedFor, running)
+		ds, err := r.desireService(st, revision, p.Services[name], images[name], waitedFor, running)
 		if err != nil {
 			return d, err
 		}
 		d.Services = append(d.Services, ds)
-		for key := range svc.Networks {
-			used[key] = true
-		}
 	}
-	for key := range used {
+	for key := range usedNetworks(p) {
 		if n, ok := p.Networks[key]; ok && bool(n.External) {
-			if dryRun {
-				continue
-			}
-			// External networks are not ours to create; they must exist.
-			if _, err := r.Engine.EnsureNetwork(ctx, p, key, nil); err != nil {
-				return d, err
-			}
-			continue
+			continue // not ours to create: the image phase checked it exists
 		}
 		d.Networks = append(d.Networks, key)
 	}
@@ -63,6 +42,17 @@ func (r *Reconciler) Desire(ctx context.Context, st *stack.Stack, revision strin
 	}
 	sort.Strings(d.Volumes)
 	return d, nil
+}
+
+// usedNetworks is the set of network keys p's services join.
+func usedNetworks(p *types.Project) map[string]bool {
+	used := map[string]bool{}
+	for _, svc := range p.Services {
+		for key := range svc.Networks {
+			used[key] = true
+		}
+	}
+	return used
 }
 
 // desireService is one service of st resolved into the containers it
@@ -122,17 +112,6 @@ func (r *Reconciler) desireService(st *stack.Stack, revision string, svc types.S
 		ds.Specs = append(ds.Specs, spec)
 	}
 	return ds, nil
-}
-
-// sharesContainers reports whether a service of p refers to another's
-// container, which Desire must then resolve against what runs.
-func sharesContainers(p *types.Project) bool {
-	for _, svc := range p.Services {
-		if len(sharedServices(svc)) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // dependencyConditions says, per service, which depends_on conditions other

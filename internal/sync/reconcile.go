@@ -17,9 +17,10 @@ import (
 
 // Reconciler brings stacks to their desired state and records what it did.
 type Reconciler struct {
-	Engine *engine.Engine
-	Store  *store.Store
-	Log    *slog.Logger
+	// Runtime is the container engine the stacks run on (EngineRuntime).
+	Runtime Runtime
+	Store   *store.Store
+	Log     *slog.Logger
 	// MaxBuildContext bounds a build context in bytes (0: no bound).
 	MaxBuildContext int64
 	// FilesKey keys the digest of secrets and configs written on
@@ -44,13 +45,13 @@ type Reconciler struct {
 func (r *Reconciler) Observe(ctx context.Context, name string) (Observed, error) {
 	var o Observed
 	var err error
-	if o.Containers, err = r.Engine.Containers(ctx, name); err != nil {
+	if o.Containers, err = r.Runtime.Containers(ctx, name); err != nil {
 		return o, fmt.Errorf("observe %s containers: %w", name, err)
 	}
-	if o.Networks, err = r.Engine.Networks(ctx, name); err != nil {
+	if o.Networks, err = r.Runtime.Networks(ctx, name); err != nil {
 		return o, fmt.Errorf("observe %s networks: %w", name, err)
 	}
-	if o.Volumes, err = r.Engine.Volumes(ctx, name); err != nil {
+	if o.Volumes, err = r.Runtime.Volumes(ctx, name); err != nil {
 		return o, fmt.Errorf("observe %s volumes: %w", name, err)
 	}
 	return o, nil
@@ -77,7 +78,7 @@ func (r *Reconciler) observe(ctx context.Context, st *stack.Stack) (Observed, er
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		v, ok, err := r.Engine.DeclaredVolume(ctx, st.Project, key)
+		v, ok, err := r.Runtime.DeclaredVolume(ctx, st.Project, key)
 		if err != nil {
 			return o, fmt.Errorf("observe %s volumes: %w", st.Name, err)
 		}
@@ -88,15 +89,33 @@ func (r *Reconciler) observe(ctx context.Context, st *stack.Stack) (Observed, er
 	return o, nil
 }
 
-// Diff returns the plan a sync of st would run, changing nothing.
-func (r *Reconciler) Diff(ctx context.Context, st *stack.Stack, revision string) (Plan, error) {
-	desired, err := r.Desire(ctx, st, revision, true)
+// resolve is what every entry point does before it acts: the image phase
+// in mode (with pinned images, see imagesRunBy), a check that the external
+// networks exist (unless a dry run), what runs now, and what st at
+// revision wants given both.
+func (r *Reconciler) resolve(ctx context.Context, st *stack.Stack, revision string, mode ImageMode, pinned map[string]string) (Desired, Observed, error) {
+	images, err := r.prepareImages(ctx, st, revision, mode, pinned)
 	if err != nil {
-		return Plan{}, fmt.Errorf("diff %s: %w", st.Name, err)
+		return Desired{}, Observed{}, err
+	}
+	if mode != ImageDryRun {
+		if err := r.checkExternalNetworks(ctx, st); err != nil {
+			return Desired{}, Observed{}, err
+		}
 	}
 	observed, err := r.observe(ctx, st)
 	if err != nil {
-		return Plan{}, err
+		return Desired{}, observed, err
+	}
+	desired, err := r.Desire(st, revision, images, observed.Containers)
+	return desired, observed, err
+}
+
+// Diff returns the plan a sync of st would run, changing nothing.
+func (r *Reconciler) Diff(ctx context.Context, st *stack.Stack, revision string) (Plan, error) {
+	desired, observed, err := r.resolve(ctx, st, revision, ImageDryRun, nil)
+	if err != nil {
+		return Plan{}, fmt.Errorf("diff %s: %w", st.Name, err)
 	}
 	return MakePlan(desired, observed)
 }
@@ -120,14 +139,17 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 		return nil
 	}
 
-	scoped := withPullScope(ctx, imageModeFor(trigger))
-	var derr error
+	// A rollback returns to images the host ran, without the registry.
+	mode, pinned, derr := ImageDeploy, map[string]string(nil), error(nil)
 	if trigger == TriggerRollback {
-		derr = r.pinImagesRunBy(scoped, st.Name, revision)
+		mode = ImageRestore
+		pinned, derr = r.imagesRunBy(ctx, st.Name, revision)
 	}
 	var desired Desired
+	var observed Observed
+	var plan Plan
 	if derr == nil {
-		desired, derr = r.Desire(scoped, st, revision, false)
+		desired, observed, derr = r.resolve(ctx, st, revision, mode, pinned)
 	}
 	if trigger == TriggerRollback {
 		// A rollback rolls by deploy.rollback_config.
@@ -135,21 +157,16 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 			desired.Services[i].Roll = desired.Services[i].RollbackRoll
 		}
 	}
-	var observed Observed
-	var plan Plan
 	if derr == nil {
-		if observed, derr = r.observe(ctx, st); derr == nil {
-			plan, derr = MakePlan(desired, observed)
-		}
+		plan, derr = MakePlan(desired, observed)
 	}
 	if derr != nil {
 		// Nothing was changed: record the failed attempt once per revision so
 		// history says why, without filling it on every poll.
 		if prev.Sync != string(Failed) || prev.Target != revision || prev.Error != derr.Error() {
-			id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
-			if err == nil {
-				_ = r.Store.FinishDeployment(ctx, id, OutcomeFailed, derr.Error(), now())
-			}
+			_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision}, func(*slog.Logger, int64) (string, error) {
+				return OutcomeFailed, derr
+			})
 		}
 		state.Sync, state.Error = string(Failed), derr.Error()
 		if be := (*engine.BuildError)(nil); errors.As(derr, &be) {
@@ -181,24 +198,30 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 		return r.putStack(ctx, state)
 	}
 
-	id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
-	if err != nil {
-		return fmt.Errorf("sync %s: record deployment: %w", st.Name, err)
+	applyErr, recErr := r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (string, error) {
+		state.Sync = string(Progressing)
+		if err := r.putStack(ctx, state); err != nil {
+			return OutcomeFailed, err
+		}
+		log.Info("applying plan", "actions", len(plan.Actions))
+		applyErr := r.apply(ctx, log, id, st, desired, plan)
+		if applyErr == nil && prev.Sync == string(Progressing) {
+			// A roll was cut off (a crash): what it started never passed its
+			// gate, and this plan only tidied up around it.
+			applyErr = r.gateAll(ctx, desired)
+		}
+		return r.settle(ctx, log, st.Name, revision, prev, plan, &state, applyErr), applyErr
+	})
+	if recErr != nil {
+		return errors.Join(applyErr, recErr)
 	}
-	log = log.With("deployment", id)
-	state.Sync = string(Progressing)
-	if err := r.putStack(ctx, state); err != nil {
-		return err
-	}
-	log.Info("applying plan", "actions", len(plan.Actions))
-	applyErr := r.apply(ctx, log, id, st, desired, plan)
-	if applyErr == nil && prev.Sync == string(Progressing) {
-		// A roll was cut off (a crash): what it started never passed its
-		// gate, and this plan only tidied up around it.
-		applyErr = r.gateAll(ctx, desired)
-	}
+	return errors.Join(applyErr, r.putStack(ctx, state))
+}
 
-	state.Health = string(r.health(ctx, st.Name))
+// settle sets state to where a sync of revision that ended in applyErr
+// left the stack, and returns the deployment's outcome.
+func (r *Reconciler) settle(ctx context.Context, log *slog.Logger, name, revision string, prev store.StackState, plan Plan, state *store.StackState, applyErr error) string {
+	state.Health = string(r.health(ctx, name))
 	outcome := OutcomeSucceeded
 	if applyErr != nil {
 		outcome = OutcomeFailed
@@ -226,14 +249,28 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 		}
 		log.Info("sync succeeded")
 	}
-	errMsg := ""
-	if applyErr != nil {
-		errMsg = applyErr.Error()
+	return outcome
+}
+
+// deployment records what run does as one deployment: it is opened before
+// run and finished with run's outcome and error. runErr is run's error;
+// recErr says the deployment could not be recorded (then run may not have
+// run at all).
+func (r *Reconciler) deployment(ctx context.Context, log *slog.Logger, op string, d store.Deployment, run func(log *slog.Logger, id int64) (string, error)) (runErr, recErr error) {
+	d.StartedAt, d.Outcome = now(), OutcomeRunning
+	id, err := r.Store.StartDeployment(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: record deployment: %w", op, d.Stack, err)
 	}
-	if err := r.Store.FinishDeployment(ctx, id, outcome, errMsg, now()); err != nil {
-		return errors.Join(applyErr, fmt.Errorf("sync %s: finish deployment: %w", st.Name, err))
+	outcome, runErr := run(log.With("deployment", id), id)
+	msg := ""
+	if runErr != nil {
+		msg = runErr.Error()
 	}
-	return errors.Join(applyErr, r.putStack(ctx, state))
+	if err := r.Store.FinishDeployment(ctx, id, outcome, msg, now()); err != nil {
+		return runErr, fmt.Errorf("%s %s: finish deployment: %w", op, d.Stack, err)
+	}
+	return runErr, nil
 }
 
 // warning is what a stack in sync shows as its error: the plan's warnings
@@ -247,17 +284,18 @@ func (r *Reconciler) warning(log *slog.Logger, prev store.StackState, plan Plan)
 }
 
 // Compare plans st at revision (the revision the stack runs) against what
-// runs, changing no container: any action in the plan is drift. With pull,
-// images are pulled per pull_policy first, so a moved tag shows; without,
-// nothing is pulled. It also returns the health of what runs.
-func (r *Reconciler) Compare(ctx context.Context, st *stack.Stack, revision string, pull bool) (Plan, Health, error) {
-	desired, err := r.Desire(withPullScope(ctx, engine.ForCheck), st, revision, !pull)
+// runs, changing no container: any action in the plan is drift. With
+// ImageCheck, images are pulled per pull_policy first, so a moved tag
+// shows; with ImageDryRun nothing is pulled. A drift check never builds nor
+// moves a tag: a mode that would is taken as ImageCheck. It also returns
+// the health of what runs.
+func (r *Reconciler) Compare(ctx context.Context, st *stack.Stack, revision string, mode ImageMode) (Plan, Health, error) {
+	if mode.acts() {
+		mode = ImageCheck
+	}
+	desired, observed, err := r.resolve(ctx, st, revision, mode, nil)
 	if err != nil {
 		return Plan{}, Unknown, fmt.Errorf("compare %s: %w", st.Name, err)
-	}
-	observed, err := r.observe(ctx, st)
-	if err != nil {
-		return Plan{}, Unknown, err
 	}
 	plan, err := MakePlan(desired, observed)
 	return plan, healthOf(observed.Containers), err
@@ -272,13 +310,9 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 	log := r.Log.With("stack", st.Name, "revision", short(revision))
 	// What a heal puts back runs from the images on the host: a poll's
 	// check pulled already, and an event's heal must not need the registry.
-	desired, err := r.Desire(withPullScope(ctx, engine.ForRestore), st, revision, false)
+	desired, observed, err := r.resolve(ctx, st, revision, ImageRestore, nil)
 	if err != nil {
 		return fmt.Errorf("heal %s: %w", st.Name, err)
-	}
-	observed, err := r.observe(ctx, st)
-	if err != nil {
-		return err
 	}
 	full, err := MakePlan(desired, observed)
 	if err != nil {
@@ -294,33 +328,40 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 	if plan.Empty() {
 		return nil
 	}
-	id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: st.Name, Trigger: TriggerHeal, From: revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
-	if err != nil {
-		if r.StoreFailed == nil {
-			return fmt.Errorf("heal %s: record deployment: %w", st.Name, err)
+	// A full or broken state_dir loses the heal's record, not the heal.
+	applyErr, recErr := r.deploymentMaybeUnrecorded(ctx, log, "heal", store.Deployment{Stack: st.Name, Trigger: TriggerHeal, From: revision, To: revision}, func(log *slog.Logger, id int64) (string, error) {
+		log.Info("healing drift", "actions", len(plan.Actions))
+		if err := r.apply(ctx, log, id, st, desired, plan); err != nil {
+			log.Error("heal failed", "err", err)
+			return OutcomeFailed, err
 		}
-		// A full or broken state_dir loses the heal's record, not the heal.
-		r.StoreFailed("record a heal of stack "+st.Name, err)
-		id = 0
+		return OutcomeSucceeded, nil
+	})
+	return errors.Join(applyErr, recErr)
+}
+
+// deploymentMaybeUnrecorded is deployment for work that must not depend on
+// its record (a heal): with StoreFailed set, a record that cannot be
+// written is reported there and run goes on as deployment 0, whose steps
+// are not recorded either.
+func (r *Reconciler) deploymentMaybeUnrecorded(ctx context.Context, log *slog.Logger, op string, d store.Deployment, run func(log *slog.Logger, id int64) (string, error)) (runErr, recErr error) {
+	if r.StoreFailed == nil {
+		return r.deployment(ctx, log, op, d, run)
 	}
-	log = log.With("deployment", id)
-	log.Info("healing drift", "actions", len(plan.Actions))
-	applyErr := r.apply(ctx, log, id, st, desired, plan)
-	outcome, msg := OutcomeSucceeded, ""
-	if applyErr != nil {
-		outcome, msg = OutcomeFailed, applyErr.Error()
-		log.Error("heal failed", "err", applyErr)
+	started := false
+	runErr, recErr = r.deployment(ctx, log, op, d, func(log *slog.Logger, id int64) (string, error) {
+		started = true
+		return run(log, id)
+	})
+	switch {
+	case recErr == nil:
+	case started:
+		r.StoreFailed("finish the record of a "+op+" of stack "+d.Stack, errors.Unwrap(recErr))
+	default:
+		r.StoreFailed("record a "+op+" of stack "+d.Stack, errors.Unwrap(recErr))
+		_, runErr = run(log.With("deployment", 0), 0)
 	}
-	if id == 0 {
-		return applyErr
-	}
-	if err := r.Store.FinishDeployment(ctx, id, outcome, msg, now()); err != nil {
-		if r.StoreFailed == nil {
-			return errors.Join(applyErr, fmt.Errorf("heal %s: finish deployment: %w", st.Name, err))
-		}
-		r.StoreFailed("finish the record of a heal of stack "+st.Name, err)
-	}
-	return applyErr
+	return runErr, nil
 }
 
 // withSharers is services plus every service that shares the container of
@@ -375,7 +416,7 @@ func (r *Reconciler) gateAll(ctx context.Context, desired Desired) error {
 	for _, s := range desired.Services {
 		gates[s.Name] = s.Gate
 	}
-	cs, err := r.Engine.Containers(ctx, desired.Stack)
+	cs, err := r.Runtime.Containers(ctx, desired.Stack)
 	if err != nil {
 		return err
 	}
@@ -384,7 +425,7 @@ func (r *Reconciler) gateAll(ctx context.Context, desired Desired) error {
 		if !ok {
 			continue
 		}
-		if err := health.Wait(ctx, r.Engine.Client(), c.ID, gate); err != nil {
+		if err := r.Runtime.WaitHealthy(ctx, c.ID, gate); err != nil {
 			return err
 		}
 	}
@@ -424,22 +465,15 @@ func (r *Reconciler) Remove(ctx context.Context, name, revision, trigger string)
 		return err
 	}
 	if !plan.Empty() {
-		id, err := r.Store.StartDeployment(ctx, store.Deployment{Stack: name, Trigger: trigger, From: prev.Revision, To: revision, StartedAt: now(), Outcome: OutcomeRunning})
-		if err != nil {
-			return fmt.Errorf("remove %s: record deployment: %w", name, err)
-		}
-		log = log.With("deployment", id)
-		log.Info("removing stack", "actions", len(plan.Actions), "kept_volumes", plan.OrphanVolumes)
-		applyErr := r.apply(ctx, log, id, nil, Desired{Stack: name}, plan)
-		outcome, msg := OutcomeSucceeded, ""
-		if applyErr != nil {
-			outcome, msg = OutcomeFailed, applyErr.Error()
-		}
-		if err := r.Store.FinishDeployment(ctx, id, outcome, msg, now()); err != nil {
-			return errors.Join(applyErr, err)
-		}
-		if applyErr != nil {
-			return applyErr
+		applyErr, recErr := r.deployment(ctx, log, "remove", store.Deployment{Stack: name, Trigger: trigger, From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (string, error) {
+			log.Info("removing stack", "actions", len(plan.Actions), "kept_volumes", plan.OrphanVolumes)
+			if err := r.apply(ctx, log, id, nil, Desired{Stack: name}, plan); err != nil {
+				return OutcomeFailed, err
+			}
+			return OutcomeSucceeded, nil
+		})
+		if applyErr != nil || recErr != nil {
+			return errors.Join(applyErr, recErr)
 		}
 	}
 	return r.Store.DeleteStack(ctx, name)

@@ -22,14 +22,14 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	// A host port another process holds would fail the new container's
 	// start after the old one stopped: refuse while the old one serves.
 	// When the ports cannot be checked, the start is the check.
-	if inUse, err := r.Engine.PortsInUse(ctx, spec, a.ID); err == nil && len(inUse) > 0 {
+	if inUse, err := r.Runtime.PortsInUse(ctx, spec, a.ID); err == nil && len(inUse) > 0 {
 		notes.add("old %s kept running: host port %s in use", shortID(a.ID), strings.Join(inUse, ", "))
 		cause := fmt.Errorf("host port %s: bind: address already in use (held by another process)", strings.Join(inUse, ", "))
 		return errors.Join(startFailed(spec.Name, cause), ErrRestored)
 	}
 	// A roll cut off by a crash may have parked it already.
 	if oldName != parked {
-		if err := r.Engine.RenameContainer(ctx, a.ID, parked); err != nil {
+		if err := r.Runtime.RenameContainer(ctx, a.ID, parked); err != nil {
 			return fmt.Errorf("park old container: %w", err)
 		}
 	}
@@ -39,39 +39,39 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 		bg := context.WithoutCancel(ctx)
 		var rerr error
 		if oldName != parked {
-			rerr = r.Engine.RenameContainer(bg, a.ID, oldName)
+			rerr = r.Runtime.RenameContainer(bg, a.ID, oldName)
 		}
-		serr := r.Engine.StartContainer(bg, a.ID)
+		serr := r.Runtime.StartContainer(bg, a.ID)
 		if rerr == nil && serr == nil {
 			notes.add("old %s restarted", shortID(a.ID))
 			return errors.Join(cause, ErrRestored)
 		}
 		return errors.Join(cause, rerr, serr)
 	}
-	id, err := r.Engine.CreateContainer(ctx, spec)
+	id, err := r.Runtime.CreateContainer(ctx, spec)
 	if err != nil {
 		return restore(startFailed(spec.Name, fmt.Errorf("create: %w", err)))
 	}
 	crashPoint(CrashStopFirstCreated)
 	r.preStop(ctx, a.ID, spec, notes)
-	if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
-		_ = r.Engine.RemoveContainer(ctx, id)
+	if err := r.Runtime.StopContainer(ctx, a.ID, nil); err != nil {
+		_ = r.Runtime.RemoveContainer(ctx, id)
 		return restore(fmt.Errorf("stop old: %w", err))
 	}
 	notes.add("old %s stopped and kept", shortID(a.ID))
 	crashPoint(CrashStopFirstOldStopped)
-	if err := r.Engine.StartContainer(ctx, id); err != nil {
-		_ = r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
+	if err := r.Runtime.StartContainer(ctx, id); err != nil {
+		_ = r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id)
 		return restore(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
 	notes.add("new %s started", shortID(id))
 	crashPoint(CrashStopFirstNewStarted)
 	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
 		// The new container is removed before the old one gets its name back.
-		rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
+		rmErr := r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id)
 		return restore(errors.Join(err, rmErr))
 	}
-	if err := r.Engine.RemoveContainer(ctx, a.ID); err != nil {
+	if err := r.Runtime.RemoveContainer(ctx, a.ID); err != nil {
 		return fmt.Errorf("remove old: %w", err)
 	}
 	notes.add("old %s removed", shortID(a.ID))
@@ -122,20 +122,20 @@ func rollConfig(svc types.ServiceConfig, c *types.UpdateConfig, defaultAction st
 func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate, notes *stepNotes) error {
 	next := spec
 	next.Name = fmt.Sprintf("%s_next_%s", shortID(a.ID), spec.Name)
-	id, err := r.Engine.CreateContainer(ctx, next)
+	id, err := r.Runtime.CreateContainer(ctx, next)
 	if err != nil {
 		// Nothing was stopped: the old container serves on.
 		return errors.Join(startFailed(spec.Name, fmt.Errorf("create: %w", err)), ErrRestored)
 	}
 	discard := func(cause error) error {
-		rmErr := r.Engine.RemoveContainer(context.WithoutCancel(ctx), id)
+		rmErr := r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id)
 		if rmErr != nil {
 			return errors.Join(cause, rmErr)
 		}
 		notes.add("new %s removed, old %s kept serving", shortID(id), shortID(a.ID))
 		return errors.Join(cause, ErrRestored)
 	}
-	if err := r.Engine.StartContainer(ctx, id); err != nil {
+	if err := r.Runtime.StartContainer(ctx, id); err != nil {
 		return discard(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
 	notes.add("new %s started beside old %s", shortID(id), shortID(a.ID))
@@ -144,15 +144,15 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 		return discard(err)
 	}
 	r.preStop(ctx, a.ID, spec, notes)
-	if err := r.Engine.StopContainer(ctx, a.ID, nil); err != nil {
+	if err := r.Runtime.StopContainer(ctx, a.ID, nil); err != nil {
 		return fmt.Errorf("stop old: %w", err)
 	}
-	if err := r.Engine.RemoveContainer(ctx, a.ID); err != nil {
+	if err := r.Runtime.RemoveContainer(ctx, a.ID); err != nil {
 		return fmt.Errorf("remove old: %w", err)
 	}
 	notes.add("old %s stopped and removed", shortID(a.ID))
 	crashPoint(CrashStartFirstOldRemoved)
-	if err := r.Engine.RenameContainer(ctx, id, spec.Name); err != nil {
+	if err := r.Runtime.RenameContainer(ctx, id, spec.Name); err != nil {
 		return fmt.Errorf("give the new container its name: %w", err)
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 
 // health observes a stack's containers now.
 func (r *Reconciler) health(ctx context.Context, name string) Health {
-	cs, err := r.Engine.Containers(ctx, name)
+	cs, err := r.Runtime.Containers(ctx, name)
 	if err != nil {
 		return Unknown
 	}
