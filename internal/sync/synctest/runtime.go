@@ -490,8 +490,15 @@ func (f *Runtime) WaitHealthy(ctx context.Context, id string, g health.Gate) err
 	return nil
 }
 
-// LocalImage is the ID ref names on the host.
+// LocalImage is the ID ref names on the host. Before sees it as
+// "inspect-image REF" (and may fail it), but it is not a call that changes
+// anything, so Calls leaves it out.
 func (f *Runtime) LocalImage(_ context.Context, ref string) (string, bool, error) {
+	if f.Before != nil {
+		if err := f.Before("inspect-image " + ref); err != nil {
+			return "", false, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id, ok := f.images[ref]
