@@ -168,11 +168,11 @@ func TestSyncFailsBeforeAnyChange(t *testing.T) {
 		}
 	}
 	s := w.state()
-	if Status(s.Sync) != Failed || !strings.Contains(s.Error, "app:404") || s.FailedRevision != "" || Health(s.Health) != Unknown {
+	if SyncState(s.Sync) != Failed || !strings.Contains(s.Error, "app:404") || s.FailedRevision != "" || Health(s.Health) != Unknown {
 		t.Errorf("stack %+v", s)
 	}
 	ds, _ := w.st.Deployments(w.ctx, "s", 10)
-	if len(ds) != 1 || ds[0].Outcome != OutcomeFailed || len(w.rt.Calls()) != 0 {
+	if len(ds) != 1 || ds[0].Outcome != string(OutcomeFailed) || len(w.rt.Calls()) != 0 {
 		t.Errorf("deployments %+v, calls %v", ds, w.rt.Calls())
 	}
 }
@@ -196,7 +196,7 @@ func TestStartFailures(t *testing.T) {
 		if got := w.images(); len(got) != 0 {
 			t.Errorf("left behind: %v", got)
 		}
-		if s := w.state(); s.FailedRevision != "v1" || w.lastDeployment().Outcome != OutcomeFailed {
+		if s := w.state(); s.FailedRevision != "v1" || w.lastDeployment().Outcome != string(OutcomeFailed) {
 			t.Errorf("stack %+v, deployment %+v", s, w.lastDeployment())
 		}
 	})
@@ -212,7 +212,7 @@ func TestStartFailures(t *testing.T) {
 		if !IsStartFailure(err) || !errors.Is(err, ErrRestored) || !strings.Contains(err.Error(), "8080") {
 			t.Fatalf("sync: %v", err)
 		}
-		if len(w.rt.Calls()) != 0 || w.lastDeployment().Outcome != OutcomeRolledBack {
+		if len(w.rt.Calls()) != 0 || w.lastDeployment().Outcome != string(OutcomeRolledBack) {
 			t.Errorf("calls %v, deployment %+v", w.rt.Calls(), w.lastDeployment())
 		}
 	})
@@ -290,14 +290,14 @@ func TestDriftCompareAndHeal(t *testing.T) {
 	if got := w.images(); got["s-web-1"] != "app:1 running" || got["s-db-1"] != "app:1 paused" {
 		t.Errorf("after healing web: %v", got)
 	}
-	if d := w.lastDeployment(); d.Trigger != TriggerHeal || d.Outcome != OutcomeSucceeded {
+	if d := w.lastDeployment(); d.Trigger != string(TriggerHeal) || d.Outcome != string(OutcomeSucceeded) {
 		t.Errorf("deployment %+v", d)
 	}
 	w.rt.Gate = failImage("app:1")
 	if err := w.rec.Heal(w.ctx, st, "v1", map[string]bool{"db": true}); !health.IsFailure(err) {
 		t.Fatalf("heal of a failing gate: %v", err)
 	}
-	if d, s := w.lastDeployment(), w.state(); d.Outcome != OutcomeFailed || s.FailedRevision != "" {
+	if d, s := w.lastDeployment(), w.state(); d.Outcome != string(OutcomeFailed) || s.FailedRevision != "" {
 		t.Errorf("deployment %+v, stack %+v", d, s)
 	}
 	w.rt.ResetCalls()
@@ -340,7 +340,7 @@ func TestRemoveAndMarkInvalid(t *testing.T) {
 	if err := w.rec.MarkInvalid(w.ctx, "s", "v2", errors.New("compose.yaml line 3: bad")); err != nil {
 		t.Fatal(err)
 	}
-	if s := w.state(); Status(s.Sync) != Invalid || s.Target != "v2" || s.Revision != "v1" || !strings.Contains(s.Error, "line 3") || Health(s.Health) != Healthy {
+	if s := w.state(); SyncState(s.Sync) != Invalid || s.Target != "v2" || s.Revision != "v1" || !strings.Contains(s.Error, "line 3") || Health(s.Health) != Healthy {
 		t.Errorf("invalid: %+v", s)
 	}
 	if err := w.rec.Remove(w.ctx, "s", "v3", TriggerPoll); err != nil {
@@ -357,7 +357,7 @@ func TestRemoveAndMarkInvalid(t *testing.T) {
 	if _, ok, _ := w.st.Stack(w.ctx, "s"); ok {
 		t.Error("the stack is still recorded")
 	}
-	if d := w.lastDeployment(); d.To != "v3" || d.Outcome != OutcomeSucceeded {
+	if d := w.lastDeployment(); d.To != "v3" || d.Outcome != string(OutcomeSucceeded) {
 		t.Errorf("deployment %+v", d)
 	}
 }
@@ -385,7 +385,7 @@ func TestRollCutOffIsGated(t *testing.T) {
 		if !slices.Equal(w.rt.Calls(), []string{"gate s-web-1"}) || health.IsFailure(err) != fails {
 			t.Fatalf("fails %v: %v, calls %v", fails, err, w.rt.Calls())
 		}
-		if s := w.state(); (Status(s.Sync) == Failed) != fails || (s.FailedRevision == "v1") != fails {
+		if s := w.state(); (SyncState(s.Sync) == Failed) != fails || (s.FailedRevision == "v1") != fails {
 			t.Errorf("fails %v: stack %+v", fails, s)
 		}
 	}

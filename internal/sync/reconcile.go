@@ -123,15 +123,14 @@ func (r *Reconciler) Diff(ctx context.Context, st *stack.Stack, revision string)
 // Sync brings one stack to st at revision. A deployment is recorded only
 // when there is something to do; either way the stack's row ends with a
 // status and, on failure, the reason.
-func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigger string) error {
+func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string, trigger Trigger) error {
 	log := r.Log.With("stack", st.Name, "revision", short(revision))
 	prev, _, err := r.Store.Stack(ctx, st.Name)
 	if err != nil {
 		return fmt.Errorf("sync %s: read state: %w", st.Name, err)
 	}
 	state := prev
-	state.Name = st.Name
-	state.Target = revision
+	aim(&state, st.Name, revision)
 	if prev.FailedRevision == revision && trigger != TriggerRetry {
 		// A revision that failed its health gate, or whose containers could
 		// not be started, is not retried until the branch moves or an
@@ -164,17 +163,16 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 		// Nothing was changed: record the failed attempt once per revision so
 		// history says why, without filling it on every poll.
 		if prev.Sync != string(Failed) || prev.Target != revision || prev.Error != derr.Error() {
-			_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision}, func(*slog.Logger, int64) (string, error) {
+			_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(*slog.Logger, int64) (Outcome, error) {
 				return OutcomeFailed, derr
 			})
 		}
-		state.Sync, state.Error = string(Failed), derr.Error()
+		markFailed(&state, derr, r.health(ctx, st.Name))
 		if be := (*engine.BuildError)(nil); errors.As(derr, &be) {
 			// A build fails the same way again: like a revision that failed
 			// its gate, it waits for the branch to move or `sync --retry`.
-			state.FailedRevision = revision
+			markHeld(&state, revision)
 		}
-		state.Health = string(r.health(ctx, st.Name))
 		log.Error("sync failed before any change", "err", derr)
 		return errors.Join(derr, r.putStack(ctx, state))
 	}
@@ -182,24 +180,19 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	if plan.Empty() && prev.Sync == string(Progressing) {
 		// A roll was cut off (a crash): what it started never passed its gate.
 		if err := r.gateAll(ctx, desired); err != nil {
-			state.Sync, state.Error, state.FailedRevision = string(Failed), err.Error(), revision
-			state.Health = string(r.health(ctx, st.Name))
+			markFailed(&state, err, r.health(ctx, st.Name))
+			markHeld(&state, revision)
 			log.Error("a roll cut off by a restart left containers that fail their gate", "err", err)
 			return errors.Join(err, r.putStack(ctx, state))
 		}
 	}
 	if plan.Empty() {
-		state.Revision = revision
-		state.Sync, state.Error = string(Synced), r.warning(log, prev, plan)
-		state.Health = string(healthOf(observed.Containers))
-		if state.Health == string(Healthy) {
-			state.LastHealthyRevision = revision
-		}
+		markSynced(&state, revision, healthOf(observed.Containers), warning(log, prev, plan))
 		return r.putStack(ctx, state)
 	}
 
-	applyErr, recErr := r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: trigger, From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (string, error) {
-		state.Sync = string(Progressing)
+	applyErr, recErr := r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
+		markProgressing(&state)
 		if err := r.putStack(ctx, state); err != nil {
 			return OutcomeFailed, err
 		}
@@ -210,7 +203,7 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 			// gate, and this plan only tidied up around it.
 			applyErr = r.gateAll(ctx, desired)
 		}
-		return r.settle(ctx, log, st.Name, revision, prev, plan, &state, applyErr), applyErr
+		return settle(log, &state, prev, revision, plan, r.health(ctx, st.Name), applyErr), applyErr
 	})
 	if recErr != nil {
 		return errors.Join(applyErr, recErr)
@@ -218,46 +211,12 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision, trigge
 	return errors.Join(applyErr, r.putStack(ctx, state))
 }
 
-// settle sets state to where a sync of revision that ended in applyErr
-// left the stack, and returns the deployment's outcome.
-func (r *Reconciler) settle(ctx context.Context, log *slog.Logger, name, revision string, prev store.StackState, plan Plan, state *store.StackState, applyErr error) string {
-	state.Health = string(r.health(ctx, name))
-	outcome := OutcomeSucceeded
-	if applyErr != nil {
-		outcome = OutcomeFailed
-		state.Sync, state.Error = string(Failed), applyErr.Error()
-		if Holds(applyErr) {
-			// Held: the same failure would come at every poll, and each
-			// attempt of a stop-first roll stops the working container.
-			state.FailedRevision = revision
-			if errors.Is(applyErr, ErrRestored) && !errors.Is(applyErr, ErrKeptForward) {
-				outcome = OutcomeRolledBack
-			}
-		}
-		if errors.Is(applyErr, ErrKeptForward) {
-			// pause or continue: the stack stays where the roll left it, on
-			// this revision's files, and polls do not roll it anywhere.
-			state.Revision = revision
-		}
-		log.Error("sync failed", "err", applyErr)
-	} else {
-		state.FailedRevision = ""
-		state.Revision = revision
-		state.Sync, state.Error = string(Synced), r.warning(log, prev, plan)
-		if state.Health == string(Healthy) {
-			state.LastHealthyRevision = revision
-		}
-		log.Info("sync succeeded")
-	}
-	return outcome
-}
-
 // deployment records what run does as one deployment: it is opened before
 // run and finished with run's outcome and error. runErr is run's error;
 // recErr says the deployment could not be recorded (then run may not have
 // run at all).
-func (r *Reconciler) deployment(ctx context.Context, log *slog.Logger, op string, d store.Deployment, run func(log *slog.Logger, id int64) (string, error)) (runErr, recErr error) {
-	d.StartedAt, d.Outcome = now(), OutcomeRunning
+func (r *Reconciler) deployment(ctx context.Context, log *slog.Logger, op string, d store.Deployment, run func(log *slog.Logger, id int64) (Outcome, error)) (runErr, recErr error) {
+	d.StartedAt, d.Outcome = now(), string(OutcomeRunning)
 	id, err := r.Store.StartDeployment(ctx, d)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: record deployment: %w", op, d.Stack, err)
@@ -267,20 +226,10 @@ func (r *Reconciler) deployment(ctx context.Context, log *slog.Logger, op string
 	if runErr != nil {
 		msg = runErr.Error()
 	}
-	if err := r.Store.FinishDeployment(ctx, id, outcome, msg, now()); err != nil {
+	if err := r.Store.FinishDeployment(ctx, id, string(outcome), msg, now()); err != nil {
 		return runErr, fmt.Errorf("%s %s: finish deployment: %w", op, d.Stack, err)
 	}
 	return runErr, nil
-}
-
-// warning is what a stack in sync shows as its error: the plan's warnings
-// (Plan.Warnings), logged once, when they first show, not at every poll.
-func (r *Reconciler) warning(log *slog.Logger, prev store.StackState, plan Plan) string {
-	w := plan.Warning()
-	if w != "" && w != prev.Error {
-		log.Warn("the stack uses what it did not create", "warning", w)
-	}
-	return w
 }
 
 // Compare plans st at revision (the revision the stack runs) against what
@@ -329,7 +278,7 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 		return nil
 	}
 	// A full or broken state_dir loses the heal's record, not the heal.
-	applyErr, recErr := r.deploymentMaybeUnrecorded(ctx, log, "heal", store.Deployment{Stack: st.Name, Trigger: TriggerHeal, From: revision, To: revision}, func(log *slog.Logger, id int64) (string, error) {
+	applyErr, recErr := r.deploymentMaybeUnrecorded(ctx, log, "heal", store.Deployment{Stack: st.Name, Trigger: string(TriggerHeal), From: revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
 		log.Info("healing drift", "actions", len(plan.Actions))
 		if err := r.apply(ctx, log, id, st, desired, plan); err != nil {
 			log.Error("heal failed", "err", err)
@@ -344,12 +293,12 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 // its record (a heal): with StoreFailed set, a record that cannot be
 // written is reported there and run goes on as deployment 0, whose steps
 // are not recorded either.
-func (r *Reconciler) deploymentMaybeUnrecorded(ctx context.Context, log *slog.Logger, op string, d store.Deployment, run func(log *slog.Logger, id int64) (string, error)) (runErr, recErr error) {
+func (r *Reconciler) deploymentMaybeUnrecorded(ctx context.Context, log *slog.Logger, op string, d store.Deployment, run func(log *slog.Logger, id int64) (Outcome, error)) (runErr, recErr error) {
 	if r.StoreFailed == nil {
 		return r.deployment(ctx, log, op, d, run)
 	}
 	started := false
-	runErr, recErr = r.deployment(ctx, log, op, d, func(log *slog.Logger, id int64) (string, error) {
+	runErr, recErr = r.deployment(ctx, log, op, d, func(log *slog.Logger, id int64) (Outcome, error) {
 		started = true
 		return run(log, id)
 	})
@@ -395,17 +344,7 @@ func (r *Reconciler) Rollback(ctx context.Context, st *stack.Stack, good, failed
 	if serr != nil {
 		return errors.Join(err, serr)
 	}
-	state.Target = failed
-	state.FailedRevision = failed
-	state.Sync = string(Failed)
-	why := "failed its health gate"
-	if !health.IsFailure(cause) && IsStartFailure(cause) {
-		why = "could not start its containers"
-	}
-	state.Error = fmt.Sprintf("revision %s %s and was rolled back to %s: %v", short(failed), why, short(good), cause)
-	if err != nil {
-		state.Error += fmt.Sprintf("; the rollback failed too: %v", err)
-	}
+	markRolledBack(&state, good, failed, cause, err)
 	return errors.Join(err, r.putStack(ctx, state))
 }
 
@@ -440,17 +379,14 @@ func (r *Reconciler) MarkInvalid(ctx context.Context, name, revision string, loa
 		return err
 	}
 	state := prev
-	state.Name = name
-	state.Target = revision
-	state.Sync = string(Invalid)
-	state.Error = loadErr.Error()
-	state.Health = string(r.health(ctx, name))
+	aim(&state, name, revision)
+	markInvalid(&state, loadErr, r.health(ctx, name))
 	return r.putStack(ctx, state)
 }
 
 // Remove takes down a stack that left the repository (or no longer targets
 // this host): its containers and networks go, its volumes stay.
-func (r *Reconciler) Remove(ctx context.Context, name, revision, trigger string) error {
+func (r *Reconciler) Remove(ctx context.Context, name, revision string, trigger Trigger) error {
 	log := r.Log.With("stack", name, "revision", short(revision))
 	prev, _, err := r.Store.Stack(ctx, name)
 	if err != nil {
@@ -465,7 +401,7 @@ func (r *Reconciler) Remove(ctx context.Context, name, revision, trigger string)
 		return err
 	}
 	if !plan.Empty() {
-		applyErr, recErr := r.deployment(ctx, log, "remove", store.Deployment{Stack: name, Trigger: trigger, From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (string, error) {
+		applyErr, recErr := r.deployment(ctx, log, "remove", store.Deployment{Stack: name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
 			log.Info("removing stack", "actions", len(plan.Actions), "kept_volumes", plan.OrphanVolumes)
 			if err := r.apply(ctx, log, id, nil, Desired{Stack: name}, plan); err != nil {
 				return OutcomeFailed, err
@@ -477,14 +413,6 @@ func (r *Reconciler) Remove(ctx context.Context, name, revision, trigger string)
 		}
 	}
 	return r.Store.DeleteStack(ctx, name)
-}
-
-func (r *Reconciler) putStack(ctx context.Context, st store.StackState) error {
-	st.UpdatedAt = now()
-	if err := r.Store.PutStack(ctx, st); err != nil {
-		return fmt.Errorf("record stack %s: %w", st.Name, err)
-	}
-	return nil
 }
 
 func now() time.Time { return time.Now().UTC() }

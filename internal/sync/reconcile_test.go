@@ -139,10 +139,10 @@ func TestRoll(t *testing.T) {
 		rollback    bool              // WantsRollback(err)
 		keptForward bool              // errors.Is(err, ErrKeptForward)
 		running     map[string]string // container -> "image state"
-		sync        Status
+		sync        SyncState
 		revision    string // the stack's recorded revision
 		failed      string // FailedRevision
-		outcome     string
+		outcome     Outcome
 		maxGates    int // at most this many gates waited for at once (0: any)
 	}
 	all := func(image string, n int) map[string]string {
@@ -224,10 +224,10 @@ func TestRoll(t *testing.T) {
 				t.Errorf("containers %v\nwant %v\ncalls %v", got, tc.want.running, w.rt.Calls())
 			}
 			s := w.state()
-			if Status(s.Sync) != tc.want.sync || s.Revision != tc.want.revision || s.FailedRevision != tc.want.failed || s.Target != "v2" {
+			if SyncState(s.Sync) != tc.want.sync || s.Revision != tc.want.revision || s.FailedRevision != tc.want.failed || s.Target != "v2" {
 				t.Errorf("stack %+v, want sync %s revision %s failed %q", s, tc.want.sync, tc.want.revision, tc.want.failed)
 			}
-			if d := w.lastDeployment(); d.Outcome != tc.want.outcome || d.From != "v1" || d.To != "v2" || d.Trigger != TriggerPoll {
+			if d := w.lastDeployment(); d.Outcome != string(tc.want.outcome) || d.From != "v1" || d.To != "v2" || d.Trigger != string(TriggerPoll) {
 				t.Errorf("deployment %+v, want outcome %s", d, tc.want.outcome)
 			}
 			if max := w.rt.MaxConcurrentGates(); tc.want.maxGates > 0 && max > tc.want.maxGates {
@@ -343,7 +343,7 @@ func TestRollbackPaths(t *testing.T) {
 				t.Errorf("containers %v, want %v", got, tc.wantImages)
 			}
 			s := w.state()
-			if Status(s.Sync) != Failed || s.FailedRevision != "v2" || s.Target != "v2" {
+			if SyncState(s.Sync) != Failed || s.FailedRevision != "v2" || s.Target != "v2" {
 				t.Errorf("stack %+v", s)
 			}
 			for _, m := range tc.wantMessage {
@@ -351,7 +351,7 @@ func TestRollbackPaths(t *testing.T) {
 					t.Errorf("error %q lacks %q", s.Error, m)
 				}
 			}
-			if d := w.lastDeployment(); d.Trigger != TriggerRollback || d.To != "v1" {
+			if d := w.lastDeployment(); d.Trigger != string(TriggerRollback) || d.To != "v1" {
 				t.Errorf("last deployment %+v, want the rollback", d)
 			}
 			// The failed revision is held: polls leave it alone.
@@ -399,7 +399,7 @@ func TestOneShotDependencyFails(t *testing.T) {
 			_, webMade := w.images()["s-web-1"]
 			s := w.state()
 			if !tc.fails {
-				if err != nil || !webMade || Status(s.Sync) != Synced || Health(s.Health) != Healthy {
+				if err != nil || !webMade || SyncState(s.Sync) != Synced || Health(s.Health) != Healthy {
 					t.Fatalf("sync: %v, web made %v, stack %+v", err, webMade, s)
 				}
 				return
@@ -410,10 +410,10 @@ func TestOneShotDependencyFails(t *testing.T) {
 			if webMade {
 				t.Error("web was created although the job it waits for failed")
 			}
-			if Status(s.Sync) != Failed || s.FailedRevision != "v1" || !strings.Contains(s.Error, "exit code 1") {
+			if SyncState(s.Sync) != Failed || s.FailedRevision != "v1" || !strings.Contains(s.Error, "exit code 1") {
 				t.Errorf("stack %+v", s)
 			}
-			if d := w.lastDeployment(); d.Outcome != OutcomeFailed {
+			if d := w.lastDeployment(); d.Outcome != string(OutcomeFailed) {
 				t.Errorf("deployment %+v", d)
 			}
 		})
@@ -440,7 +440,7 @@ func TestStartFirstOldVanished(t *testing.T) {
 	if err == nil || Holds(err) || WantsRollback(err) || !errors.Is(err, synctest.ErrNotFound) {
 		t.Fatalf("sync: %v", err)
 	}
-	if s := w.state(); Status(s.Sync) != Failed || s.FailedRevision != "" {
+	if s := w.state(); SyncState(s.Sync) != Failed || s.FailedRevision != "" {
 		t.Errorf("stack %+v: failed, not held", s)
 	}
 	w.rt.Gate = nil
@@ -450,7 +450,7 @@ func TestStartFirstOldVanished(t *testing.T) {
 	if got, want := w.images(), map[string]string{"s-web-1": "app:2 running"}; !equalMaps(got, want) {
 		t.Errorf("containers %v, want %v", got, want)
 	}
-	if s := w.state(); Status(s.Sync) != Synced || s.Revision != "v2" {
+	if s := w.state(); SyncState(s.Sync) != Synced || s.Revision != "v2" {
 		t.Errorf("stack %+v", s)
 	}
 }

@@ -4,15 +4,16 @@ import (
 	"errors"
 )
 
-// Status is a stack's sync status, as `status` shows it.
-type Status string
+// SyncState is where a stack is against its repository, as `status` shows
+// it and the store records it (store.StackState.Sync).
+type SyncState string
 
 const (
-	Synced      Status = "Synced"
-	OutOfSync   Status = "OutOfSync"
-	Progressing Status = "Progressing"
-	Invalid     Status = "Invalid"
-	Failed      Status = "Failed"
+	Synced      SyncState = "Synced"
+	OutOfSync   SyncState = "OutOfSync"
+	Progressing SyncState = "Progressing"
+	Invalid     SyncState = "Invalid"
+	Failed      SyncState = "Failed"
 )
 
 // Health is a stack's health. The order of the constants is the order of
@@ -36,24 +37,30 @@ func Worse(a, b Health) Health {
 	return a
 }
 
-// Triggers record why a deployment ran.
+// Trigger is why a reconcile or a deployment ran, as history records it
+// (store.Deployment.Trigger).
+type Trigger string
+
 const (
-	TriggerPoll    = "poll"
-	TriggerWebhook = "webhook"
-	TriggerManual  = "manual"
+	TriggerPoll    Trigger = "poll"
+	TriggerWebhook Trigger = "webhook"
+	TriggerManual  Trigger = "manual"
 	// TriggerRetry is a manual sync that also retries a revision which
 	// failed its health gate (`gitopsd sync STACK --retry`).
-	TriggerRetry    = "retry"
-	TriggerHeal     = "heal"
-	TriggerRollback = "rollback"
+	TriggerRetry    Trigger = "retry"
+	TriggerHeal     Trigger = "heal"
+	TriggerRollback Trigger = "rollback"
 )
 
-// Deployment outcomes.
+// Outcome is how a deployment ended, as history records it
+// (store.Deployment.Outcome).
+type Outcome string
+
 const (
-	OutcomeRunning    = "running"
-	OutcomeSucceeded  = "succeeded"
-	OutcomeFailed     = "failed"
-	OutcomeRolledBack = "rolled_back"
+	OutcomeRunning    Outcome = "running"
+	OutcomeSucceeded  Outcome = "succeeded"
+	OutcomeFailed     Outcome = "failed"
+	OutcomeRolledBack Outcome = "rolled_back"
 )
 
 // ErrKeptForward marks a failed roll whose failure_action (pause or
@@ -72,3 +79,11 @@ func WantsRollback(err error) bool {
 // ErrRestored marks a failed recreate after which the old container was
 // put back and started again.
 var ErrRestored = errors.New("the old container was restored")
+
+// keptForward reports whether a failed roll's failure_action kept the
+// stack where the roll left it.
+func keptForward(err error) bool { return errors.Is(err, ErrKeptForward) }
+
+// restoredOnly reports whether a failed roll put back what ran before it
+// and went no further.
+func restoredOnly(err error) bool { return errors.Is(err, ErrRestored) && !keptForward(err) }
