@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/health"
 	"github.com/gitopsd/gitopsd/internal/source"
 	"github.com/gitopsd/gitopsd/internal/store"
 	"github.com/gitopsd/gitopsd/internal/sync"
@@ -123,7 +124,7 @@ func services(cs []engine.Container) []api.ServiceStatus {
 			names = append(names, c.Service)
 		}
 		s.Replicas++
-		if c.State == "running" && (c.Health == "" || c.Health == "healthy") {
+		if health.Of(c) == health.Healthy {
 			s.Healthy++
 		}
 		s.Containers = append(s.Containers, c.ID)

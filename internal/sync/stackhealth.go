@@ -4,9 +4,11 @@ import (
 	"context"
 
 	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/health"
 )
 
-// health observes a stack's containers now.
+// health observes a stack's containers now; an engine that cannot be
+// asked leaves it Unknown.
 func (r *Reconciler) health(ctx context.Context, name string) Health {
 	cs, err := r.Runtime.Containers(ctx, name)
 	if err != nil {
@@ -15,25 +17,5 @@ func (r *Reconciler) health(ctx context.Context, name string) Health {
 	return healthOf(cs)
 }
 
-// healthOf is the worst health of the containers. A stack with no
-// container is Unknown: nothing runs whose health could be seen, whether
-// nothing was created yet, a first roll failed, or every service is scaled
-// to 0. Not Healthy, which would claim a service answers; not Progressing,
-// which would claim one is on its way.
-func healthOf(cs []engine.Container) Health {
-	if len(cs) == 0 {
-		return Unknown
-	}
-	h := Healthy
-	for _, c := range cs {
-		switch {
-		case c.State == "running" && (c.Health == "" || c.Health == "healthy"):
-		case c.Labels[engine.LabelOneShot] != "" && c.Completed():
-		case c.State == "running" && c.Health == "starting", c.State == "created", c.State == "restarting":
-			h = Worse(h, HealthProgressing)
-		default:
-			h = Worse(h, Degraded)
-		}
-	}
-	return h
-}
+// healthOf is the worst health of the containers (health.OfAll).
+func healthOf(cs []engine.Container) Health { return health.OfAll(cs) }

@@ -2,6 +2,8 @@ package sync
 
 import (
 	"errors"
+
+	"github.com/gitopsd/gitopsd/internal/health"
 )
 
 // SyncState is where a stack is against its repository, as `status` shows
@@ -16,26 +18,19 @@ const (
 	Failed      SyncState = "Failed"
 )
 
-// Health is a stack's health. The order of the constants is the order of
-// worseness, so a stack's health is the worst of its containers'.
-type Health string
+// Health is a stack's health: the worst of its containers' (health.OfAll),
+// in the order Healthy < Progressing < Degraded < Unknown.
+type Health = health.Status
 
 const (
-	Healthy           Health = "Healthy"
-	HealthProgressing Health = "Progressing"
-	Degraded          Health = "Degraded"
-	Unknown           Health = "Unknown"
+	Healthy           = health.Healthy
+	HealthProgressing = health.Progressing
+	Degraded          = health.Degraded
+	Unknown           = health.Unknown
 )
 
-var healthRank = map[Health]int{Healthy: 0, HealthProgressing: 1, Degraded: 2, Unknown: 3}
-
 // Worse returns the worse of two health values.
-func Worse(a, b Health) Health {
-	if healthRank[b] > healthRank[a] {
-		return b
-	}
-	return a
-}
+func Worse(a, b Health) Health { return health.Worse(a, b) }
 
 // Trigger is why a reconcile or a deployment ran, as history records it
 // (store.Deployment.Trigger).
