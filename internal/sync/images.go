@@ -10,6 +10,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/stack"
+	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 	"github.com/gitopsd/gitopsd/internal/store"
 )
 
@@ -139,7 +140,7 @@ func (p *imagePrep) image(ctx context.Context, ref, pullPolicy string) (string, 
 // policies (daily, weekly, every_<duration>) go by the last pull the store
 // recorded, so a restart does not pull everything again.
 func (r *Reconciler) resolveImage(ctx context.Context, ref, pullPolicy string, mode engine.ImageMode) (string, error) {
-	policy, err := engine.ParsePullPolicy(pullPolicy)
+	policy, err := vocab.ParsePullPolicy(pullPolicy)
 	if err != nil {
 		return "", err
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 )
 
 // ErrNotFound is what the fake answers for a container, network or image
@@ -512,7 +513,7 @@ func (f *Runtime) ResolveImage(_ context.Context, req engine.ImageRequest) (engi
 	local, present := f.images[req.Ref]
 	remote, published := f.registry[req.Ref]
 	f.mu.Unlock()
-	pull := !present || (req.Policy.Name == engine.PullAlways && req.Mode != engine.ForRestore)
+	pull := !present || (req.Policy.Name == vocab.PullAlways && req.Mode != engine.ForRestore)
 	if !pull {
 		return engine.ResolvedImage{ID: local}, nil
 	}
