@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
@@ -257,7 +258,7 @@ func (e *Engine) injectFiles(ctx context.Context, id string, files []InjectedFil
 		return err
 	}
 	if _, err := e.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf, CopyUIDGID: owned}); err != nil {
-		return fmt.Errorf("write secrets and configs into container %s: %w", shortID(id), err)
+		return fmt.Errorf("write secrets and configs into container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
@@ -116,7 +117,7 @@ func Wait(ctx context.Context, cli *client.Client, id string, g Gate) error {
 	stream := cli.Events(ctx, client.EventsListOptions{Filters: client.Filters{}.Add("type", "container").Add("container", id)})
 	res, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return fmt.Errorf("inspect %s: %w", short(id), err)
+		return fmt.Errorf("inspect %s: %w", ids.Short(id), err)
 	}
 	c := res.Container
 	name := strings.TrimPrefix(c.Name, "/")
@@ -236,11 +237,4 @@ func lastProbe(c container.InspectResponse) string {
 		out = out[:197] + "..."
 	}
 	return fmt.Sprintf("probe exit %d: %s", last.ExitCode, out)
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

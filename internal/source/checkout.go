@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
@@ -72,7 +73,7 @@ func (e *LimitError) Error() string {
 	}
 	if len(overTotal) > 0 {
 		parts = append(parts, fmt.Sprintf("the files of revision %s add up to %s, over the limit of %s per checkout; the biggest are %s",
-			short(e.Revision), humanBytes(e.Total), humanBytes(e.MaxCheckout), strings.Join(overTotal, ", ")))
+			ids.Short(e.Revision), humanBytes(e.Total), humanBytes(e.MaxCheckout), strings.Join(overTotal, ", ")))
 	}
 	return strings.Join(parts, "; ") + ": left out of the checkout"
 }

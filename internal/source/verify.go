@@ -17,6 +17,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/crypto/ssh"
@@ -139,7 +140,7 @@ func (s *Signers) VerifyCommit(c *object.Commit) (Signature, error) {
 	}
 	armored := strings.TrimSpace(c.PGPSignature)
 	if armored == "" {
-		return Signature{}, &verifyError{ErrUnsigned, fmt.Sprintf("commit %s is not signed", abbrev(c.Hash))}
+		return Signature{}, &verifyError{ErrUnsigned, fmt.Sprintf("commit %s is not signed", ids.Short(c.Hash.String()))}
 	}
 	if len(armored) > maxSignatureSize {
 		return Signature{}, untrusted(c, "signature is %d bytes, too large to be real", len(armored))
@@ -176,12 +177,7 @@ func (e *verifyError) Unwrap() error { return e.kind }
 
 // untrusted is an ErrUntrusted failure for c.
 func untrusted(c *object.Commit, format string, args ...any) error {
-	return &verifyError{ErrUntrusted, "commit " + abbrev(c.Hash) + ": " + fmt.Sprintf(format, args...)}
-}
-
-// abbrev is a commit hash as people read it in messages.
-func abbrev(h plumbing.Hash) string {
-	return h.String()[:12]
+	return &verifyError{ErrUntrusted, "commit " + ids.Short(c.Hash.String()) + ": " + fmt.Sprintf(format, args...)}
 }
 
 // signedPayload is the commit as it was before signing: the commit object
@@ -189,16 +185,16 @@ func abbrev(h plumbing.Hash) string {
 func signedPayload(c *object.Commit) ([]byte, error) {
 	var obj plumbing.MemoryObject
 	if err := c.EncodeWithoutSignature(&obj); err != nil {
-		return nil, fmt.Errorf("commit %s: encode without signature: %w", abbrev(c.Hash), err)
+		return nil, fmt.Errorf("commit %s: encode without signature: %w", ids.Short(c.Hash.String()), err)
 	}
 	r, err := obj.Reader()
 	if err != nil {
-		return nil, fmt.Errorf("commit %s: read encoded commit: %w", abbrev(c.Hash), err)
+		return nil, fmt.Errorf("commit %s: read encoded commit: %w", ids.Short(c.Hash.String()), err)
 	}
 	defer r.Close()
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("commit %s: read encoded commit: %w", abbrev(c.Hash), err)
+		return nil, fmt.Errorf("commit %s: read encoded commit: %w", ids.Short(c.Hash.String()), err)
 	}
 	return b, nil
 }

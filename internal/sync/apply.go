@@ -11,6 +11,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
 )
@@ -153,10 +154,10 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 			if rmErr := r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id); rmErr != nil {
 				return errors.Join(startFailed(spec.Name, err), rmErr)
 			}
-			notes.add("new %s removed: it could not start", shortID(id))
+			notes.add("new %s removed: it could not start", ids.Short(id))
 			return startFailed(spec.Name, err)
 		}
-		notes.add("started %s", shortID(id))
+		notes.add("started %s", ids.Short(id))
 		return r.startedGate(ctx, id, spec, gate, notes)
 	case ActRecreate:
 		spec, err := r.specFor(ctx, st, svc, a.Number)
@@ -229,7 +230,7 @@ func (r *Reconciler) specFor(ctx context.Context, st *stack.Stack, svc DesiredSe
 func (r *Reconciler) startedGate(ctx context.Context, id string, spec engine.ContainerSpec, g health.Gate, notes *stepNotes) error {
 	for _, h := range spec.PostStart {
 		if err := r.Runtime.RunHook(ctx, id, h); err != nil {
-			notes.add("post_start hook of %s failed", shortID(id))
+			notes.add("post_start hook of %s failed", ids.Short(id))
 			return &health.Failure{Container: spec.Name, Reason: "post_start hook: " + err.Error()}
 		}
 	}
@@ -249,7 +250,7 @@ func (r *Reconciler) preStop(ctx context.Context, id string, spec engine.Contain
 			return // stopped already: there is nothing to prepare
 		}
 		if err != nil {
-			notes.add("pre_stop hook of %s failed: %v", shortID(id), err)
+			notes.add("pre_stop hook of %s failed: %v", ids.Short(id), err)
 			r.Log.Warn("pre_stop hook failed", "container", spec.Name, "err", err)
 		}
 	}
@@ -262,11 +263,11 @@ func (r *Reconciler) gate(ctx context.Context, id string, g health.Gate, notes *
 	took := time.Since(began).Round(10 * time.Millisecond)
 	switch {
 	case err == nil && g.Completes:
-		notes.add("%s completed in %s", shortID(id), took)
+		notes.add("%s completed in %s", ids.Short(id), took)
 	case err == nil:
-		notes.add("%s passed its gate in %s", shortID(id), took)
+		notes.add("%s passed its gate in %s", ids.Short(id), took)
 	case health.IsFailure(err):
-		notes.add("%s failed its gate after %s", shortID(id), took)
+		notes.add("%s failed its gate after %s", ids.Short(id), took)
 	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 	"github.com/gitopsd/gitopsd/internal/store"
@@ -160,7 +161,7 @@ func (r *Reconciler) resolveImage(ctx context.Context, ref, pullPolicy string, m
 		r.Log.Warn("pull failed; the image on this host stands for the tag", "image", ref, "err", res.PullErr)
 	}
 	if res.Pulled {
-		r.Log.Info("pulled image", "image", ref, "id", shortID(res.ID))
+		r.Log.Info("pulled image", "image", ref, "id", ids.Short(res.ID))
 		at := now()
 		if err := r.Store.RecordPull(ctx, store.Pull{Ref: ref, ImageID: res.ID, PulledAt: at}); err != nil {
 			return "", err
@@ -180,7 +181,7 @@ func (r *Reconciler) resolveImage(ctx context.Context, ref, pullPolicy string, m
 func (r *Reconciler) imagesRunBy(ctx context.Context, stackName, revision string) (map[string]string, error) {
 	cs, err := r.Runtime.Containers(ctx, stackName)
 	if err != nil {
-		return nil, fmt.Errorf("find the images revision %s runs: %w", short(revision), err)
+		return nil, fmt.Errorf("find the images revision %s runs: %w", ids.Short(revision), err)
 	}
 	pinned := map[string]string{}
 	for _, c := range cs {

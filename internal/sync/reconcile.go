@@ -11,6 +11,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
 )
@@ -124,7 +125,7 @@ func (r *Reconciler) Diff(ctx context.Context, st *stack.Stack, revision string)
 // when there is something to do; either way the stack's row ends with a
 // status and, on failure, the reason.
 func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string, trigger Trigger) error {
-	log := r.Log.With("stack", st.Name, "revision", short(revision))
+	log := r.Log.With("stack", st.Name, "revision", ids.Short(revision))
 	prev, _, err := r.Store.Stack(ctx, st.Name)
 	if err != nil {
 		return fmt.Errorf("sync %s: read state: %w", st.Name, err)
@@ -256,7 +257,7 @@ func (r *Reconciler) Compare(ctx context.Context, st *stack.Stack, revision stri
 // created too. A heal never rolls the stack back nor marks its revision
 // failed: what failed stays drifted, and the stack's error says why.
 func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string, services map[string]bool) error {
-	log := r.Log.With("stack", st.Name, "revision", short(revision))
+	log := r.Log.With("stack", st.Name, "revision", ids.Short(revision))
 	// What a heal puts back runs from the images on the host: a poll's
 	// check pulled already, and an event's heal must not need the registry.
 	desired, observed, err := r.resolve(ctx, st, revision, ImageRestore, nil)
@@ -387,7 +388,7 @@ func (r *Reconciler) MarkInvalid(ctx context.Context, name, revision string, loa
 // Remove takes down a stack that left the repository (or no longer targets
 // this host): its containers and networks go, its volumes stay.
 func (r *Reconciler) Remove(ctx context.Context, name, revision string, trigger Trigger) error {
-	log := r.Log.With("stack", name, "revision", short(revision))
+	log := r.Log.With("stack", name, "revision", ids.Short(revision))
 	prev, _, err := r.Store.Stack(ctx, name)
 	if err != nil {
 		return err
@@ -416,17 +417,3 @@ func (r *Reconciler) Remove(ctx context.Context, name, revision string, trigger 
 }
 
 func now() time.Time { return time.Now().UTC() }
-
-func short(rev string) string {
-	if len(rev) > 12 {
-		return rev[:12]
-	}
-	return rev
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}

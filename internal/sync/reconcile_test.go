@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
 	"github.com/gitopsd/gitopsd/internal/sync/synctest"
@@ -281,7 +282,7 @@ func TestRollOrder(t *testing.T) {
 			}
 			var got []string
 			for _, c := range w.rt.Calls() {
-				got = append(got, strings.ReplaceAll(c, shortID(cs[0].ID), "ID"))
+				got = append(got, strings.ReplaceAll(c, ids.Short(cs[0].ID), "ID"))
 			}
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("calls\n%v\nwant\n%v", got, tc.want)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/ids"
 )
 
 // recreate replaces a container stop-first, keeping the old one (renamed and
@@ -18,12 +19,12 @@ import (
 // the old one back: the same container, restarted, not a re-creation.
 func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate, notes *stepNotes) error {
 	oldName := a.Name
-	parked := fmt.Sprintf("%s_%s", shortID(a.ID), spec.Name)
+	parked := fmt.Sprintf("%s_%s", ids.Short(a.ID), spec.Name)
 	// A host port another process holds would fail the new container's
 	// start after the old one stopped: refuse while the old one serves.
 	// When the ports cannot be checked, the start is the check.
 	if inUse, err := r.Runtime.PortsInUse(ctx, spec, a.ID); err == nil && len(inUse) > 0 {
-		notes.add("old %s kept running: host port %s in use", shortID(a.ID), strings.Join(inUse, ", "))
+		notes.add("old %s kept running: host port %s in use", ids.Short(a.ID), strings.Join(inUse, ", "))
 		cause := fmt.Errorf("host port %s: bind: address already in use (held by another process)", strings.Join(inUse, ", "))
 		return errors.Join(startFailed(spec.Name, cause), ErrRestored)
 	}
@@ -43,7 +44,7 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 		}
 		serr := r.Runtime.StartContainer(bg, a.ID)
 		if rerr == nil && serr == nil {
-			notes.add("old %s restarted", shortID(a.ID))
+			notes.add("old %s restarted", ids.Short(a.ID))
 			return errors.Join(cause, ErrRestored)
 		}
 		return errors.Join(cause, rerr, serr)
@@ -58,13 +59,13 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 		_ = r.Runtime.RemoveContainer(ctx, id)
 		return restore(fmt.Errorf("stop old: %w", err))
 	}
-	notes.add("old %s stopped and kept", shortID(a.ID))
+	notes.add("old %s stopped and kept", ids.Short(a.ID))
 	crashPoint(CrashStopFirstOldStopped)
 	if err := r.Runtime.StartContainer(ctx, id); err != nil {
 		_ = r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id)
 		return restore(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
-	notes.add("new %s started", shortID(id))
+	notes.add("new %s started", ids.Short(id))
 	crashPoint(CrashStopFirstNewStarted)
 	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
 		// The new container is removed before the old one gets its name back.
@@ -74,7 +75,7 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	if err := r.Runtime.RemoveContainer(ctx, a.ID); err != nil {
 		return fmt.Errorf("remove old: %w", err)
 	}
-	notes.add("old %s removed", shortID(a.ID))
+	notes.add("old %s removed", ids.Short(a.ID))
 	return nil
 }
 
@@ -121,7 +122,7 @@ func rollConfig(svc types.ServiceConfig, c *types.UpdateConfig, defaultAction st
 // planner keeps the one with the canonical name and removes the other.
 func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate, notes *stepNotes) error {
 	next := spec
-	next.Name = fmt.Sprintf("%s_next_%s", shortID(a.ID), spec.Name)
+	next.Name = fmt.Sprintf("%s_next_%s", ids.Short(a.ID), spec.Name)
 	id, err := r.Runtime.CreateContainer(ctx, next)
 	if err != nil {
 		// Nothing was stopped: the old container serves on.
@@ -132,13 +133,13 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 		if rmErr != nil {
 			return errors.Join(cause, rmErr)
 		}
-		notes.add("new %s removed, old %s kept serving", shortID(id), shortID(a.ID))
+		notes.add("new %s removed, old %s kept serving", ids.Short(id), ids.Short(a.ID))
 		return errors.Join(cause, ErrRestored)
 	}
 	if err := r.Runtime.StartContainer(ctx, id); err != nil {
 		return discard(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
-	notes.add("new %s started beside old %s", shortID(id), shortID(a.ID))
+	notes.add("new %s started beside old %s", ids.Short(id), ids.Short(a.ID))
 	crashPoint(CrashStartFirstNewStarted)
 	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
 		return discard(err)
@@ -150,7 +151,7 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 	if err := r.Runtime.RemoveContainer(ctx, a.ID); err != nil {
 		return fmt.Errorf("remove old: %w", err)
 	}
-	notes.add("old %s stopped and removed", shortID(a.ID))
+	notes.add("old %s stopped and removed", ids.Short(a.ID))
 	crashPoint(CrashStartFirstOldRemoved)
 	if err := r.Runtime.RenameContainer(ctx, id, spec.Name); err != nil {
 		return fmt.Errorf("give the new container its name: %w", err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/store"
 )
 
@@ -77,7 +78,7 @@ func markRolledBack(s *store.StackState, good, failed string, cause, rollbackErr
 	if !health.IsFailure(cause) && IsStartFailure(cause) {
 		why = "could not start its containers"
 	}
-	s.Error = fmt.Sprintf("revision %s %s and was rolled back to %s: %v", short(failed), why, short(good), cause)
+	s.Error = fmt.Sprintf("revision %s %s and was rolled back to %s: %v", ids.Short(failed), why, ids.Short(good), cause)
 	if rollbackErr != nil {
 		s.Error += fmt.Sprintf("; the rollback failed too: %v", rollbackErr)
 	}
