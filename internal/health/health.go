@@ -9,6 +9,11 @@
 // service others depend on with condition service_completed_successfully)
 // passes when it exits 0. The gate listens to events instead of polling
 // inspect, so a verdict comes as soon as Docker has one.
+//
+// Apart from the gate, which waits, Of is a container's health at a glance
+// (pure: what the engine reported, no call), and OfAll a stack's, the worst
+// of its containers' in the order Healthy < Progressing < Degraded <
+// Unknown. `status` and the reconciler both read health through them.
 package health
 
 import (
