@@ -423,3 +423,36 @@ func TestRollbackTakesTheImagesItRan(t *testing.T) {
 		t.Errorf("app:x names %s after the rollback", id)
 	}
 }
+
+// TestBuildFailureHolds: a build that fails fails the sync before anything
+// changes, is recorded with the builder's error, and holds the revision
+// (the same build fails the same way) unless the sync is a retry.
+func TestBuildFailureHolds(t *testing.T) {
+	w := newWorld(t)
+	st := w.loadWith("services:\n  api:\n    build: ./api\n", map[string]string{"api/Dockerfile": "FROM scratch\n"})
+	w.rt.Before = func(call string) error {
+		if strings.HasPrefix(call, "build ") {
+			return &engine.BuildError{Msg: "COPY failed", Lines: []string{"step 2/3"}}
+		}
+		return nil
+	}
+	if err := w.rec.Sync(w.ctx, st, "v1", TriggerPoll); err == nil {
+		t.Fatal("sync with a failing build succeeded")
+	}
+	if s := w.state(); SyncState(s.Sync) != Failed || s.FailedRevision != "v1" || !strings.Contains(s.Error, "COPY failed") {
+		t.Errorf("stack %+v", s)
+	}
+	if d := w.lastDeployment(); d.Outcome != string(OutcomeFailed) || !strings.Contains(d.Error, "step 2/3") {
+		t.Errorf("deployment %+v", d)
+	}
+	w.rt.Before = nil
+	if err := w.rec.Sync(w.ctx, st, "v1", TriggerPoll); err != nil || len(w.images()) != 0 {
+		t.Fatalf("a poll of the held revision: %v, %v", err, w.images())
+	}
+	if err := w.rec.Sync(w.ctx, st, "v1", TriggerRetry); err != nil || w.images()["s-api-1"] == "" {
+		t.Fatalf("retry: %v, %v", err, w.images())
+	}
+	if s := w.state(); SyncState(s.Sync) != Synced || s.FailedRevision != "" {
+		t.Errorf("after the retry: %+v", s)
+	}
+}

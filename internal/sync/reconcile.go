@@ -161,21 +161,7 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string,
 		plan, derr = MakePlan(desired, observed)
 	}
 	if derr != nil {
-		// Nothing was changed: record the failed attempt once per revision so
-		// history says why, without filling it on every poll.
-		if prev.Sync != string(Failed) || prev.Target != revision || prev.Error != derr.Error() {
-			_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(*slog.Logger, int64) (Outcome, error) {
-				return OutcomeFailed, derr
-			})
-		}
-		markFailed(&state, derr, r.health(ctx, st.Name))
-		if be := (*engine.BuildError)(nil); errors.As(derr, &be) {
-			// A build fails the same way again: like a revision that failed
-			// its gate, it waits for the branch to move or `sync --retry`.
-			markHeld(&state, revision)
-		}
-		log.Error("sync failed before any change", "err", derr)
-		return errors.Join(derr, r.putStack(ctx, state))
+		return r.failedBeforeChange(ctx, log, prev, state, revision, trigger, derr)
 	}
 
 	if plan.Empty() && prev.Sync == string(Progressing) {
@@ -192,10 +178,11 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string,
 		return r.putStack(ctx, state)
 	}
 
+	var unrecorded error // the row could not say Progressing: nothing ran
 	applyErr, recErr := r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
 		markProgressing(&state)
-		if err := r.putStack(ctx, state); err != nil {
-			return OutcomeFailed, err
+		if unrecorded = r.putStack(ctx, state); unrecorded != nil {
+			return OutcomeFailed, unrecorded
 		}
 		log.Info("applying plan", "actions", len(plan.Actions))
 		applyErr := r.apply(ctx, log, id, st, desired, plan)
@@ -206,10 +193,30 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string,
 		}
 		return settle(log, &state, prev, revision, plan, r.health(ctx, st.Name), applyErr), applyErr
 	})
-	if recErr != nil {
+	if recErr != nil || unrecorded != nil {
 		return errors.Join(applyErr, recErr)
 	}
 	return errors.Join(applyErr, r.putStack(ctx, state))
+}
+
+// failedBeforeChange records a sync of revision that failed (derr) before
+// it changed anything.
+func (r *Reconciler) failedBeforeChange(ctx context.Context, log *slog.Logger, prev, state store.StackState, revision string, trigger Trigger, derr error) error {
+	// Record the failed attempt once per revision and error, so history
+	// says why without filling up at every poll.
+	if prev.Sync != string(Failed) || prev.Target != revision || prev.Error != derr.Error() {
+		_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: state.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(*slog.Logger, int64) (Outcome, error) {
+			return OutcomeFailed, derr
+		})
+	}
+	markFailed(&state, derr, r.health(ctx, state.Name))
+	if be := (*engine.BuildError)(nil); errors.As(derr, &be) {
+		// A build fails the same way again: like a revision that failed
+		// its gate, it waits for the branch to move or `sync --retry`.
+		markHeld(&state, revision)
+	}
+	log.Error("sync failed before any change", "err", derr)
+	return errors.Join(derr, r.putStack(ctx, state))
 }
 
 // deployment records what run does as one deployment: it is opened before
