@@ -456,3 +456,29 @@ func TestBuildFailureHolds(t *testing.T) {
 		t.Errorf("after the retry: %+v", s)
 	}
 }
+
+// TestHealWithoutItsRecord: with StoreFailed set, a heal whose deployment
+// cannot be recorded (a full or broken state_dir) heals all the same and
+// says what it could not record.
+func TestHealWithoutItsRecord(t *testing.T) {
+	w := newWorld(t)
+	st := w.load("services:\n  web:\n    image: app:1\n")
+	if err := w.rec.Sync(w.ctx, st, "v1", TriggerPoll); err != nil {
+		t.Fatal(err)
+	}
+	var lost []string
+	w.rec.StoreFailed = func(what string, err error) { lost = append(lost, what) }
+	w.rt.SetState("s-web-1", "exited")
+	if err := w.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.rec.Heal(w.ctx, st, "v1", map[string]bool{"web": true}); err != nil {
+		t.Fatalf("heal: %v", err)
+	}
+	if got := w.images(); got["s-web-1"] != "app:1 running" {
+		t.Errorf("not healed: %v", got)
+	}
+	if !slices.Equal(lost, []string{"record a heal of stack s"}) {
+		t.Errorf("reported %v", lost)
+	}
+}
