@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/ids"
 )
 
 // queryCommand is a read-only command that asks the daemon for a T and
@@ -60,7 +61,7 @@ error (exit 1) naming the nearest known stacks.`,
 
 func printStatus(w io.Writer, st api.Status) error {
 	head := st.Source.Head
-	fmt.Fprintf(w, "host %s  source %s@%s  head %s", st.Host, st.Source.URL, st.Source.Branch, short(head))
+	fmt.Fprintf(w, "host %s  source %s@%s  head %s", st.Host, st.Source.URL, st.Source.Branch, ids.Short(head))
 	if st.Source.FetchedAt != "" {
 		fmt.Fprintf(w, "  fetched %s", fetchedAgo(st.Source.FetchedAt))
 	}
@@ -87,7 +88,7 @@ func printStatus(w io.Writer, st api.Status) error {
 		for _, sv := range s.Services {
 			svcs = append(svcs, fmt.Sprintf("%s %d/%d", sv.Name, sv.Healthy, sv.Replicas))
 		}
-		rev := short(s.Revision)
+		rev := ids.Short(s.Revision)
 		switch {
 		case s.Pinned:
 			rev += " (pinned)"
@@ -111,9 +112,9 @@ func printStatus(w io.Writer, st api.Status) error {
 func branchNote(s api.StackStatus, head string) string {
 	switch {
 	case s.Head != "" && s.BranchAhead < 0:
-		return fmt.Sprintf("not at head %s (commits not counted)", short(s.Head))
+		return fmt.Sprintf("not at head %s (commits not counted)", ids.Short(s.Head))
 	case s.Head != "":
-		return fmt.Sprintf("%s ahead (head %s)", plural(s.BranchAhead, "commit"), short(s.Head))
+		return fmt.Sprintf("%s ahead (head %s)", plural(s.BranchAhead, "commit"), ids.Short(s.Head))
 	case s.Revision != "" && s.Revision == head:
 		return "at head"
 	}
@@ -177,11 +178,11 @@ func printHistory(w io.Writer, ds []api.Deployment) error {
 		return err
 	}
 	for _, d := range ds {
-		from := short(d.From)
+		from := ids.Short(d.From)
 		if from == "" {
 			from = "(none)"
 		}
-		fmt.Fprintf(w, "%d  %s  %s  %s -> %s  %s  started %s\n", d.ID, d.Stack, d.Outcome, from, short(d.To), d.Trigger, d.StartedAt)
+		fmt.Fprintf(w, "%d  %s  %s  %s -> %s  %s  started %s\n", d.ID, d.Stack, d.Outcome, from, ids.Short(d.To), d.Trigger, d.StartedAt)
 		if d.Error != "" {
 			// Lines kept: a failed build's error ends with the builder's
 			// last lines, which read as the builder printed them.
@@ -308,7 +309,7 @@ Exit status, as git diff --exit-code: 0 when nothing would change, 1 when someth
 						if len(ds) > 0 && ds[0].Revision != "" {
 							head = ds[0].Revision // what the plan was made from
 						}
-						fmt.Fprintf(w, "as of fetch %s, head %s\n", fetchedAgo(st.Source.FetchedAt), short(head))
+						fmt.Fprintf(w, "as of fetch %s, head %s\n", fetchedAgo(st.Source.FetchedAt), ids.Short(head))
 					}
 					printDiff(w, ds)
 				}
@@ -487,13 +488,6 @@ func first(a []string) string {
 		return a[0]
 	}
 	return ""
-}
-
-func short(rev string) string {
-	if len(rev) > 12 {
-		return rev[:12]
-	}
-	return rev
 }
 
 // flat puts a multi-line message on one line.

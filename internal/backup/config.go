@@ -2,8 +2,9 @@ package backup
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"time"
 
 	"filippo.io/age"
@@ -68,7 +69,7 @@ func ParseConfig(st *stack.Stack) (*Config, error) {
 		return nil, bad("", "must be a mapping")
 	}
 	c := &Config{Volumes: map[string]VolumeConfig{}}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		switch k {
 		case "volumes":
 		case "before_deploy":
@@ -97,7 +98,7 @@ func ParseConfig(st *stack.Stack) (*Config, error) {
 	if !ok {
 		return nil, bad(".volumes", "must be a mapping of the stack's volumes")
 	}
-	for _, key := range sortedKeys(vols) {
+	for _, key := range slices.Sorted(maps.Keys(vols)) {
 		path := ".volumes." + key
 		if _, declared := st.Project.Volumes[key]; !declared {
 			return nil, bad(path, "the stack declares no volume %q", key)
@@ -133,7 +134,7 @@ func parseVolume(st *stack.Stack, key string, m map[string]any) (VolumeConfig, e
 		}
 		return s, nil
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := m[k]
 		switch k {
 		case "schedule", "test":
@@ -155,7 +156,7 @@ func parseVolume(st *stack.Stack, key string, m map[string]any) (VolumeConfig, e
 			if !ok {
 				return vc, bad(k, "must be a mapping of last, hourly, daily, weekly, monthly")
 			}
-			for _, kk := range sortedKeys(km) {
+			for _, kk := range slices.Sorted(maps.Keys(km)) {
 				n, ok := km[kk].(int)
 				if !ok || n < 0 {
 					return vc, bad(k+"."+kk, "must be a count (0 or more)")
@@ -202,7 +203,7 @@ func parseVolume(st *stack.Stack, key string, m map[string]any) (VolumeConfig, e
 			if vc.Hook.Service, err = service(k+".service", hm["service"]); err != nil {
 				return vc, err
 			}
-			for _, kk := range sortedKeys(hm) {
+			for _, kk := range slices.Sorted(maps.Keys(hm)) {
 				switch kk {
 				case "service":
 				case "before", "after":
@@ -301,15 +302,6 @@ func strings_(v any) ([]string, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Validate reports a stack's bad x-gitopsd.backup as a load error naming

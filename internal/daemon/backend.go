@@ -15,6 +15,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/health"
 	"github.com/gitopsd/gitopsd/internal/metrics"
 	"github.com/gitopsd/gitopsd/internal/secrets"
 	"github.com/gitopsd/gitopsd/internal/store"
@@ -126,7 +127,7 @@ func services(cs []engine.Container) []api.ServiceStatus {
 			names = append(names, c.Service)
 		}
 		s.Replicas++
-		if c.State == "running" && (c.Health == "" || c.Health == "healthy") {
+		if health.Of(c) == health.Healthy {
 			s.Healthy++
 		}
 		s.Containers = append(s.Containers, c.ID)

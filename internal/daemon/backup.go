@@ -271,7 +271,7 @@ func (d *Daemon) observeBackup(e backup.Event) {
 // changes mounts, tagged with the revision the data belongs to (the one the
 // stack runs), so `rollback --with-data` can bring the data back with it.
 // A failed snapshot does not stop the deploy: it is recorded and logged.
-func (d *Daemon) snapshotBeforeDeploy(ctx context.Context, st *stack.Stack, state store.StackState, rev, trigger string) {
+func (d *Daemon) snapshotBeforeDeploy(ctx context.Context, st *stack.Stack, state store.StackState, rev string, trigger sync.Trigger) {
 	cfg, err := backup.ParseConfig(st)
 	if err != nil || cfg == nil || !cfg.BeforeDeploy || state.Revision == "" || state.Revision == rev {
 		return

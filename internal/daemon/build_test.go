@@ -240,7 +240,7 @@ func TestBuildFromRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(deps) == 0 || deps[0].Outcome != sync.OutcomeFailed || !strings.Contains(deps[0].Error, "missing-file.txt") || !strings.Contains(deps[0].Error, "last lines of the builder") {
+	if len(deps) == 0 || deps[0].Outcome != string(sync.OutcomeFailed) || !strings.Contains(deps[0].Error, "missing-file.txt") || !strings.Contains(deps[0].Error, "last lines of the builder") {
 		t.Errorf("history --json does not carry the builder's error: %s", out)
 	}
 	if err := waitServing(t, h, built, "app"); err != nil {

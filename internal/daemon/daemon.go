@@ -85,7 +85,7 @@ type Daemon struct {
 	// for it. Triggers that come while one is wanted or queued merge into
 	// it: a burst of pushes costs one fetch and one reconcile.
 	wantMu  gosync.Mutex
-	wanted  string
+	wanted  sync.Trigger
 	syncDue chan struct{}
 	// loop is what status and the metrics say of the loop itself.
 	loop loopState
@@ -116,7 +116,7 @@ type Daemon struct {
 
 type request struct {
 	op       string // opSync (default), opRollback or opUnpin
-	trigger  string
+	trigger  sync.Trigger
 	auto     bool // a poll, push or webhook: merges with the next one
 	stack    string
 	to       string     // opRollback: the revision, "" for the last healthy one
@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	}
 	d := &Daemon{
 		cfg: cfg, log: log, store: st, engine: eng, source: src,
-		rec:      &sync.Reconciler{Engine: eng, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
+		rec:      &sync.Reconciler{Runtime: sync.EngineRuntime{Engine: eng}, Store: st, Log: log, MaxBuildContext: cfg.Images.MaxBuildContextBytes(), FilesKey: filesKey, InstanceID: instanceID(filesKey)},
 		host:     stack.Host{Name: cfg.Host.Name, Labels: cfg.Host.Labels, Redactor: redactor},
 		redactor: redactor,
 		requests: make(chan request, 16),
@@ -415,7 +415,7 @@ func isAuto(r request) bool { return r.auto }
 
 // wantSync asks the loop for an automatic sync. It never blocks: a sync
 // already wanted, or queued and not yet fetching, covers this one too.
-func (d *Daemon) wantSync(trigger string) {
+func (d *Daemon) wantSync(trigger sync.Trigger) {
 	d.wantMu.Lock()
 	if d.wanted == "" {
 		d.wanted = trigger
@@ -427,7 +427,7 @@ func (d *Daemon) wantSync(trigger string) {
 	}
 }
 
-func (d *Daemon) takeWanted() string {
+func (d *Daemon) takeWanted() sync.Trigger {
 	d.wantMu.Lock()
 	defer d.wantMu.Unlock()
 	t := d.wanted
@@ -501,7 +501,7 @@ func (d *Daemon) runJobs(ctx context.Context, jobs []request, res fetchResult) {
 				}
 				d.checkpoint(ctx)
 			default:
-				key := [2]string{job.trigger, job.stack}
+				key := [2]string{string(job.trigger), job.stack}
 				prev, done := synced[key]
 				if done {
 					if job.done != nil {
@@ -553,7 +553,7 @@ func (d *Daemon) reportJob(job request, err error) {
 // Reconcile fetches the source and converges every stack of this host (or
 // only the named one). A failing stack never stops the others; the joined
 // errors are returned for callers who wait.
-func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
+func (d *Daemon) Reconcile(ctx context.Context, trigger sync.Trigger, only string) error {
 	if err := d.errHeld(); err != nil {
 		return err
 	}
@@ -570,7 +570,7 @@ func (d *Daemon) Reconcile(ctx context.Context, trigger, only string) error {
 
 // apply converges every stack of this host (or only the named one) to
 // head, the revision last fetched.
-func (d *Daemon) apply(ctx context.Context, head, trigger, only string) error {
+func (d *Daemon) apply(ctx context.Context, head string, trigger sync.Trigger, only string) error {
 	v, err := d.showView(ctx, head, trigger)
 	if err != nil {
 		return err
@@ -673,7 +673,7 @@ type liveView struct {
 
 // showView checks out head and makes the live view of it that drift checks
 // compare stacks with: held stacks show the revision they run.
-func (d *Daemon) showView(ctx context.Context, head, trigger string) (liveView, error) {
+func (d *Daemon) showView(ctx context.Context, head string, trigger sync.Trigger) (liveView, error) {
 	dir, err := d.source.Checkout(ctx, head)
 	if err != nil {
 		d.log.Error("checkout failed", "revision", head, "err", err)
@@ -715,7 +715,7 @@ func (d *Daemon) showView(ctx context.Context, head, trigger string) (liveView, 
 // view that are not the head's, the revision each held stack converges to
 // (the pin, or the failed revision, which Sync leaves alone), and the
 // revision of each of those checkouts. states are the stacks' rows.
-func (d *Daemon) heldStacks(ctx context.Context, states []store.StackState, head, trigger string) (held, pins, views map[string]string, err error) {
+func (d *Daemon) heldStacks(ctx context.Context, states []store.StackState, head string, trigger sync.Trigger) (held, pins, views map[string]string, err error) {
 	held, pins, views = map[string]string{}, map[string]string{}, map[string]string{}
 	for _, s := range states {
 		rev := ""
@@ -804,8 +804,7 @@ func (d *Daemon) pin(ctx context.Context, name, to string) error {
 			}
 		}
 	}
-	state.Pinned, state.Target = true, rev
-	if err := d.store.PutStack(ctx, state); err != nil {
+	if err := d.rec.Pin(ctx, name, rev); err != nil {
 		return fmt.Errorf("rollback %s: pin: %w", name, err)
 	}
 	// A pin must outlive a lost -wal file: the operator rolled back for a reason.
@@ -828,7 +827,7 @@ func (d *Daemon) previousHealthy(ctx context.Context, state store.StackState) (s
 		return "", err
 	}
 	for _, dep := range ds {
-		if dep.Outcome == sync.OutcomeSucceeded && dep.To == state.Revision && dep.From != "" && dep.From != state.Revision {
+		if dep.Outcome == string(sync.OutcomeSucceeded) && dep.To == state.Revision && dep.From != "" && dep.From != state.Revision {
 			return dep.From, nil
 		}
 	}
@@ -844,15 +843,14 @@ func (d *Daemon) UnpinStack(ctx context.Context, name string) error {
 }
 
 func (d *Daemon) unpin(ctx context.Context, name string) error {
-	state, ok, err := d.store.Stack(ctx, name)
+	_, ok, err := d.store.Stack(ctx, name)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return fmt.Errorf("unpin: stack %s: %w", name, api.ErrNotFound)
 	}
-	state.Pinned = false
-	if err := d.store.PutStack(ctx, state); err != nil {
+	if err := d.rec.Unpin(ctx, name); err != nil {
 		return fmt.Errorf("unpin %s: %w", name, err)
 	}
 	d.checkpoint(ctx) // a pin's end must outlive a lost -wal file too
@@ -977,7 +975,7 @@ func errorText(err error) string {
 // means: a stack's row is written before its first container is created, so
 // nothing is missed after a crash, and stacks of another gitopsd (another
 // state_dir) or of docker compose are never taken for ours.
-func (d *Daemon) removeGone(ctx context.Context, head, trigger string, present map[string]bool) error {
+func (d *Daemon) removeGone(ctx context.Context, head string, trigger sync.Trigger, present map[string]bool) error {
 	states, err := d.store.Stacks(ctx)
 	if err != nil {
 		return err

@@ -112,7 +112,7 @@ func runsItsView(s store.StackState, view string) bool {
 // steady says whether a reconcile toward rev has nothing to deploy for the
 // stack, only drift to look for: it runs rev, or rev is the revision that
 // failed its gate and is held.
-func steady(s store.StackState, rev, view, trigger string) bool {
+func steady(s store.StackState, rev, view string, trigger sync.Trigger) bool {
 	if !runsItsView(s, view) {
 		return false
 	}
@@ -125,7 +125,11 @@ func steady(s store.StackState, rev, view, trigger string) bool {
 // waits on the record: a drift row, or the stack's row, that cannot be
 // written (a full state_dir) is noted (noteStore) and the heal goes on.
 func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.StackState, pull bool) error {
-	plan, health, err := d.rec.Compare(ctx, st, state.Revision, pull)
+	mode := sync.ImageDryRun
+	if pull {
+		mode = sync.ImageCheck
+	}
+	plan, health, err := d.rec.Compare(ctx, st, state.Revision, mode)
 	if err != nil {
 		return err
 	}
@@ -168,7 +172,7 @@ func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.St
 				// Look again once the pause is over, even if no event comes.
 				d.pokeAfter(st.Name, retry)
 			}
-			if plan, health, err = d.rec.Compare(ctx, st, state.Revision, false); err != nil {
+			if plan, health, err = d.rec.Compare(ctx, st, state.Revision, sync.ImageDryRun); err != nil {
 				return errors.Join(healErr, err)
 			}
 			findings = drift.Classify(plan)
@@ -185,35 +189,11 @@ func (d *Daemon) checkDrift(ctx context.Context, st *stack.Stack, state store.St
 			health = sync.Worse(health, sync.Degraded)
 		}
 	}
-	// The row is read again: a heal recorded its deployment meanwhile.
-	fresh, _, err := d.store.Stack(ctx, st.Name)
+	wrote, err := d.rec.MarkChecked(ctx, st.Name, health, plan, len(findings) > 0, healErr)
 	if err != nil {
 		return errors.Join(healErr, err)
 	}
-	fresh.Health = string(health)
-	if fresh.Sync == string(sync.Failed) && fresh.FailedRevision == "" {
-		// A sync of this same revision failed before it changed anything
-		// (a registry away): it is compared fine now, so it is in sync.
-		fresh.Sync, fresh.Error = string(sync.Synced), ""
-	}
-	if fresh.Sync == string(sync.Synced) {
-		switch {
-		case healErr != nil:
-			fresh.Error = "heal failed: " + healErr.Error()
-		case len(findings) == 0:
-			// A volume used though it was not made for the stack is said
-			// once, and stays said: it is no drift, nothing heals it.
-			if w := plan.Warning(); w != "" && w != fresh.Error {
-				d.log.Warn("the stack uses what it did not create", "stack", st.Name, "warning", w)
-			}
-			fresh.Error = plan.Warning()
-		}
-		if health == sync.Healthy {
-			fresh.LastHealthyRevision = fresh.Revision
-		}
-	}
-	fresh.UpdatedAt = time.Now().UTC()
-	d.noteStore("record stack "+st.Name, d.store.PutStack(ctx, fresh))
+	d.noteStore("record stack "+st.Name, wrote)
 	if healErr != nil {
 		return fmt.Errorf("heal %s: %w", st.Name, healErr)
 	}
@@ -300,7 +280,7 @@ func (d *Daemon) settleDrifts(ctx context.Context, st *stack.Stack) error {
 	d.mu.Unlock()
 	var findings []drift.Finding
 	if runsItsView(state, view) {
-		plan, _, err := d.rec.Compare(ctx, st, state.Revision, false)
+		plan, _, err := d.rec.Compare(ctx, st, state.Revision, sync.ImageDryRun)
 		if err != nil {
 			return err
 		}

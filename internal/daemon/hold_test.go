@@ -134,7 +134,7 @@ func TestPortClashHoldsTheRevision(t *testing.T) {
 	if len(hist) != 2 {
 		t.Fatalf("want the deployment of v1 and one failed deployment of v2, got %d: %+v", len(hist), hist)
 	}
-	if d := hist[0]; d.To != bad || d.Outcome != sync.OutcomeRolledBack || !strings.Contains(d.Error, "address already in use") {
+	if d := hist[0]; d.To != bad || d.Outcome != string(sync.OutcomeRolledBack) || !strings.Contains(d.Error, "address already in use") {
 		t.Errorf("the deployment of v2: %+v; want rolled_back with the bind error", d)
 	}
 	s := h.stackStatus(a)
@@ -175,7 +175,7 @@ func TestStartFailureAfterStopRestoresAndHolds(t *testing.T) {
 		t.Errorf("the old container was not the one put back: %s -> %s", before, id)
 	}
 	hist := h.history(a)
-	if len(hist) != 2 || hist[0].To != bad || hist[0].Outcome != sync.OutcomeRolledBack {
+	if len(hist) != 2 || hist[0].To != bad || hist[0].Outcome != string(sync.OutcomeRolledBack) {
 		t.Fatalf("want v1's deployment and one rolled_back deployment of v2, got %d: %+v", len(hist), hist)
 	}
 	if s := h.stackStatus(a); !s.Held || s.Revision != good || !strings.Contains(s.Error, "could not start") {
@@ -201,7 +201,7 @@ func TestPortClashOnANewStackIsHeld(t *testing.T) {
 		_ = h.reconcile()
 	}
 	hist := h.history(a)
-	if len(hist) != 1 || hist[0].Outcome != sync.OutcomeFailed || !strings.Contains(hist[0].Error, "address already in use") {
+	if len(hist) != 1 || hist[0].Outcome != string(sync.OutcomeFailed) || !strings.Contains(hist[0].Error, "address already in use") {
 		t.Fatalf("want one failed deployment over %d polls, got %d: %+v", clashPolls/4, len(hist), hist)
 	}
 	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {

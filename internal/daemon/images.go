@@ -8,6 +8,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/store"
+	"github.com/gitopsd/gitopsd/internal/sync"
 )
 
 // pruneEvery is how often, at most, a reconcile looks for images to prune:
@@ -107,13 +108,13 @@ func (d *Daemon) keptImages(ctx context.Context) (map[string]bool, error) {
 			if err != nil {
 				return nil, fmt.Errorf("stack %s revision %s: %w", s.Name, rev, err)
 			}
-			desired, err := d.rec.Desire(ctx, st, rev, true)
+			images, err := d.rec.PrepareImages(ctx, st, rev, sync.ImageDryRun)
 			if err != nil {
 				return nil, fmt.Errorf("stack %s revision %s: %w", s.Name, rev, err)
 			}
-			for _, svc := range desired.Services {
-				if svc.ImageID != "" {
-					kept[svc.ImageID] = true
+			for _, id := range images {
+				if id != "" {
+					kept[id] = true
 				}
 			}
 		}

@@ -103,14 +103,7 @@ func (d *Daemon) StateAdopt(ctx context.Context, wait bool) error {
 			return fmt.Errorf("state adopt: %w", err)
 		}
 		for name, rev := range stacks {
-			if _, ok, err := d.store.Stack(ctx, name); err != nil || ok {
-				if err != nil {
-					return fmt.Errorf("state adopt: %w", err)
-				}
-				continue
-			}
-			row := store.StackState{Name: name, LastHealthyRevision: rev, Sync: string(sync.OutOfSync), Health: string(sync.Unknown)}
-			if err := d.store.PutStack(ctx, row); err != nil {
+			if err := d.rec.Adopt(ctx, name, rev); err != nil {
 				return fmt.Errorf("state adopt: %w", err)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/moby/moby/client"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -395,7 +396,7 @@ func (e *Engine) TagImage(ctx context.Context, id, tag string) error {
 		return nil
 	}
 	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: tag}); err != nil {
-		return fmt.Errorf("tag image %s as %s: %w", shortID(id), tag, err)
+		return fmt.Errorf("tag image %s as %s: %w", ids.Short(id), tag, err)
 	}
 	return nil
 }
@@ -445,7 +446,7 @@ func (e *Engine) RemoveImage(ctx context.Context, id string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("inspect image %s: %w", shortID(id), err)
+		return fmt.Errorf("inspect image %s: %w", ids.Short(id), err)
 	}
 	// Untag first: an image with several names is only removed by ID by
 	// force, and force would also take it from under stopped containers.
@@ -455,9 +456,9 @@ func (e *Engine) RemoveImage(ctx context.Context, id string) error {
 		switch {
 		case err == nil, cerrdefs.IsNotFound(err):
 		case cerrdefs.IsConflict(err):
-			return fmt.Errorf("remove image %s: %w: %v", shortID(id), ErrImageInUse, err)
+			return fmt.Errorf("remove image %s: %w: %v", ids.Short(id), ErrImageInUse, err)
 		default:
-			return fmt.Errorf("remove image %s (%s): %w", shortID(id), ref, err)
+			return fmt.Errorf("remove image %s (%s): %w", ids.Short(id), ref, err)
 		}
 	}
 	return nil

@@ -64,7 +64,7 @@ func Differences(want ContainerSpec, have container.InspectResponse) []string {
 			add(!ok || got != v, "env "+k)
 		}
 	}
-	for _, k := range sortedKeys(wc.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(wc.Labels)) {
 		if ignoredLabels[k] {
 			continue
 		}
@@ -98,13 +98,9 @@ func Differences(want ContainerSpec, have container.InspectResponse) []string {
 		d = append(d, "volumes")
 	}
 	if wantNets := wantedNetworks(want); wantNets != nil && have.NetworkSettings != nil {
-		add(!slices.Equal(wantNets, sortedKeys(have.NetworkSettings.Networks)), "networks")
+		add(!slices.Equal(wantNets, slices.Sorted(maps.Keys(have.NetworkSettings.Networks))), "networks")
 	}
 	return d
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }
 
 func sameHealth(a, b *container.HealthConfig) bool {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -239,7 +240,7 @@ func (e *Engine) CreateContainer(ctx context.Context, spec ContainerSpec) (strin
 // StartContainer starts a container; starting a running one is no error.
 func (e *Engine) StartContainer(ctx context.Context, id string) error {
 	if _, err := e.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("start container %s: %w", shortID(id), err)
+		return fmt.Errorf("start container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }
@@ -249,7 +250,7 @@ func (e *Engine) StartContainer(ctx context.Context, id string) error {
 func (e *Engine) StopContainer(ctx context.Context, id string, timeoutSeconds *int) error {
 	_, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeoutSeconds})
 	if err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+		return fmt.Errorf("stop container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }
@@ -257,7 +258,7 @@ func (e *Engine) StopContainer(ctx context.Context, id string, timeoutSeconds *i
 // PauseContainer freezes a running container.
 func (e *Engine) PauseContainer(ctx context.Context, id string) error {
 	if _, err := e.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
-		return fmt.Errorf("pause container %s: %w", shortID(id), err)
+		return fmt.Errorf("pause container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }
@@ -265,7 +266,7 @@ func (e *Engine) PauseContainer(ctx context.Context, id string) error {
 // UnpauseContainer resumes a paused container.
 func (e *Engine) UnpauseContainer(ctx context.Context, id string) error {
 	if _, err := e.cli.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{}); err != nil {
-		return fmt.Errorf("unpause container %s: %w", shortID(id), err)
+		return fmt.Errorf("unpause container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }
@@ -274,7 +275,7 @@ func (e *Engine) UnpauseContainer(ctx context.Context, id string) error {
 // stop timeout) and starts it again.
 func (e *Engine) RestartContainer(ctx context.Context, id string, timeoutSeconds *int) error {
 	if _, err := e.cli.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: timeoutSeconds}); err != nil {
-		return fmt.Errorf("restart container %s: %w", shortID(id), err)
+		return fmt.Errorf("restart container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }
@@ -284,7 +285,7 @@ func (e *Engine) RestartContainer(ctx context.Context, id string, timeoutSeconds
 func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
 	_, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) && !isRemovalInProgress(err) {
-		return fmt.Errorf("remove container %s: %w", shortID(id), err)
+		return fmt.Errorf("remove container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }
@@ -292,18 +293,11 @@ func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
 // RenameContainer renames a container.
 func (e *Engine) RenameContainer(ctx context.Context, id, newName string) error {
 	if _, err := e.cli.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: newName}); err != nil {
-		return fmt.Errorf("rename container %s to %s: %w", shortID(id), newName, err)
+		return fmt.Errorf("rename container %s to %s: %w", ids.Short(id), newName, err)
 	}
 	return nil
 }
 
 func isRemovalInProgress(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "is already in progress")
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

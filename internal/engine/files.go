@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/gitopsd/gitopsd/internal/ids"
+	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 )
@@ -170,7 +172,7 @@ func atoiOrZero(s string) (int, error) {
 // MaxFileObjectBytes bounds the host file of a secret or config (file:):
 // FilesDigest refuses a bigger one rather than read it (the stack loader
 // refuses it first, naming the file).
-const MaxFileObjectBytes = 8 << 20
+const MaxFileObjectBytes = vocab.MaxFileObjectBytes
 
 // FilesDigest is the LabelFiles value of a service: an HMAC under key of
 // the targets and contents of its secrets and configs, read from the host
@@ -256,7 +258,7 @@ func (e *Engine) injectFiles(ctx context.Context, id string, files []InjectedFil
 		return err
 	}
 	if _, err := e.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf, CopyUIDGID: owned}); err != nil {
-		return fmt.Errorf("write secrets and configs into container %s: %w", shortID(id), err)
+		return fmt.Errorf("write secrets and configs into container %s: %w", ids.Short(id), err)
 	}
 	return nil
 }

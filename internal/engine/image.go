@@ -4,93 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 )
-
-// Pull policies of the compose specification.
-const (
-	PullAlways       = "always"
-	PullNever        = "never"
-	PullMissing      = "missing"
-	PullIfNotPresent = "if_not_present" // compose's older name of missing
-	PullBuild        = "build"
-	PullDaily        = "daily"
-	PullWeekly       = "weekly"
-	// PullEveryPrefix starts the periodic policies such as every_12h.
-	PullEveryPrefix = "every_"
-)
-
-// PullPolicy is a service's pull_policy, read.
-type PullPolicy struct {
-	Name string // as written; "" is missing
-	// Every is the period of daily, weekly and every_<duration>: the image
-	// is pulled again once its last pull is older. 0 for the other policies.
-	Every time.Duration
-}
-
-// ParsePullPolicy reads compose's pull_policy values: always, never,
-// missing (or if_not_present, or nothing), build, daily, weekly and
-// every_<duration> with compose's units w, d, h, m and s (every_12h,
-// every_1d12h, every_30m).
-func ParsePullPolicy(s string) (PullPolicy, error) {
-	p := PullPolicy{Name: s}
-	switch {
-	case s == "", s == PullMissing, s == PullIfNotPresent, s == PullAlways, s == PullNever, s == PullBuild:
-	case s == PullDaily:
-		p.Every = 24 * time.Hour
-	case s == PullWeekly:
-		p.Every = 7 * 24 * time.Hour
-	case strings.HasPrefix(s, PullEveryPrefix):
-		d, err := parseComposeDuration(strings.TrimPrefix(s, PullEveryPrefix))
-		if err != nil {
-			return PullPolicy{}, fmt.Errorf("pull_policy %q: %w", s, err)
-		}
-		p.Every = d
-	default:
-		return PullPolicy{}, fmt.Errorf("pull_policy %q: want always, missing, if_not_present, never, build, daily, weekly or every_<duration> (every_12h)", s)
-	}
-	return p, nil
-}
-
-// mayPull: the policy lets gitopsd pull the image when the host lacks it
-// (never does not; build leaves images to the builder).
-func (p PullPolicy) mayPull() bool { return p.Name != PullNever && p.Name != PullBuild }
-
-// composeDurationRE is compose's every_ syntax: numbers with a unit each.
-var composeDurationRE = regexp.MustCompile(`^(?:[0-9]+[wdhms])+$`)
-
-var composeUnits = map[byte]time.Duration{'w': 7 * 24 * time.Hour, 'd': 24 * time.Hour, 'h': time.Hour, 'm': time.Minute, 's': time.Second}
-
-// parseComposeDuration reads "12h", "1d12h", "2w", "90m": Go's durations
-// lack the days and weeks compose allows.
-func parseComposeDuration(s string) (time.Duration, error) {
-	if !composeDurationRE.MatchString(s) {
-		return 0, errors.New("the period must be numbers with units w, d, h, m or s, such as 12h or 1d12h")
-	}
-	var total time.Duration
-	for rest := s; rest != ""; {
-		i := strings.IndexAny(rest, "wdhms")
-		n, err := strconv.ParseInt(rest[:i], 10, 64)
-		unit := composeUnits[rest[i]]
-		if err != nil || n > int64((1<<63-1)/unit) {
-			return 0, errors.New("the period is too long")
-		}
-		total += time.Duration(n) * unit
-		rest = rest[i+1:]
-	}
-	if total <= 0 {
-		return 0, errors.New("the period must be longer than 0")
-	}
-	return total, nil
-}
 
 // ImageMode is what an image is resolved for; it decides whether the
 // registry is asked and what a failed pull means.
@@ -114,7 +36,7 @@ const (
 // ImageRequest is one image to make available.
 type ImageRequest struct {
 	Ref    string
-	Policy PullPolicy
+	Policy vocab.PullPolicy
 	Mode   ImageMode
 	// LastPulled is when Ref was last pulled (zero: never, as far as
 	// gitopsd knows). Periodic policies pull once it is older than Every.
@@ -134,10 +56,10 @@ type ResolvedImage struct {
 func wantsPull(req ImageRequest, present bool, now time.Time) bool {
 	switch {
 	case !present:
-		return req.Policy.mayPull()
+		return req.Policy.MayPull()
 	case req.Mode == ForRestore:
 		return false
-	case req.Policy.Name == PullAlways:
+	case req.Policy.Name == vocab.PullAlways:
 		return true
 	case req.Policy.Every > 0:
 		return req.LastPulled.IsZero() || now.Sub(req.LastPulled) >= req.Policy.Every
@@ -152,7 +74,7 @@ func (e *Engine) ResolveImage(ctx context.Context, req ImageRequest) (ResolvedIm
 	if err != nil {
 		return ResolvedImage{}, err
 	}
-	if !present && !req.Policy.mayPull() {
+	if !present && !req.Policy.MayPull() {
 		return ResolvedImage{}, fmt.Errorf("image %s is not present locally and pull_policy is %s", req.Ref, req.Policy.Name)
 	}
 	if !wantsPull(req, present, time.Now()) {
@@ -172,12 +94,12 @@ func (e *Engine) ResolveImage(ctx context.Context, req ImageRequest) (ResolvedIm
 // forward deployment and returns its local ID. Without a record of past
 // pulls, the periodic policies take a present image as it is.
 func (e *Engine) EnsureImage(ctx context.Context, ref, pullPolicy string) (string, error) {
-	policy, err := ParsePullPolicy(pullPolicy)
+	policy, err := vocab.ParsePullPolicy(pullPolicy)
 	if err != nil {
 		return "", err
 	}
 	if policy.Every > 0 {
-		policy = PullPolicy{Name: PullMissing}
+		policy = vocab.PullPolicy{Name: vocab.PullMissing}
 	}
 	res, err := e.ResolveImage(ctx, ImageRequest{Ref: ref, Policy: policy, Mode: ForDeploy})
 	return res.ID, err

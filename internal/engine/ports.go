@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
@@ -33,7 +34,7 @@ func (e *Engine) PortsInUse(ctx context.Context, spec ContainerSpec, freedBy str
 	if freedBy != "" {
 		res, err := e.cli.ContainerInspect(ctx, freedBy, client.ContainerInspectOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("inspect container %s: %w", shortID(freedBy), err)
+			return nil, fmt.Errorf("inspect container %s: %w", ids.Short(freedBy), err)
 		}
 		for _, b := range hostPorts(res.Container.HostConfig) {
 			freed[b.proto+"/"+strconv.Itoa(b.port)] = true

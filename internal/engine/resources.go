@@ -12,6 +12,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 )
@@ -116,21 +117,21 @@ func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
 			return nil
 		}
 		if !strings.Contains(err.Error(), "active endpoints") {
-			return fmt.Errorf("remove network %s: %w", shortID(id), err)
+			return fmt.Errorf("remove network %s: %w", ids.Short(id), err)
 		}
 		res, ierr := e.cli.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
 		if ierr != nil {
 			if cerrdefs.IsNotFound(ierr) {
 				return nil
 			}
-			return fmt.Errorf("remove network %s: %w", shortID(id), errors.Join(err, ierr))
+			return fmt.Errorf("remove network %s: %w", ids.Short(id), errors.Join(err, ierr))
 		}
 		attached := len(res.Network.Containers)
 		if attempt == attempts {
 			if attached == 0 {
-				return fmt.Errorf("remove network %s: %w", shortID(id), ErrNetworkLeaked)
+				return fmt.Errorf("remove network %s: %w", ids.Short(id), ErrNetworkLeaked)
 			}
-			return fmt.Errorf("remove network %s: %d container(s) still attached: %w", shortID(id), attached, err)
+			return fmt.Errorf("remove network %s: %d container(s) still attached: %w", ids.Short(id), attached, err)
 		}
 		for cid := range res.Network.Containers {
 			if _, cerr := e.cli.ContainerInspect(ctx, cid, client.ContainerInspectOptions{}); cerrdefs.IsNotFound(cerr) {
@@ -140,7 +141,7 @@ func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("remove network %s: %w", shortID(id), ctx.Err())
+			return fmt.Errorf("remove network %s: %w", ids.Short(id), ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -30,11 +31,11 @@ func (e *Engine) exec(ctx context.Context, id string, opts client.ExecCreateOpti
 	cmd := strings.Join(opts.Cmd, " ")
 	ex, err := e.cli.ExecCreate(ctx, id, opts)
 	if err != nil {
-		return -1, "", fmt.Errorf("exec %q in %s: %w", cmd, shortID(id), err)
+		return -1, "", fmt.Errorf("exec %q in %s: %w", cmd, ids.Short(id), err)
 	}
 	att, err := e.cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return -1, "", fmt.Errorf("exec %q in %s: %w", cmd, shortID(id), err)
+		return -1, "", fmt.Errorf("exec %q in %s: %w", cmd, ids.Short(id), err)
 	}
 	var out tailBuffer
 	// Without a TTY the engine frames stdout and stderr; both go to out.
@@ -42,7 +43,7 @@ func (e *Engine) exec(ctx context.Context, id string, opts client.ExecCreateOpti
 	att.Close()
 	res, err := e.cli.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
 	if err != nil {
-		return -1, out.String(), fmt.Errorf("exec %q in %s: %w", cmd, shortID(id), err)
+		return -1, out.String(), fmt.Errorf("exec %q in %s: %w", cmd, ids.Short(id), err)
 	}
 	return res.ExitCode, out.String(), nil
 }

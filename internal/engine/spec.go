@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -555,7 +556,7 @@ func deviceRequests(svc types.ServiceConfig) []container.DeviceRequest {
 
 // unsupported names the service keys gitopsd cannot create, so such a
 // stack is reported instead of run half-configured. The stack loader
-// refuses CannotCreate's keys already, with their line; a "service:" mode
+// refuses vocab.CannotCreate's keys already, with their line; a "service:" mode
 // left here means the caller did not resolve it (sync's resolveShared).
 func unsupported(svc types.ServiceConfig) error {
 	var keys []string
@@ -565,31 +566,9 @@ func unsupported(svc types.ServiceConfig) error {
 		}
 	}
 	sort.Strings(keys)
-	keys = append(keys, CannotCreate(svc)...)
+	keys = append(keys, vocab.CannotCreate(svc)...)
 	if len(keys) > 0 {
 		return fmt.Errorf("service %s uses %s, which gitopsd cannot create", svc.Name, strings.Join(keys, ", "))
 	}
 	return nil
-}
-
-// CannotCreate names the keys of svc that gitopsd cannot honour, sorted:
-// model runners and providers, the socket of a desktop's engine
-// (use_api_socket), Windows credential specs, a MAC address (the engine
-// here, API 1.41, takes it only from a field the client no longer has),
-// and uts: service:, a mode the engine does not have.
-func CannotCreate(svc types.ServiceConfig) []string {
-	var keys []string
-	for _, k := range []struct {
-		key  string
-		used bool
-	}{
-		{"credential_spec", svc.CredentialSpec != nil}, {"mac_address", svc.MacAddress != ""},
-		{"models", len(svc.Models) > 0}, {"provider", svc.Provider != nil},
-		{"use_api_socket", svc.UseAPISocket}, {"uts", strings.HasPrefix(svc.Uts, types.ServicePrefix)},
-	} {
-		if k.used {
-			keys = append(keys, k.key)
-		}
-	}
-	return keys
 }

@@ -9,6 +9,11 @@
 // service others depend on with condition service_completed_successfully)
 // passes when it exits 0. The gate listens to events instead of polling
 // inspect, so a verdict comes as soon as Docker has one.
+//
+// Apart from the gate, which waits, Of is a container's health at a glance
+// (pure: what the engine reported, no call), and OfAll a stack's, the worst
+// of its containers' in the order Healthy < Progressing < Degraded <
+// Unknown. `status` and the reconciler both read health through them.
 package health
 
 import (
@@ -19,6 +24,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
@@ -116,7 +122,7 @@ func Wait(ctx context.Context, cli *client.Client, id string, g Gate) error {
 	stream := cli.Events(ctx, client.EventsListOptions{Filters: client.Filters{}.Add("type", "container").Add("container", id)})
 	res, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return fmt.Errorf("inspect %s: %w", short(id), err)
+		return fmt.Errorf("inspect %s: %w", ids.Short(id), err)
 	}
 	c := res.Container
 	name := strings.TrimPrefix(c.Name, "/")
@@ -236,11 +242,4 @@ func lastProbe(c container.InspectResponse) string {
 		out = out[:197] + "..."
 	}
 	return fmt.Sprintf("probe exit %d: %s", last.ExitCode, out)
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

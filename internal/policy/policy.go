@@ -17,9 +17,9 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -147,10 +147,10 @@ var DockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock", "/var/r
 // bind_paths entry.
 func (p Policy) Check(project *types.Project, stackDir string) []Violation {
 	var out []Violation
-	for _, name := range sortedKeys(project.Services) {
+	for _, name := range slices.Sorted(maps.Keys(project.Services)) {
 		out = append(out, p.checkService(project, project.Services[name], stackDir)...)
 	}
-	for _, name := range sortedKeys(project.Volumes) {
+	for _, name := range slices.Sorted(maps.Keys(project.Volumes)) {
 		out = append(out, p.checkVolume(name, project.Volumes[name], stackDir)...)
 	}
 	return out
@@ -306,7 +306,7 @@ func (p Policy) checkVolume(name string, v types.VolumeConfig, stackDir string) 
 	}
 	if driver != "local" {
 		if !p.VolumeOptions {
-			add("driver_opts", "volume_options", "driver_opts %s", strings.Join(sortedKeys(v.DriverOpts), ", "))
+			add("driver_opts", "volume_options", "driver_opts %s", strings.Join(slices.Sorted(maps.Keys(v.DriverOpts)), ", "))
 		}
 		return out
 	}
@@ -315,7 +315,7 @@ func (p Policy) checkVolume(name string, v types.VolumeConfig, stackDir string) 
 		// Anything but a plain bind (a filesystem of its own, nfs, tmpfs,
 		// an overlay of host folders) needs the options opened.
 		if !p.VolumeOptions {
-			add("driver_opts", "volume_options", "driver_opts %s", strings.Join(sortedKeys(v.DriverOpts), ", "))
+			add("driver_opts", "volume_options", "driver_opts %s", strings.Join(slices.Sorted(maps.Keys(v.DriverOpts)), ", "))
 		}
 	}
 	for _, hp := range paths {
@@ -399,7 +399,7 @@ func serviceNetworks(svc types.ServiceConfig) []string {
 	if len(svc.Networks) == 0 {
 		return []string{"default"}
 	}
-	return sortedKeys(svc.Networks)
+	return slices.Sorted(maps.Keys(svc.Networks))
 }
 
 // safeSecurityOptions are the security_opt values that only tighten what
@@ -444,15 +444,6 @@ func shorten(s string) string {
 		return s
 	}
 	return s[:57] + "..."
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func prefixed(sep string, l []string) string {

@@ -3,12 +3,15 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
@@ -222,4 +225,227 @@ func inodeOf(t *testing.T, p string) uint64 {
 		t.Fatal(err)
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestCheckout(t *testing.T) {
+	repo := testenv.NewGitRepo(t)
+	old := repo.Commit(t, "old", map[string]string{"gone.txt": "bye\n", "stacks/web/compose.yaml": "v1\n"})
+
+	// Modes and links the Commit helper cannot express are made in the
+	// working clone; Commit stages everything there.
+	script := filepath.Join(repo.Work, "bin", "run.sh")
+	if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("stacks/web/compose.yaml", filepath.Join(repo.Work, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	head := repo.Commit(t, "new", map[string]string{"stacks/web/compose.yaml": "v2\n", "stacks/web/.env": "A=1\n"}, "gone.txt")
+
+	s := newSource(t, Options{URL: repo.Bare})
+	mustFetch(t, s)
+	ctx := context.Background()
+
+	dir, err := s.Checkout(ctx, head)
+	if err != nil {
+		t.Fatalf("Checkout: %v", err)
+	}
+	if want := filepath.Join(s.opts.Dir, "checkouts", head); dir != want || !filepath.IsAbs(dir) {
+		t.Errorf("dir = %s, want %s", dir, want)
+	}
+	for name, want := range map[string]string{"stacks/web/compose.yaml": "v2\n", "stacks/web/.env": "A=1\n", "bin/run.sh": "#!/bin/sh\necho hi\n"} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gone.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("removed file is in the checkout: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "bin/run.sh")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("run.sh mode = %v, %v; want 0755", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "stacks/web/compose.yaml")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("compose.yaml mode = %v, %v; want 0644", fi.Mode(), err)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "link.yaml")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("link.yaml is not a symlink: %v, %v", fi.Mode(), err)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "link.yaml")); err != nil || target != "stacks/web/compose.yaml" {
+		t.Errorf("link.yaml -> %q, %v", target, err)
+	}
+
+	// A marker proves the second call returns the folder without rewriting it.
+	marker := filepath.Join(dir, ".marker")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Checkout(ctx, head)
+	if err != nil || again != dir {
+		t.Fatalf("second Checkout = %s, %v; want %s", again, err, dir)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("second Checkout rewrote the folder: %v", err)
+	}
+	if short, err := s.Checkout(ctx, head[:8]); err != nil || short != dir {
+		t.Errorf("Checkout(abbreviated) = %s, %v; want %s", short, err, dir)
+	}
+
+	oldDir, err := s.Checkout(ctx, old)
+	if err != nil {
+		t.Fatalf("Checkout(old): %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(oldDir, "stacks/web/compose.yaml")); string(got) != "v1\n" {
+		t.Errorf("old compose.yaml = %q", got)
+	}
+	if _, err := os.Lstat(filepath.Join(oldDir, "link.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("old checkout has a file of the new one: %v", err)
+	}
+
+	if _, err := s.Checkout(ctx, strings.Repeat("ab", 20)); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("Checkout(unknown) err = %v, want not found", err)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(s.opts.Dir, "checkouts", ".tmp-*")); len(tmps) != 0 {
+		t.Errorf("temporary export folders left: %v", tmps)
+	}
+}
+
+func TestCheckoutBeforeFetch(t *testing.T) {
+	s := newSource(t, Options{URL: t.TempDir()})
+	if _, err := s.Checkout(context.Background(), strings.Repeat("ab", 20)); err == nil {
+		t.Fatal("Checkout without a mirror succeeded")
+	}
+}
+
+func TestCheckoutPath(t *testing.T) {
+	for _, bad := range []string{"../x", "a/../../x", "/etc/passwd", ".git/config", "a/.GIT/hooks", "a//b", ""} {
+		if checkPath(bad) == nil {
+			t.Errorf("checkPath(%q) accepted an unsafe path", bad)
+		}
+	}
+	for _, ok := range []string{"a", "stacks/web/compose.yaml", ".env", "a/.gitignore", "x..y"} {
+		if err := checkPath(ok); err != nil {
+			t.Errorf("checkPath(%q) = %v", ok, err)
+		}
+	}
+}
+
+func TestPrune(t *testing.T) {
+	repo := testenv.NewGitRepo(t)
+	var shas []string
+	for i := range 5 {
+		shas = append(shas, repo.Commit(t, fmt.Sprint("commit ", i), map[string]string{"n": fmt.Sprint(i)}))
+	}
+	s := newSource(t, Options{URL: repo.Bare, Keep: 2})
+	if err := s.Prune(); err != nil {
+		t.Fatalf("Prune before any checkout: %v", err)
+	}
+	mustFetch(t, s)
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour)
+	for i, sha := range shas {
+		dir, err := s.Checkout(ctx, sha)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Explicit ages instead of sleeping: shas[4] is the newest.
+		at := base.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(dir, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := filepath.Join(s.opts.Dir, "checkouts")
+	stale := filepath.Join(root, ".tmp-"+shas[0]+"-99")
+	if err := os.MkdirAll(filepath.Join(stale, "stacks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(root, "not-a-checkout")
+	if err := os.WriteFile(foreign, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Prune(shas[0], "", shas[1]); err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	// Pinned 0 and 1, the newest two others (4, 3), and what is not ours.
+	want := []string{shas[0], shas[1], shas[3], shas[4], "not-a-checkout"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("after Prune: %v, want %v", got, want)
+	}
+
+	// A checkout in use is touched, so it counts as newest again: 1 now
+	// outranks 3, which is older than 4.
+	if _, err := s.Checkout(ctx, shas[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Prune(shas[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, wantKept := range []bool{true, true, false, false, true} {
+		_, err := os.Stat(filepath.Join(root, shas[i]))
+		if kept := err == nil; kept != wantKept {
+			t.Errorf("checkout %d kept = %v, want %v", i, kept, wantKept)
+		}
+	}
+	// Pruned away, a revision can be exported again.
+	if _, err := s.Checkout(ctx, shas[2]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func BenchmarkCheckout(b *testing.B) {
+	repo := testenv.NewGitRepo(b)
+	files := map[string]string{}
+	for i := range 200 {
+		files[fmt.Sprintf("stacks/s%02d/file%03d.yaml", i%20, i)] = strings.Repeat(fmt.Sprintf("line %d of a compose-sized file\n", i), 60)
+	}
+	head := repo.Commit(b, "200 files", files)
+	s := newSource(b, Options{URL: repo.Bare})
+	mustFetch(b, s)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dir, err := s.Checkout(ctx, head)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := os.RemoveAll(dir); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+func TestCheckoutCanceled(t *testing.T) {
+	repo := testenv.NewGitRepo(t)
+	head := repo.Commit(t, "one", map[string]string{"a": "1", "b/c": "2"})
+	s := newSource(t, Options{URL: repo.Bare})
+	mustFetch(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Checkout(ctx, head); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Checkout with a canceled context: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(s.opts.Dir, "checkouts", "*"))
+	left2, _ := filepath.Glob(filepath.Join(s.opts.Dir, "checkouts", ".*"))
+	if len(left)+len(left2) != 0 {
+		t.Errorf("canceled export left %v %v", left, left2)
+	}
+	if _, err := s.Checkout(context.Background(), head); err != nil {
+		t.Fatal(err)
+	}
 }

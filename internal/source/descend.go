@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -49,15 +50,15 @@ type descendVerdict struct {
 func (s *Source) checkDescends(ctx context.Context, head, applied string) error {
 	repo, err := s.open()
 	if err != nil {
-		return fmt.Errorf("check that %s descends from %s: %w", short(head), short(applied), err)
+		return fmt.Errorf("check that %s descends from %s: %w", ids.Short(head), ids.Short(applied), err)
 	}
 	hc, err := resolve(repo, head)
 	if err != nil {
-		return fmt.Errorf("check that %s descends from %s: %w", short(head), short(applied), err)
+		return fmt.Errorf("check that %s descends from %s: %w", ids.Short(head), ids.Short(applied), err)
 	}
 	refuse := func(why string) error {
 		return fmt.Errorf("head %s does not descend from the applied %s%s: refused, %w? set source.verify.allow_rewrite to accept",
-			short(hc.Hash.String()), short(applied), why, ErrRewritten)
+			ids.Short(hc.Hash.String()), ids.Short(applied), why, ErrRewritten)
 	}
 	ac, err := resolve(repo, applied)
 	if err != nil {
@@ -83,7 +84,7 @@ func (s *Source) checkDescends(ctx context.Context, head, applied string) error 
 		c, err := repo.CommitObject(h)
 		if err != nil {
 			// A shallow or damaged mirror: the walk cannot vouch for it.
-			return fmt.Errorf("check that %s descends from %s: read commit %s: %w", short(head), short(applied), h, err)
+			return fmt.Errorf("check that %s descends from %s: read commit %s: %w", ids.Short(head), ids.Short(applied), h, err)
 		}
 		for _, p := range c.ParentHashes {
 			if !seen[p] {
@@ -93,12 +94,4 @@ func (s *Source) checkDescends(ctx context.Context, head, applied string) error 
 		}
 	}
 	return refuse("")
-}
-
-// short abbreviates a SHA for messages people read.
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
 }

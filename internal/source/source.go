@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,8 +21,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 )
 
 // Auth is how to authenticate to the remote.
@@ -335,75 +331,6 @@ func (s *Source) fetchInto(ctx context.Context, repo *git.Repository, auth trans
 	return err
 }
 
-// auth builds the credentials for this fetch. The files are read every time
-// so a rotated token or key applies without a restart. The token is returned
-// so errors can be scrubbed of it.
-func (s *Source) auth() (transport.AuthMethod, string, error) {
-	a := s.opts.Auth
-	switch s.ep.Protocol {
-	case "http", "https":
-		if a.TokenFile == "" {
-			// go-git falls back to user:password from the URL by itself.
-			return nil, "", nil
-		}
-		b, err := os.ReadFile(a.TokenFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("read source.auth.token_file: %w", err)
-		}
-		token := strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, "", fmt.Errorf("source.auth.token_file %s is empty", a.TokenFile)
-		}
-		return &githttp.BasicAuth{Username: tokenUsername, Password: token}, token, nil
-	case "ssh":
-		return s.sshAuth()
-	}
-	return nil, "", nil
-}
-
-func (s *Source) sshAuth() (transport.AuthMethod, string, error) {
-	a := s.opts.Auth
-	if _, err := os.Stat(a.KnownHosts); err != nil {
-		// Checked here because go-git's own message for a missing file
-		// talks about SSH_KNOWN_HOSTS, which gitopsd does not use.
-		return nil, "", fmt.Errorf("read source.auth.known_hosts: %w", err)
-	}
-	// go-git's HostKeyDB (skeema/knownhosts over x/crypto's knownhosts) also
-	// tells the server which host key types are on file; with a bare
-	// callback the server may offer a type that is not, and a host that is
-	// known fails as "key mismatch".
-	db, err := gitssh.NewKnownHostsDb(a.KnownHosts)
-	if err != nil {
-		return nil, "", fmt.Errorf("read source.auth.known_hosts %s: %w", a.KnownHosts, err)
-	}
-	port := s.ep.Port
-	if port == 0 {
-		port = 22
-	}
-	helper := gitssh.HostKeyCallbackHelper{
-		HostKeyCallback:   db.HostKeyCallback(),
-		HostKeyAlgorithms: db.HostKeyAlgorithms(strings.Trim(s.ep.Host, "[]") + ":" + strconv.Itoa(port)),
-	}
-	user := s.ep.User
-	if user == "" {
-		user = defaultSSHUser
-	}
-	if a.SSHKey == "" {
-		agent, err := gitssh.NewSSHAgentAuth(user)
-		if err != nil {
-			return nil, "", fmt.Errorf("no source.auth.ssh_key and no usable ssh-agent: %w", err)
-		}
-		agent.HostKeyCallbackHelper = helper
-		return agent, "", nil
-	}
-	keys, err := gitssh.NewPublicKeysFromFile(user, a.SSHKey, "")
-	if err != nil {
-		return nil, "", fmt.Errorf("read source.auth.ssh_key %s: %w", a.SSHKey, err)
-	}
-	keys.HostKeyCallbackHelper = helper
-	return keys, "", nil
-}
-
 // Prune removes checkouts other than keep and the newest Options.Keep.
 func (s *Source) Prune(keep ...string) error {
 	s.mu.Lock()
@@ -616,105 +543,6 @@ func revisionOf(c *object.Commit) Revision {
 		Author:  c.Author.Name,
 		Time:    c.Committer.When,
 	}
-}
-
-// Redact hides credentials in a URL before it reaches an error, a log or
-// status: a password becomes REDACTED, and so does a lone HTTP(S) user name,
-// since tokens are often passed that way (https://<token>@host/...). It works
-// on the raw string because URLs that url.Parse rejects must be redacted too.
-func Redact(raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return raw
-	}
-	scheme := strings.ToLower(raw[:i])
-	rest := raw[i+3:]
-	authority := rest
-	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
-		authority = authority[:end]
-	}
-	at := strings.LastIndexByte(authority, '@')
-	if at < 0 {
-		return raw
-	}
-	userinfo := authority[:at]
-	var repl string
-	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
-		repl = user + ":REDACTED"
-	} else if scheme == "http" || scheme == "https" {
-		repl = "REDACTED"
-	} else {
-		return raw
-	}
-	return raw[:i+3] + repl + rest[at:]
-}
-
-// urlSecrets are the credentials inside a URL, raw and decoded, for scrub.
-func urlSecrets(raw string) []string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return nil
-	}
-	authority := raw[i+3:]
-	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
-		authority = authority[:end]
-	}
-	at := strings.LastIndexByte(authority, '@')
-	if at < 0 {
-		return nil
-	}
-	user, pass, hasPass := strings.Cut(authority[:at], ":")
-	secret := pass
-	if !hasPass {
-		scheme := strings.ToLower(raw[:i])
-		if scheme != "http" && scheme != "https" {
-			return nil
-		}
-		secret = user
-	}
-	if secret == "" {
-		return nil
-	}
-	out := []string{secret}
-	if dec, err := url.PathUnescape(secret); err == nil && dec != secret {
-		out = append(out, dec)
-	}
-	return out
-}
-
-// scrubbedError is err with secrets cut out of its text. It still unwraps, so
-// errors.Is keeps working for callers who check for cancellation.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
-
-// scrub removes secrets from err's text. go-git redacts the URLs it prints,
-// but not every message it passes on (url.Parse errors quote the input), so
-// the known secrets are cut out of the final text as a second line of defence.
-// It also folds the text onto one line: servers' reasons arrive with
-// newlines, and the message ends up in a log line and in status.
-func scrub(err error, secrets []string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	clean := msg
-	if strings.ContainsAny(clean, "\r\n") {
-		clean = strings.Join(strings.Fields(clean), " ")
-	}
-	for _, s := range secrets {
-		if s != "" {
-			clean = strings.ReplaceAll(clean, s, "REDACTED")
-		}
-	}
-	if clean == msg {
-		return err
-	}
-	return &scrubbedError{msg: clean, err: err}
 }
 
 func removeGlob(pattern string) error {

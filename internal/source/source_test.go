@@ -2,12 +2,7 @@ package source
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,8 +12,6 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
@@ -311,112 +304,6 @@ func TestForcePushedBranch(t *testing.T) {
 	}
 }
 
-func TestCheckout(t *testing.T) {
-	repo := testenv.NewGitRepo(t)
-	old := repo.Commit(t, "old", map[string]string{"gone.txt": "bye\n", "stacks/web/compose.yaml": "v1\n"})
-
-	// Modes and links the Commit helper cannot express are made in the
-	// working clone; Commit stages everything there.
-	script := filepath.Join(repo.Work, "bin", "run.sh")
-	if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("stacks/web/compose.yaml", filepath.Join(repo.Work, "link.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	head := repo.Commit(t, "new", map[string]string{"stacks/web/compose.yaml": "v2\n", "stacks/web/.env": "A=1\n"}, "gone.txt")
-
-	s := newSource(t, Options{URL: repo.Bare})
-	mustFetch(t, s)
-	ctx := context.Background()
-
-	dir, err := s.Checkout(ctx, head)
-	if err != nil {
-		t.Fatalf("Checkout: %v", err)
-	}
-	if want := filepath.Join(s.opts.Dir, "checkouts", head); dir != want || !filepath.IsAbs(dir) {
-		t.Errorf("dir = %s, want %s", dir, want)
-	}
-	for name, want := range map[string]string{"stacks/web/compose.yaml": "v2\n", "stacks/web/.env": "A=1\n", "bin/run.sh": "#!/bin/sh\necho hi\n"} {
-		got, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil || string(got) != want {
-			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "gone.txt")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("removed file is in the checkout: %v", err)
-	}
-	if fi, err := os.Stat(filepath.Join(dir, "bin/run.sh")); err != nil || fi.Mode().Perm() != 0o755 {
-		t.Errorf("run.sh mode = %v, %v; want 0755", fi.Mode(), err)
-	}
-	if fi, err := os.Stat(filepath.Join(dir, "stacks/web/compose.yaml")); err != nil || fi.Mode().Perm() != 0o644 {
-		t.Errorf("compose.yaml mode = %v, %v; want 0644", fi.Mode(), err)
-	}
-	if fi, err := os.Lstat(filepath.Join(dir, "link.yaml")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Errorf("link.yaml is not a symlink: %v, %v", fi.Mode(), err)
-	}
-	if target, err := os.Readlink(filepath.Join(dir, "link.yaml")); err != nil || target != "stacks/web/compose.yaml" {
-		t.Errorf("link.yaml -> %q, %v", target, err)
-	}
-
-	// A marker proves the second call returns the folder without rewriting it.
-	marker := filepath.Join(dir, ".marker")
-	if err := os.WriteFile(marker, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	again, err := s.Checkout(ctx, head)
-	if err != nil || again != dir {
-		t.Fatalf("second Checkout = %s, %v; want %s", again, err, dir)
-	}
-	if _, err := os.Stat(marker); err != nil {
-		t.Errorf("second Checkout rewrote the folder: %v", err)
-	}
-	if short, err := s.Checkout(ctx, head[:8]); err != nil || short != dir {
-		t.Errorf("Checkout(abbreviated) = %s, %v; want %s", short, err, dir)
-	}
-
-	oldDir, err := s.Checkout(ctx, old)
-	if err != nil {
-		t.Fatalf("Checkout(old): %v", err)
-	}
-	if got, _ := os.ReadFile(filepath.Join(oldDir, "stacks/web/compose.yaml")); string(got) != "v1\n" {
-		t.Errorf("old compose.yaml = %q", got)
-	}
-	if _, err := os.Lstat(filepath.Join(oldDir, "link.yaml")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("old checkout has a file of the new one: %v", err)
-	}
-
-	if _, err := s.Checkout(ctx, strings.Repeat("ab", 20)); err == nil || !strings.Contains(err.Error(), "not found") {
-		t.Errorf("Checkout(unknown) err = %v, want not found", err)
-	}
-	if tmps, _ := filepath.Glob(filepath.Join(s.opts.Dir, "checkouts", ".tmp-*")); len(tmps) != 0 {
-		t.Errorf("temporary export folders left: %v", tmps)
-	}
-}
-
-func TestCheckoutBeforeFetch(t *testing.T) {
-	s := newSource(t, Options{URL: t.TempDir()})
-	if _, err := s.Checkout(context.Background(), strings.Repeat("ab", 20)); err == nil {
-		t.Fatal("Checkout without a mirror succeeded")
-	}
-}
-
-func TestCheckoutPath(t *testing.T) {
-	for _, bad := range []string{"../x", "a/../../x", "/etc/passwd", ".git/config", "a/.GIT/hooks", "a//b", ""} {
-		if checkPath(bad) == nil {
-			t.Errorf("checkPath(%q) accepted an unsafe path", bad)
-		}
-	}
-	for _, ok := range []string{"a", "stacks/web/compose.yaml", ".env", "a/.gitignore", "x..y"} {
-		if err := checkPath(ok); err != nil {
-			t.Errorf("checkPath(%q) = %v", ok, err)
-		}
-	}
-}
-
 func TestLookup(t *testing.T) {
 	repo := testenv.NewGitRepo(t)
 	first := repo.Commit(t, "first\nbody", map[string]string{"a": "1"})
@@ -468,79 +355,6 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-func TestPrune(t *testing.T) {
-	repo := testenv.NewGitRepo(t)
-	var shas []string
-	for i := range 5 {
-		shas = append(shas, repo.Commit(t, fmt.Sprint("commit ", i), map[string]string{"n": fmt.Sprint(i)}))
-	}
-	s := newSource(t, Options{URL: repo.Bare, Keep: 2})
-	if err := s.Prune(); err != nil {
-		t.Fatalf("Prune before any checkout: %v", err)
-	}
-	mustFetch(t, s)
-	ctx := context.Background()
-	base := time.Now().Add(-time.Hour)
-	for i, sha := range shas {
-		dir, err := s.Checkout(ctx, sha)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Explicit ages instead of sleeping: shas[4] is the newest.
-		at := base.Add(time.Duration(i) * time.Minute)
-		if err := os.Chtimes(dir, at, at); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root := filepath.Join(s.opts.Dir, "checkouts")
-	stale := filepath.Join(root, ".tmp-"+shas[0]+"-99")
-	if err := os.MkdirAll(filepath.Join(stale, "stacks"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	foreign := filepath.Join(root, "not-a-checkout")
-	if err := os.WriteFile(foreign, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	if err := s.Prune(shas[0], "", shas[1]); err != nil {
-		t.Fatalf("Prune: %v", err)
-	}
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range entries {
-		got = append(got, e.Name())
-	}
-	// Pinned 0 and 1, the newest two others (4, 3), and what is not ours.
-	want := []string{shas[0], shas[1], shas[3], shas[4], "not-a-checkout"}
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("after Prune: %v, want %v", got, want)
-	}
-
-	// A checkout in use is touched, so it counts as newest again: 1 now
-	// outranks 3, which is older than 4.
-	if _, err := s.Checkout(ctx, shas[1]); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Prune(shas[0]); err != nil {
-		t.Fatal(err)
-	}
-	for i, wantKept := range []bool{true, true, false, false, true} {
-		_, err := os.Stat(filepath.Join(root, shas[i]))
-		if kept := err == nil; kept != wantKept {
-			t.Errorf("checkout %d kept = %v, want %v", i, kept, wantKept)
-		}
-	}
-	// Pruned away, a revision can be exported again.
-	if _, err := s.Checkout(ctx, shas[2]); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestNew(t *testing.T) {
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	dir := t.TempDir()
@@ -585,121 +399,6 @@ func TestNew(t *testing.T) {
 	}
 }
 
-// TestSSHAuth checks the credentials built for SSH without a server: the key
-// is loaded for the URL's user and the host key is checked against
-// known_hosts, never skipped.
-func TestSSHAuth(t *testing.T) {
-	dir := t.TempDir()
-	_, clientKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(clientKey, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(dir, "deploy_key")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	hostPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostKey, err := ssh.NewPublicKey(hostPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	khPath := filepath.Join(dir, "known_hosts")
-	if err := os.WriteFile(khPath, []byte("[git.example.com]:2222 "+string(ssh.MarshalAuthorizedKey(hostKey))), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
-	otherKey, _ := ssh.NewPublicKey(otherPub)
-	addr := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 2222}
-
-	for _, url := range []string{"ssh://deploy@git.example.com:2222/ops/fleet.git", "ssh://git.example.com:2222/ops/fleet.git"} {
-		s := newSource(t, Options{URL: url, Auth: Auth{SSHKey: keyPath, KnownHosts: khPath}})
-		am, _, err := s.auth()
-		if err != nil {
-			t.Fatalf("%s: auth: %v", url, err)
-		}
-		keys, ok := am.(*gitssh.PublicKeys)
-		if !ok {
-			t.Fatalf("%s: auth is %T", url, am)
-		}
-		wantUser := "deploy"
-		if !strings.Contains(url, "deploy@") {
-			wantUser = "git"
-		}
-		if keys.User != wantUser {
-			t.Errorf("%s: user = %q, want %q", url, keys.User, wantUser)
-		}
-		cfg, err := keys.ClientConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.HostKeyCallback("git.example.com:2222", addr, hostKey); err != nil {
-			t.Errorf("%s: known host key rejected: %v", url, err)
-		}
-		if err := cfg.HostKeyCallback("git.example.com:2222", addr, otherKey); err == nil {
-			t.Errorf("%s: a different host key was accepted", url)
-		}
-		if err := cfg.HostKeyCallback("other.example.com:22", addr, hostKey); err == nil {
-			t.Errorf("%s: an unknown host was accepted", url)
-		}
-		if !slices.Contains(cfg.HostKeyAlgorithms, ssh.KeyAlgoED25519) {
-			t.Errorf("%s: host key algorithms %v do not offer the type on file", url, cfg.HostKeyAlgorithms)
-		}
-	}
-
-	s := newSource(t, Options{URL: "git@git.example.com:ops/fleet.git", Auth: Auth{SSHKey: keyPath, KnownHosts: filepath.Join(dir, "missing")}})
-	if _, err := s.Fetch(context.Background()); err == nil || !strings.Contains(err.Error(), "source.auth.known_hosts") {
-		t.Errorf("Fetch with a missing known_hosts: %v", err)
-	}
-	s = newSource(t, Options{URL: "git@git.example.com:ops/fleet.git", Auth: Auth{SSHKey: filepath.Join(dir, "missing"), KnownHosts: khPath}})
-	if _, err := s.Fetch(context.Background()); err == nil || !strings.Contains(err.Error(), "source.auth.ssh_key") {
-		t.Errorf("Fetch with a missing key: %v", err)
-	}
-}
-
-func TestRedact(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"https://git.example.com/ops/fleet.git", "https://git.example.com/ops/fleet.git"},
-		{"https://user:secret@git.example.com/ops/fleet.git", "https://user:REDACTED@git.example.com/ops/fleet.git"},
-		{"https://ghp_token123@github.com/ops/fleet.git", "https://REDACTED@github.com/ops/fleet.git"},
-		{"http://x-access-token:p%40ss@127.0.0.1:8080/r", "http://x-access-token:REDACTED@127.0.0.1:8080/r"},
-		{"https://u:p@host/path?q=a@b", "https://u:REDACTED@host/path?q=a@b"},
-		{"https://u:pa@ss@host/x", "https://u:REDACTED@host/x"},
-		{"https://u:s3cr%zzet@host/x", "https://u:REDACTED@host/x"},
-		{"ssh://git@example.com/ops/fleet.git", "ssh://git@example.com/ops/fleet.git"},
-		{"ssh://git:pw@example.com/ops/fleet.git", "ssh://git:REDACTED@example.com/ops/fleet.git"},
-		{"git@example.com:ops/fleet.git", "git@example.com:ops/fleet.git"},
-		{"/srv/git/fleet.git", "/srv/git/fleet.git"},
-		{"file:///srv/git/fleet.git", "file:///srv/git/fleet.git"},
-		{"", ""},
-	} {
-		if got := Redact(tc.in); got != tc.want {
-			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestScrub(t *testing.T) {
-	inner := context.Canceled
-	err := scrub(fmt.Errorf("dial https://u:hunter2@host: %w", inner), []string{"hunter2", ""})
-	if strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("scrub left the secret: %v", err)
-	}
-	if !errors.Is(err, context.Canceled) {
-		t.Error("scrubbed error no longer unwraps")
-	}
-	plain := errors.New("nothing secret")
-	if scrub(plain, []string{"hunter2"}) != plain {
-		t.Error("scrub replaced an error that had nothing to hide")
-	}
-}
-
 func TestJitter(t *testing.T) {
 	for _, d := range []time.Duration{0, -time.Second} {
 		if got := Jitter(d); got != d {
@@ -722,57 +421,6 @@ func TestJitter(t *testing.T) {
 	}
 	if !below || !above {
 		t.Errorf("Jitter does not spread both ways (below %v, above %v)", below, above)
-	}
-}
-
-func BenchmarkCheckout(b *testing.B) {
-	repo := testenv.NewGitRepo(b)
-	files := map[string]string{}
-	for i := range 200 {
-		files[fmt.Sprintf("stacks/s%02d/file%03d.yaml", i%20, i)] = strings.Repeat(fmt.Sprintf("line %d of a compose-sized file\n", i), 60)
-	}
-	head := repo.Commit(b, "200 files", files)
-	s := newSource(b, Options{URL: repo.Bare})
-	mustFetch(b, s)
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		dir, err := s.Checkout(ctx, head)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		if err := os.RemoveAll(dir); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-	}
-}
-
-func TestScrubOneLine(t *testing.T) {
-	err := scrub(errors.New("authentication required: denied\n (hint)"), nil)
-	if got := err.Error(); got != "authentication required: denied (hint)" {
-		t.Errorf("scrub = %q, want one line", got)
-	}
-}
-
-func TestCheckoutCanceled(t *testing.T) {
-	repo := testenv.NewGitRepo(t)
-	head := repo.Commit(t, "one", map[string]string{"a": "1", "b/c": "2"})
-	s := newSource(t, Options{URL: repo.Bare})
-	mustFetch(t, s)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := s.Checkout(ctx, head); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Checkout with a canceled context: %v", err)
-	}
-	left, _ := filepath.Glob(filepath.Join(s.opts.Dir, "checkouts", "*"))
-	left2, _ := filepath.Glob(filepath.Join(s.opts.Dir, "checkouts", ".*"))
-	if len(left)+len(left2) != 0 {
-		t.Errorf("canceled export left %v %v", left, left2)
-	}
-	if _, err := s.Checkout(context.Background(), head); err != nil {
-		t.Fatal(err)
 	}
 }
 

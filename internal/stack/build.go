@@ -7,16 +7,16 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/policy"
+	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 )
 
 // checkCreatable refuses the service keys gitopsd cannot honour
-// (engine.CannotCreate), so the stack is Invalid at load, naming the file
+// (vocab.CannotCreate), so the stack is Invalid at load, naming the file
 // and line, instead of run without them.
 func (l *locator) checkCreatable(project *types.Project) error {
 	for _, name := range project.ServiceNames() {
-		if keys := engine.CannotCreate(project.Services[name]); len(keys) > 0 {
+		if keys := vocab.CannotCreate(project.Services[name]); len(keys) > 0 {
 			return l.atPath(fmt.Sprintf("services.%s.%s", name, keys[0]), "gitopsd cannot create this yet (see the README's list of compose keys)")
 		}
 	}
@@ -29,7 +29,7 @@ func (l *locator) checkCreatable(project *types.Project) error {
 // first deployment.
 func (l *locator) checkPullPolicies(project *types.Project) error {
 	for _, name := range project.ServiceNames() {
-		if _, err := engine.ParsePullPolicy(project.Services[name].PullPolicy); err != nil {
+		if _, err := vocab.ParsePullPolicy(project.Services[name].PullPolicy); err != nil {
 			return l.atPath(fmt.Sprintf("services.%s.pull_policy", name), err.Error())
 		}
 	}

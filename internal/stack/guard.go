@@ -16,8 +16,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/policy"
+	"github.com/gitopsd/gitopsd/internal/stack/vocab"
 )
 
 // Limits on what a stack folder may hold, so a hostile or mistaken commit
@@ -34,7 +34,7 @@ const (
 	// leaves room for that and keeps what one such file costs the daemon
 	// small. A SOPS-encrypted one is bounded further by decryption
 	// (secrets.MaxFileSize).
-	MaxObjectBytes = engine.MaxFileObjectBytes
+	MaxObjectBytes = vocab.MaxFileObjectBytes
 	// MaxEntries bounds the files and folders under one stack folder.
 	MaxEntries = 100_000
 	// MaxYAMLNodes bounds a YAML file with its aliases expanded. compose-go

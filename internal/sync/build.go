@@ -142,13 +142,13 @@ func (r *Reconciler) builtImage(ctx context.Context, st *stack.Stack, svc types.
 	if ok {
 		// The tag names the built image on every poll but the first after
 		// a rollback or a new build: one inspect settles it then.
-		tagged, _, err := r.Engine.LocalImage(ctx, tag)
+		tagged, _, err := r.Runtime.LocalImage(ctx, tag)
 		if err != nil {
 			return "", err
 		}
 		present := tagged == last.ImageID
 		if !present {
-			if _, present, err = r.Engine.LocalImage(ctx, last.ImageID); err != nil {
+			if _, present, err = r.Runtime.LocalImage(ctx, last.ImageID); err != nil {
 				return "", err
 			}
 		}
@@ -158,7 +158,7 @@ func (r *Reconciler) builtImage(ctx context.Context, st *stack.Stack, svc types.
 					if t == tag && tagged == last.ImageID {
 						continue
 					}
-					if err := r.Engine.TagImage(ctx, last.ImageID, t); err != nil {
+					if err := r.Runtime.TagImage(ctx, last.ImageID, t); err != nil {
 						return "", err
 					}
 				}
@@ -173,7 +173,7 @@ func (r *Reconciler) builtImage(ctx context.Context, st *stack.Stack, svc types.
 	}
 	rec := store.Build{Stack: st.Name, Service: svc.Name, Digest: digest, Revision: revision, Tag: tag, StartedAt: now()}
 	r.Log.Info("building image", "stack", st.Name, "service", svc.Name, "image", tag, "digest", digest[:12])
-	id, berr := r.Engine.Build(ctx, spec, digest, r.InstanceID, append([]string{tag}, svc.Build.Tags...), r.MaxBuildContext)
+	id, berr := r.Runtime.Build(ctx, spec, digest, r.InstanceID, append([]string{tag}, svc.Build.Tags...), r.MaxBuildContext)
 	rec.FinishedAt, rec.ImageID, rec.OK = now(), id, berr == nil
 	if berr != nil {
 		rec.Error = berr.Error()

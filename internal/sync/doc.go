@@ -5,15 +5,24 @@
 //
 // The model, in the order a reconcile runs it:
 //
-//   - Desire resolves a loaded stack into what it wants: images made
-//     available per pull_policy (pulled before anything is stopped), or
-//     built from the checkout for a build: section when the digest of the
-//     context's files and build config has no image yet (build.go). A
-//     rollback or a heal takes the images already on the host without
-//     asking a registry; a poll whose pull fails keeps the local image.
-//     Desire also computes each service's compose config hash and one
-//     container spec per replica, with Compose's own names and labels.
-//   - Observe lists the project's containers, networks and volumes.
+//   - The image phase (PrepareImages, images.go and build.go) makes the
+//     images of the stack available and returns their IDs (Images). It
+//     takes an explicit ImageMode, the only carrier of what it may do:
+//     ImageDeploy pulls per pull_policy (before anything is stopped) and
+//     builds from the checkout a build: section whose digest (the
+//     context's files and the build config) has no image yet, recording
+//     both in the store; ImageRestore (a rollback or a heal) takes the
+//     images on the host without asking a registry, and a rollback pins
+//     the images its revision's containers still run; ImageCheck (a drift
+//     check) pulls so a moved tag shows, but never builds nor moves a tag;
+//     ImageDryRun asks nothing, and forgives only an image the host lacks.
+//   - Desire (desire.go) is pure given the images (and, for services that
+//     run in another's container, the containers running now): each
+//     service's compose config hash and one container spec per replica,
+//     with Compose's own names and labels, and how it rolls (roll.go's
+//     rollConfig).
+//   - Observe lists the project's containers, networks and volumes (before
+//     Desire, which resolves shared containers against them).
 //   - MakePlan is a pure function of the two. A container is recreated when
 //     its config-hash label differs (what docker compose checks), when it runs
 //     another image than the tag now names, or when a field differs from its
@@ -30,7 +39,7 @@
 //     ipc or pid service:, volumes_from; shared.go) names that container's
 //     ID, as compose resolves it: when that container is replaced, the
 //     service is recreated after it, its spec resolved again at creation.
-//   - The Reconciler applies the plan in order. Every new container must
+//   - The Reconciler applies the plan in order (apply.go). Every new container must
 //     pass its health gate (package health), after its post_start hooks
 //     (a failing hook fails the gate; pre_stop hooks run before a stop); a
 //     one-shot job (a service waited for with service_completed_successfully)
@@ -68,10 +77,38 @@
 //     deployment with trigger heal that never rolls the stack back nor
 //     marks its revision failed.
 //
-// Each reconcile ends with the stack's row in the store saying where it is:
-// Sync is Synced, OutOfSync, Progressing, Invalid or Failed; Health is the
-// worst of its containers' (Healthy < Progressing < Degraded < Unknown),
-// and Unknown when it has none: nothing runs whose health could be seen. A
-// deployment is recorded only when the plan does something, so polls of an
-// unchanged repository leave no trace in history.
+// Each reconcile ends with the stack's row in the store saying where it is
+// (state.go, the only writer of a stack's row: aim, markProgressing,
+// markSynced, markFailed, markHeld, markKeptForward, markRolledBack,
+// markInvalid, and for the daemon Pin, Unpin, MarkChecked and Adopt). Its
+// SyncState is Synced, OutOfSync, Progressing, Invalid or Failed; its
+// Health is the worst of its containers' (health.OfAll: Healthy <
+// Progressing < Degraded < Unknown), and Unknown when it has none: nothing
+// runs whose health could be seen. A deployment, with its Trigger and
+// Outcome, is recorded only when the plan does something (one bracket,
+// Reconciler.deployment), so polls of an unchanged repository leave no
+// trace in history.
+//
+// The reconciler reaches the engine only through Runtime (runtime.go), an
+// interface declared here, on the side that uses it: the engine calls it
+// makes, and waiting for a container's health gate. EngineRuntime is the
+// real one (package engine, and health.Wait on its event stream); package
+// synctest is an in-memory one whose gates a test scripts, so every
+// failure_action, order, batch and rollback path is unit-tested without
+// Docker (reconcile_test.go, entry_test.go), while the daemon's tests
+// against the real engine keep the fake honest.
+//
+// Where to read what:
+//
+//	status.go      the vocabulary: SyncState, Health, Trigger, Outcome, the errors a roll returns
+//	state.go       every transition of a stack's row
+//	reconcile.go   the entry points: Sync, Diff, Compare, Heal, Rollback, MarkInvalid, Remove
+//	images.go      the image phase (ImageMode, PrepareImages); build.go, building from the checkout
+//	desire.go      Desire: a loaded stack, given its images, into the containers it wants
+//	plan.go        MakePlan: desired and observed into ordered actions (pure)
+//	apply.go       the executor: batches, failure_action, one step per action
+//	roll.go        the roll strategies: start-first, stop-first, rollConfig
+//	stackhealth.go a stack's health from its containers
+//	hold.go        which failures hold a revision; shared.go, binds.go: spec details
+//	runtime.go     the Runtime seam and EngineRuntime
 package sync
