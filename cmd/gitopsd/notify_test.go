@@ -124,20 +124,5 @@ func TestSystemdNotify(t *testing.T) {
 
 // notifyStack has a web service that waits for a one-shot job of 3s.
 func notifyStack(image, version string) string {
-	return fmt.Sprintf(`services:
-  job:
-    image: %[1]s
-    pull_policy: never
-    command: ["job", "--for", "3s", "--exit", "0"]
-    environment: {VERSION: %[2]q}
-    labels: {%[3]s: "1"}
-  web:
-    image: %[1]s
-    pull_policy: never
-    environment: {VERSION: %[2]q}
-    depends_on:
-      job: {condition: service_completed_successfully}
-    healthcheck: {test: [CMD, /testapp, probe], interval: 300ms, timeout: 2s, retries: 2}
-    labels: {%[3]s: "1"}
-`+testenv.LabelledDefault(), image, version, testenv.TestLabel)
+	return testenv.JobStack{Image: image, JobFor: "3s", JobVersion: version, WebVersion: version}.Compose()
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/health"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/metrics"
 	"github.com/gitopsd/gitopsd/internal/secrets"
 	"github.com/gitopsd/gitopsd/internal/store"
@@ -247,18 +250,18 @@ func (d *Daemon) Sync(ctx context.Context, stackName string, retry, wait bool) e
 	if retry {
 		trigger = sync.TriggerRetry
 	}
-	req := request{trigger: trigger, stack: stackName}
+	job := syncJob{trigger: trigger, stack: stackName}
 	var err error
 	if stackName != "" && d.knowsStack(ctx, stackName) != nil {
 		// Perhaps new in a commit not fetched yet: the reconcile fetches,
 		// so wait for it, then judge the name.
-		err = d.queue(ctx, req, true)
+		err = d.queue(ctx, job, true)
 		if cerr := d.knowsStack(ctx, stackName); cerr != nil {
 			return cerr
 		}
 		wait = true
 	} else {
-		err = d.queue(ctx, req, wait)
+		err = d.queue(ctx, job, wait)
 	}
 	if retry || (err != nil && !wait) {
 		return err
@@ -327,7 +330,7 @@ func (d *Daemon) StackNames(ctx context.Context) ([]string, error) {
 			seen[name] = true
 		}
 	}
-	return sortedKeys(seen), nil
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 // knowsStack returns an *api.UnknownStackError for a name it does not know.
@@ -345,34 +348,12 @@ func (d *Daemon) Version() string { return metrics.Version }
 // Rollback queues an operator's rollback of a stack (to "" = the last
 // healthy revision) and its pin.
 func (d *Daemon) Rollback(ctx context.Context, stackName, to string, withData, wait bool) error {
-	return d.queue(ctx, request{op: opRollback, stack: stackName, to: to, withData: withData}, wait)
+	return d.queue(ctx, rollbackJob{stack: stackName, to: to, withData: withData}, wait)
 }
 
 // Unpin queues the unpinning of a stack.
 func (d *Daemon) Unpin(ctx context.Context, stackName string, wait bool) error {
-	return d.queue(ctx, request{op: opUnpin, stack: stackName}, wait)
-}
-
-// queue hands a request to the loop, which runs one at a time, and waits
-// for its result when asked to.
-func (d *Daemon) queue(ctx context.Context, req request, wait bool) error {
-	if wait {
-		req.done = make(chan error, 1)
-	}
-	select {
-	case d.requests <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if !wait {
-		return nil
-	}
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return d.queue(ctx, unpinJob{stack: stackName}, wait)
 }
 
 func rfc3339(t time.Time) string {
@@ -404,7 +385,7 @@ func (d *Daemon) summary(ctx context.Context) string {
 	}
 	src, _ := d.store.SourceState(ctx)
 	if src.Head != "" {
-		parts = append(parts, "head "+short(src.Head))
+		parts = append(parts, "head "+ids.Short(src.Head))
 	}
 	if src.Error != "" {
 		parts = append(parts, "fetch failing")

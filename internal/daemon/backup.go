@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/backup"
-	"github.com/gitopsd/gitopsd/internal/backup/policy"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/notify"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
@@ -17,7 +19,8 @@ import (
 
 // Backup jobs run in the reconcile loop, one at a time, so a stop for a
 // consistent snapshot is never fought by a sync or a drift heal: the loop
-// is busy with the snapshot meanwhile.
+// is busy with the snapshot meanwhile. What is due when is the backup
+// package's (backup.Scheduler); the loop asks it every backupEvery.
 
 // backupTick is how often the loop looks for due snapshots and tests
 // (Daemon.backupEvery; tests make it shorter).
@@ -73,7 +76,7 @@ func backupVolumes(st *stack.Stack, cfg *backup.Config, volume string) ([]string
 		}
 		return []string{volume}, nil
 	}
-	return sortedKeys(cfg.Volumes), nil
+	return slices.Sorted(maps.Keys(cfg.Volumes)), nil
 }
 
 // runBackup snapshots volumes of a stack now.
@@ -129,64 +132,6 @@ func (d *Daemon) restoreBackup(ctx context.Context, name, volume string, id int6
 	return err
 }
 
-// runDueBackups runs the snapshots and restore tests whose schedule came
-// due, a missed one once (the host was off at 03:00), each delayed by a
-// small offset of its own so a fleet does not snapshot in step.
-func (d *Daemon) runDueBackups(ctx context.Context) {
-	states, err := d.store.Stacks(ctx)
-	if err != nil {
-		d.log.Error("backup schedule: read stacks", "err", err)
-		return
-	}
-	now := time.Now()
-	for _, s := range states {
-		st, cfg, err := d.loadStack(ctx, s.Name)
-		if err != nil || cfg == nil {
-			continue // an invalid backup config is reported by validate and by backup run
-		}
-		for _, v := range sortedKeys(cfg.Volumes) {
-			vc := cfg.Volumes[v]
-			if vc.Schedule != nil {
-				last := d.lastSnapshot(ctx, s.Name, v)
-				if due(*vc.Schedule, last, d.started, now, d.host.Name+"/"+s.Name+"/"+v) {
-					if _, err := d.backups.Snapshot(ctx, st, cfg, v, backup.TriggerSchedule, s.Revision); err != nil {
-						d.log.Error("scheduled snapshot failed", "stack", s.Name, "volume", v, "err", err)
-					}
-				}
-			}
-			if vc.Test != nil {
-				var last time.Time
-				if t, ok, err := d.store.LastRestoreTest(ctx, s.Name, v, backup.TriggerSchedule); err == nil && ok {
-					last = t.StartedAt
-				}
-				if due(*vc.Test, last, d.started, now, d.host.Name+"/"+s.Name+"/"+v+"/test") {
-					if _, err := d.backups.Test(ctx, st, cfg, v, 0, 0, backup.TriggerSchedule); err != nil {
-						d.log.Error("scheduled restore test failed", "stack", s.Name, "volume", v, "err", err)
-					}
-				}
-			}
-		}
-	}
-}
-
-// lastSnapshot is when the volume's last scheduled snapshot started (ok or
-// not: a failing one is not retried before its next activation).
-func (d *Daemon) lastSnapshot(ctx context.Context, stackName, volume string) time.Time {
-	at, err := d.store.LastSnapshotStarted(ctx, stackName, volume, backup.TriggerSchedule)
-	if err != nil {
-		d.log.Warn("backup schedule: read the last snapshot", "stack", stackName, "volume", volume, "err", err)
-	}
-	return at
-}
-
-// due says whether a schedule's job runs now, its activation pushed back by
-// the job's own offset (stable per host and job, at most the schedule's
-// jitter window).
-func due(s policy.Schedule, last, since, now time.Time, key string) bool {
-	offset := policy.Jitter(key, s.JitterMax(now))
-	return s.Due(last, since, now.Add(-offset))
-}
-
 // Snapshots lists snapshots, newest first.
 func (d *Daemon) Snapshots(ctx context.Context, stackName string) ([]api.Snapshot, error) {
 	ss, err := d.store.Snapshots(ctx, stackName, "")
@@ -237,17 +182,22 @@ func (d *Daemon) backupBriefs(ctx context.Context, stackName string) ([]api.Back
 
 // BackupRun queues a snapshot of a stack's volume (or all of them).
 func (d *Daemon) BackupRun(ctx context.Context, stackName, volume string, wait bool) error {
-	return d.queue(ctx, request{op: opBackupRun, stack: stackName, volume: volume}, wait)
+	run := func(ctx context.Context) error { return d.runBackup(ctx, stackName, volume, backup.TriggerManual) }
+	return d.queue(ctx, nowJob{op: "backup-run", stack: stackName, volume: volume, run: run}, wait)
 }
 
 // BackupTest restore-tests the newest good snapshot and waits for the verdict.
 func (d *Daemon) BackupTest(ctx context.Context, stackName, volume string, level int) error {
-	return d.queue(ctx, request{op: opBackupTest, stack: stackName, volume: volume, level: level}, true)
+	run := func(ctx context.Context) error {
+		return d.testBackup(ctx, stackName, volume, level, backup.TriggerManual)
+	}
+	return d.queue(ctx, nowJob{op: "backup-test", stack: stackName, volume: volume, run: run}, true)
 }
 
 // BackupRestore puts a snapshot back and waits for it.
 func (d *Daemon) BackupRestore(ctx context.Context, stackName, volume string, snapshot int64) error {
-	return d.queue(ctx, request{op: opBackupRestore, stack: stackName, volume: volume, snapshot: snapshot}, true)
+	run := func(ctx context.Context) error { return d.restoreBackup(ctx, stackName, volume, snapshot) }
+	return d.queue(ctx, nowJob{op: "backup-restore", stack: stackName, volume: volume, run: run}, true)
 }
 
 // observeBackup puts a finished snapshot or restore test into the metrics.
@@ -290,7 +240,7 @@ func (d *Daemon) snapshotBeforeDeploy(ctx context.Context, st *stack.Stack, stat
 			changed[a.Service] = true
 		}
 	}
-	for _, v := range sortedKeys(cfg.Volumes) {
+	for _, v := range slices.Sorted(maps.Keys(cfg.Volumes)) {
 		touched := false
 		for svc := range changed {
 			if backup.MountPoint(st, svc, v) != "" {
@@ -336,7 +286,7 @@ func (d *Daemon) restoreBeforeDeploy(ctx context.Context, name string) error {
 			}
 		}
 		if id == 0 {
-			errs = append(errs, fmt.Errorf("rollback --with-data: volume %s has no snapshot taken before a deploy away from %s (x-gitopsd.backup.before_deploy)", v, short(state.Revision)))
+			errs = append(errs, fmt.Errorf("rollback --with-data: volume %s has no snapshot taken before a deploy away from %s (x-gitopsd.backup.before_deploy)", v, ids.Short(state.Revision)))
 			continue
 		}
 		if _, err := d.backups.Restore(ctx, st, v, id); err != nil {

@@ -82,7 +82,7 @@ func (h *harness) reconcile() error {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return h.d.Reconcile(ctx, "poll", "")
+	return h.d.reconcile(ctx, "poll", "")
 }
 
 func (h *harness) mustReconcile() {

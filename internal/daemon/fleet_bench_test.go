@@ -93,7 +93,7 @@ func BenchmarkFleet(b *testing.B) {
 		b.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()
-		if err := h.d.Reconcile(ctx, "poll", ""); err != nil {
+		if err := h.d.reconcile(ctx, "poll", ""); err != nil {
 			b.Fatalf("reconcile: %v", err)
 		}
 	}

@@ -218,7 +218,7 @@ func TestPortClashOnANewStackIsHeld(t *testing.T) {
 	release()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := h.d.Reconcile(ctx, sync.TriggerRetry, a); err != nil {
+	if err := h.d.reconcile(ctx, sync.TriggerRetry, a); err != nil {
 		t.Fatalf("sync --retry once the port is free: %v", err)
 	}
 	if got, err := waitServes(taken, "v1", 30*time.Second); err != nil {

@@ -22,9 +22,9 @@ func (d *Daemon) pruneImagesDue(ctx context.Context) {
 		return
 	}
 	d.mu.Lock()
-	due := time.Since(d.lastImagePrune) >= pruneEvery
+	due := d.now().Sub(d.lastImagePrune) >= pruneEvery
 	if due {
-		d.lastImagePrune = time.Now()
+		d.lastImagePrune = d.now()
 	}
 	d.mu.Unlock()
 	if due {
@@ -45,7 +45,7 @@ func (d *Daemon) pruneImages(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the images kept revisions use (nothing removed): %w", err)
 	}
-	now := time.Now()
+	now := d.now()
 	if err := d.adoptUnrecordedBuilds(ctx, now); err != nil {
 		return nil, err
 	}

@@ -115,7 +115,7 @@ func (d *Daemon) noteStore(what string, err error) {
 	}
 	err = errors.New(what + ": " + err.Error())
 	d.metrics.StoreWritable(false)
-	if d.loop.storeFailed(err, time.Now()) {
+	if d.loop.storeFailed(err, d.now()) {
 		d.log.Error("cannot write the store; healing goes on, its record is lost (logged once a minute while it lasts)",
 			"path", d.storePath(), "err", err)
 	}

@@ -3,8 +3,13 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitopsd/gitopsd/internal/config"
+	"github.com/gitopsd/gitopsd/internal/metrics"
 )
 
 // TestLoopErrorsLeaveStacksTheirOwn: of a reconcile's joined error, only
@@ -57,5 +62,29 @@ func TestStoreErrorLoggedOnceAMinute(t *testing.T) {
 	}
 	if !l.storeFailed(full, t0.Add(131*time.Second)) {
 		t.Fatal("a new failure after recovery must be logged at once")
+	}
+}
+
+// TestNoteStoreLogsByTheDaemonsClock: the once-a-minute log of an
+// unwritable store counts minutes on the daemon's clock, so a test (or a
+// host whose clock is replaced) decides when it logs again.
+func TestNoteStoreLogsByTheDaemonsClock(t *testing.T) {
+	var logs strings.Builder
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	d := &Daemon{
+		cfg: &config.Config{StateDir: t.TempDir()}, log: slog.New(slog.NewTextHandler(&logs, nil)),
+		metrics: metrics.New(nil), now: func() time.Time { return now },
+	}
+	full := errors.New("database or disk is full")
+	for s := 0; s <= 130; s++ { // a failing write every second of the daemon's clock
+		now = t0.Add(time.Duration(s) * time.Second)
+		d.noteStore("record drift of stack web", full)
+	}
+	if n := strings.Count(logs.String(), "cannot write the store"); n != 3 {
+		t.Fatalf("over 130 s of the daemon's clock the store error was logged %d times, want 3 (at 0, 60 and 120 s):\n%s", n, logs.String())
+	}
+	if snap := d.loop.snapshot(); !snap.storeErrSince.Equal(t0) {
+		t.Fatalf("store error held since %s, want %s", snap.storeErrSince, t0)
 	}
 }

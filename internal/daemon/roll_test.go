@@ -19,29 +19,7 @@ import (
 // complete, and a worker that waits for web to be healthy and restarts
 // when web is recreated.
 func jobStack(image, jobVersion string, jobExit int, webVersion string) string {
-	return fmt.Sprintf(`services:
-  migrate:
-    image: %[1]s
-    pull_policy: never
-    command: ["job", "--for", "700ms", "--exit", "%[3]d"]
-    environment: {VERSION: %[2]q}
-    labels: {%[5]s: "1"}
-  web:
-    image: %[1]s
-    pull_policy: never
-    environment: {VERSION: %[4]q}
-    healthcheck: `+probeCheck+`
-    depends_on:
-      migrate: {condition: service_completed_successfully}
-    labels: {%[5]s: "1"}
-  worker:
-    image: %[1]s
-    pull_policy: never
-    healthcheck: `+probeCheck+`
-    depends_on:
-      web: {condition: service_healthy, restart: true}
-    labels: {%[5]s: "1"}
-`+testenv.LabelledDefault(), image, jobVersion, jobExit, webVersion, testenv.TestLabel)
+	return testenv.JobStack{Image: image, JobFor: "700ms", JobExit: jobExit, JobVersion: jobVersion, WebVersion: webVersion, Worker: true}.Compose()
 }
 
 func (h *harness) inspect(id string) container.InspectResponse {

@@ -38,7 +38,7 @@ networks:
 }
 
 // probeCheck is the test app's fast healthcheck, in flow style.
-const probeCheck = `{test: ["CMD", "/testapp", "probe"], interval: 300ms, timeout: 2s, retries: 2}`
+const probeCheck = testenv.ProbeCheck
 
 // serves returns what the stack's port answers at /, or the error.
 func serves(port int) (string, error) {
@@ -195,7 +195,7 @@ func TestOperatorRollbackPinsAndUnpinFollows(t *testing.T) {
 	h.mustReconcile()
 
 	// Back to the revision v2 was deployed over, pinned there.
-	if err := h.d.RollbackStack(ctx, a, ""); err != nil {
+	if err := h.d.rollbackStack(ctx, a, ""); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	webEnv := func() []string { return h.env(h.containers(a)["web#1"]) }
@@ -221,7 +221,7 @@ func TestOperatorRollbackPinsAndUnpinFollows(t *testing.T) {
 	}
 
 	// --to names any known revision; unpin follows the branch again.
-	if err := h.d.RollbackStack(ctx, a, v2[:8]); err != nil {
+	if err := h.d.rollbackStack(ctx, a, v2[:8]); err != nil {
 		t.Fatalf("rollback --to: %v", err)
 	}
 	if !slices.Contains(webEnv(), "VERSION=v2") {
@@ -230,13 +230,13 @@ func TestOperatorRollbackPinsAndUnpinFollows(t *testing.T) {
 	if s := h.stackStatus(a); !s.Pinned || s.Revision != v2 || s.Head != v3 || s.BranchAhead != 1 {
 		t.Fatalf("status pinned one commit behind: %+v", s)
 	}
-	if err := h.d.UnpinStack(ctx, a); err != nil {
+	if err := h.d.unpinStack(ctx, a); err != nil {
 		t.Fatalf("unpin: %v", err)
 	}
 	if s := h.stackStatus(a); s.Pinned || s.Head != "" || s.BranchAhead != 0 || !slices.Contains(webEnv(), "VERSION=v3") {
 		t.Fatalf("after unpin: %+v, web runs %v", s, webEnv())
 	}
-	if err := h.d.RollbackStack(ctx, "no-such-stack", ""); err == nil {
+	if err := h.d.rollbackStack(ctx, "no-such-stack", ""); err == nil {
 		t.Fatal("rollback of an unknown stack did not fail")
 	}
 }

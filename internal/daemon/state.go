@@ -115,7 +115,7 @@ func (d *Daemon) StateAdopt(ctx context.Context, wait bool) error {
 		d.mu.Unlock()
 		d.log.Warn("operator adopted the running stacks; reconciling", "stacks", len(stacks))
 	}
-	return d.queue(ctx, request{trigger: sync.TriggerManual}, wait)
+	return d.queue(ctx, syncJob{trigger: sync.TriggerManual}, wait)
 }
 
 // StateBackup writes a consistent copy of the record to path.

@@ -15,8 +15,12 @@
 //	behind    the branch is ahead of what the stack runs (pinned, held after a
 //	          failed gate, or invalid); the daemon reports it, nothing heals it
 //
-// Watch follows the events; Backoff spaces the heals of a service that keeps
-// drifting, so a crash loop is not fed by a tight restart loop.
+// Watch follows the events; Controller decides what to do about what a look
+// finds (record it, heal or only report it per the stack's policy, close
+// what went away), and the daemon's loop runs it; Backoff spaces the heals
+// of a service that keeps drifting, so a crash loop is not fed by a tight
+// restart loop. The controller reaches the engine and the record only
+// through the small interfaces it declares (Reconciler, Store).
 package drift
 
 import (

@@ -23,8 +23,6 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
-
-	"github.com/gitopsd/gitopsd/internal/config"
 )
 
 // Policy is a resolved policy: every rule has a value.
@@ -69,11 +67,35 @@ func Strict() Policy {
 	return Policy{Capabilities: []string{}, BindPaths: []string{}, SecurityOptions: []string{}, VolumeDrivers: []string{}}
 }
 
-// FromConfig resolves the configured policy: the preset, then each key set.
-// c must have passed config validation.
-func FromConfig(c config.Policy) Policy {
+// Settings are the policy a host's configuration asks for (the daemon
+// maps the policy keys of its configuration to them): a preset, and each
+// rule it sets over the preset. A nil field keeps the preset's value.
+type Settings struct {
+	Preset            string // PresetDefault or PresetStrict
+	Privileged        *bool
+	HostNamespaces    *bool
+	Devices           *bool
+	DockerSocket      *bool
+	PathsOutsideStack *bool
+	OtherContainers   *bool
+	Capabilities      []string
+	BindPaths         []string
+	SecurityOptions   []string
+	VolumeDrivers     []string
+	VolumeOptions     *bool
+}
+
+// Presets of Settings.
+const (
+	PresetDefault = ""
+	PresetStrict  = "strict"
+)
+
+// Resolve resolves settings into a policy: the preset, then each rule set.
+// The settings must have passed config validation.
+func Resolve(c Settings) Policy {
 	p := Default()
-	if c.Preset == config.PresetStrict {
+	if c.Preset == PresetStrict {
 		p = Strict()
 	}
 	set := func(dst *bool, v *bool) {

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/types"
-
-	"github.com/gitopsd/gitopsd/internal/config"
 )
 
 func project(services ...types.ServiceConfig) *types.Project {
@@ -38,10 +36,10 @@ func TestDefaultAllowsWhatComposeDoes(t *testing.T) {
 		CapAdd:  []string{"SYS_ADMIN"}, Volumes: []types.ServiceVolumeConfig{bind("/"), bind("/var/run/docker.sock")},
 		Gpus: []types.DeviceRequest{{Count: -1}}, Ipc: "container:other-1", VolumesFrom: []string{"container:other-1"}, ExternalLinks: []string{"other-1"},
 	})
-	if vs := FromConfig(config.Policy{}).Check(p, "/live/stacks/s"); len(vs) != 0 {
+	if vs := Resolve(Settings{}).Check(p, "/live/stacks/s"); len(vs) != 0 {
 		t.Fatalf("the default policy refused %v", vs)
 	}
-	if FromConfig(config.Policy{}).PathsOutsideStack {
+	if Resolve(Settings{}).PathsOutsideStack {
 		t.Fatal("the default policy lets stacks read paths outside their folder")
 	}
 }
@@ -60,7 +58,7 @@ func TestStrictRefusesEachRuleNamingIt(t *testing.T) {
 		// Joining a service of its own stack is the stack's own business.
 		types.ServiceConfig{Name: "ok", NetworkMode: "service:i", VolumesFrom: []string{"i"}, Links: []string{"i"}, Volumes: []types.ServiceVolumeConfig{bind("/live/stacks/s/conf"), {Type: types.VolumeTypeVolume, Source: "data", Target: "/data"}}},
 	)
-	vs := FromConfig(config.Policy{Preset: config.PresetStrict}).Check(p, "/live/stacks/s")
+	vs := Resolve(Settings{Preset: PresetStrict}).Check(p, "/live/stacks/s")
 	want := []string{"policy.privileged", "policy.host_namespaces", "policy.host_namespaces", "policy.devices",
 		"policy.capabilities", "policy.bind_paths", "policy.docker_socket", "policy.security_options", "policy.devices",
 		"policy.other_containers", "policy.other_containers", "policy.other_containers"}
@@ -80,13 +78,13 @@ func TestStrictRefusesEachRuleNamingIt(t *testing.T) {
 
 func TestKeysOpenStrictRulesAgain(t *testing.T) {
 	yes := true
-	c := config.Policy{Preset: config.PresetStrict, Devices: &yes, Capabilities: []string{"NET_ADMIN"}, BindPaths: []string{"/srv"}}
+	c := Settings{Preset: PresetStrict, Devices: &yes, Capabilities: []string{"NET_ADMIN"}, BindPaths: []string{"/srv"}}
 	p := project(types.ServiceConfig{
 		Name: "web", CapAdd: []string{"CAP_NET_ADMIN", "SYS_TIME"},
 		Devices: []types.DeviceMapping{{Source: "/dev/ttyUSB0", Target: "/dev/ttyUSB0"}},
 		Volumes: []types.ServiceVolumeConfig{bind("/srv/app"), bind("/srv"), bind("/srvx"), bind("/etc")},
 	})
-	vs := FromConfig(c).Check(p, "/live/stacks/s")
+	vs := Resolve(c).Check(p, "/live/stacks/s")
 	var details []string
 	for _, v := range vs {
 		details = append(details, v.Detail)
@@ -97,7 +95,7 @@ func TestKeysOpenStrictRulesAgain(t *testing.T) {
 	}
 	// A rule closed on top of the default preset.
 	no := false
-	vs = FromConfig(config.Policy{Privileged: &no}).Check(project(types.ServiceConfig{Name: "web", Privileged: true, NetworkMode: "host"}), "/x")
+	vs = Resolve(Settings{Privileged: &no}).Check(project(types.ServiceConfig{Name: "web", Privileged: true, NetworkMode: "host"}), "/x")
 	if !slices.Equal(rules(vs), []string{"policy.privileged"}) {
 		t.Fatalf("privileged: false on the default preset: %v", vs)
 	}
@@ -105,14 +103,14 @@ func TestKeysOpenStrictRulesAgain(t *testing.T) {
 
 func TestDockerSocketUnderAnyName(t *testing.T) {
 	for _, src := range []string{"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/"} {
-		vs := FromConfig(config.Policy{Preset: config.PresetStrict, BindPaths: []string{"/"}}).Check(project(types.ServiceConfig{Name: "w", Volumes: []types.ServiceVolumeConfig{bind(src)}}), "/x")
+		vs := Resolve(Settings{Preset: PresetStrict, BindPaths: []string{"/"}}).Check(project(types.ServiceConfig{Name: "w", Volumes: []types.ServiceVolumeConfig{bind(src)}}), "/x")
 		if !slices.Equal(rules(vs), []string{"policy.docker_socket"}) {
 			t.Errorf("bind of %s: %v, want the docker_socket rule", src, vs)
 		}
 	}
 }
 
-func strict() Policy { return FromConfig(config.Policy{Preset: config.PresetStrict}) }
+func strict() Policy { return Resolve(Settings{Preset: PresetStrict}) }
 
 // TestSecurityOptionsOnlyKnownSafeUnderStrict: strict lets through only
 // the options that tighten confinement; an inline seccomp profile that
@@ -157,10 +155,10 @@ func TestSecurityOptionsOnlyKnownSafeUnderStrict(t *testing.T) {
 
 func TestSecurityOptionsKey(t *testing.T) {
 	opts := []string{"apparmor=my-profile", "apparmor:other", "seccomp=unconfined", "label=type:svirt_apache_t"}
-	refused := func(c config.Policy) []string {
+	refused := func(c Settings) []string {
 		t.Helper()
 		var out []string
-		for _, v := range FromConfig(c).Check(project(types.ServiceConfig{Name: "w", SecurityOpt: opts}), "/x") {
+		for _, v := range Resolve(c).Check(project(types.ServiceConfig{Name: "w", SecurityOpt: opts}), "/x") {
 			out = append(out, v.KeyPath)
 		}
 		return out
@@ -168,19 +166,19 @@ func TestSecurityOptionsKey(t *testing.T) {
 	yes, no := true, false
 	for _, tt := range []struct {
 		name string
-		c    config.Policy
+		c    Settings
 		want []string
 	}{
-		{"strict", config.Policy{Preset: config.PresetStrict}, []string{"services.w.security_opt.0", "services.w.security_opt.1", "services.w.security_opt.2", "services.w.security_opt.3"}},
-		{"strict, one listed in the other spelling", config.Policy{Preset: config.PresetStrict, SecurityOptions: []string{"apparmor:my-profile", "label=type:svirt_apache_t"}}, []string{"services.w.security_opt.1", "services.w.security_opt.2"}},
-		{"strict, a prefix", config.Policy{Preset: config.PresetStrict, SecurityOptions: []string{"apparmor=*"}}, []string{"services.w.security_opt.2", "services.w.security_opt.3"}},
-		{"strict, ALL", config.Policy{Preset: config.PresetStrict, SecurityOptions: []string{"ALL"}}, nil},
+		{"strict", Settings{Preset: PresetStrict}, []string{"services.w.security_opt.0", "services.w.security_opt.1", "services.w.security_opt.2", "services.w.security_opt.3"}},
+		{"strict, one listed in the other spelling", Settings{Preset: PresetStrict, SecurityOptions: []string{"apparmor:my-profile", "label=type:svirt_apache_t"}}, []string{"services.w.security_opt.1", "services.w.security_opt.2"}},
+		{"strict, a prefix", Settings{Preset: PresetStrict, SecurityOptions: []string{"apparmor=*"}}, []string{"services.w.security_opt.2", "services.w.security_opt.3"}},
+		{"strict, ALL", Settings{Preset: PresetStrict, SecurityOptions: []string{"ALL"}}, nil},
 		// A privileged container is unconfined anyway: opening privileged
 		// opens the options, as it did before they had a key.
-		{"strict, privileged opened", config.Policy{Preset: config.PresetStrict, Privileged: &yes}, nil},
-		{"strict, privileged opened, options listed", config.Policy{Preset: config.PresetStrict, Privileged: &yes, SecurityOptions: []string{}}, []string{"services.w.security_opt.0", "services.w.security_opt.1", "services.w.security_opt.2", "services.w.security_opt.3"}},
-		{"default", config.Policy{}, nil},
-		{"default, privileged closed", config.Policy{Privileged: &no}, []string{"services.w.security_opt.0", "services.w.security_opt.1", "services.w.security_opt.2", "services.w.security_opt.3"}},
+		{"strict, privileged opened", Settings{Preset: PresetStrict, Privileged: &yes}, nil},
+		{"strict, privileged opened, options listed", Settings{Preset: PresetStrict, Privileged: &yes, SecurityOptions: []string{}}, []string{"services.w.security_opt.0", "services.w.security_opt.1", "services.w.security_opt.2", "services.w.security_opt.3"}},
+		{"default", Settings{}, nil},
+		{"default, privileged closed", Settings{Privileged: &no}, []string{"services.w.security_opt.0", "services.w.security_opt.1", "services.w.security_opt.2", "services.w.security_opt.3"}},
 	} {
 		if got := refused(tt.c); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: refused %v, want %v", tt.name, got, tt.want)
@@ -210,7 +208,7 @@ func TestHooksAreJudgedWithTheirService(t *testing.T) {
 	if got := vs[0].Error(); got != "service w: a post_start hook with privileged: true is not allowed on this host (policy.privileged)" {
 		t.Fatalf("message %q", got)
 	}
-	if vs := FromConfig(config.Policy{}).Check(project(svc), "/x"); len(vs) != 0 {
+	if vs := Resolve(Settings{}).Check(project(svc), "/x"); len(vs) != 0 {
 		t.Fatalf("the default policy refused a privileged hook: %v", vs)
 	}
 }
@@ -226,48 +224,48 @@ func TestVolumesThatAreBinds(t *testing.T) {
 		return local(map[string]string{"type": "none", "o": "bind", "device": dev})
 	}
 	yes := true
-	strictSrv := config.Policy{Preset: config.PresetStrict, BindPaths: []string{"/srv"}}
+	strictSrv := Settings{Preset: PresetStrict, BindPaths: []string{"/srv"}}
 	for _, tt := range []struct {
 		name   string
-		c      config.Policy
+		c      Settings
 		v      types.VolumeConfig
 		rules  []string
 		detail string
 	}{
-		{"bind of /etc", config.Policy{Preset: config.PresetStrict}, bindOf("/etc"), []string{"policy.bind_paths"}, "driver_opts that mount /etc (outside the allowed bind paths (none))"},
-		{"rbind with flags, no driver named", config.Policy{Preset: config.PresetStrict}, types.VolumeConfig{DriverOpts: map[string]string{"type": "none", "o": "ro,rbind", "device": "/etc"}}, []string{"policy.bind_paths"}, ""},
+		{"bind of /etc", Settings{Preset: PresetStrict}, bindOf("/etc"), []string{"policy.bind_paths"}, "driver_opts that mount /etc (outside the allowed bind paths (none))"},
+		{"rbind with flags, no driver named", Settings{Preset: PresetStrict}, types.VolumeConfig{DriverOpts: map[string]string{"type": "none", "o": "ro,rbind", "device": "/etc"}}, []string{"policy.bind_paths"}, ""},
 		// compose-go leaves it relative unless o is exactly bind; the
 		// engine resolves it from /.
 		{"relative device", strictSrv, local(map[string]string{"type": "none", "o": "bind,ro", "device": "etc"}), []string{"policy.bind_paths"}, "driver_opts that mount /etc ("},
 		{"bind of an allowed path", strictSrv, bindOf("/srv/data"), nil, ""},
 		// Binds into the stack's folder are the repository's own files,
 		// which no container may rewrite: the volume must say ro.
-		{"read-only bind inside the stack", config.Policy{Preset: config.PresetStrict}, local(map[string]string{"type": "none", "o": "bind,ro", "device": "/live/stacks/s/conf"}), nil, ""},
-		{"writable bind inside the stack", config.Policy{Preset: config.PresetStrict}, bindOf("/live/stacks/s"), []string{"policy.bind_paths"}, "driver_opts that mount /live/stacks/s (writable, in the stack's folder: bind it in the service's volumes, which are read-only there)"},
-		{"writable bind inside the stack, default", config.Policy{}, bindOf("/live/stacks/s"), nil, ""},
-		{"an image file of the repository, read-only", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "o": "loop,ro", "device": "/live/stacks/s/disk.img"}), nil, ""},
-		{"an overlay on the repository", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=/live/stacks/s/base,upperdir=/live/stacks/s/u,workdir=/live/stacks/s/w"}), []string{"policy.bind_paths", "policy.bind_paths"}, "driver_opts that mount /live/stacks/s/u (writable"},
-		{"a relative device path", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "device": "dev/sda1"}), []string{"policy.bind_paths", "policy.devices"}, ""},
-		{"cifs", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "cifs", "device": "//nas/share", "o": "addr=nas"}), nil, ""},
-		{"nfs with a host name", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "nfs", "device": "nas:/export"}), nil, ""},
-		{"bind of the socket's folder", config.Policy{Preset: config.PresetStrict, BindPaths: []string{"/"}}, bindOf("/run"), []string{"policy.docker_socket"}, "it holds the Docker engine's socket"},
-		{"bind of the socket, default with docker_socket closed", config.Policy{DockerSocket: new(bool)}, bindOf("/var/run/docker.sock"), []string{"policy.docker_socket"}, "the Docker engine"},
-		{"bind under the default", config.Policy{}, bindOf("/etc"), nil, ""},
-		{"nfs", config.Policy{Preset: config.PresetStrict}, local(map[string]string{"type": "nfs", "o": "addr=10.0.0.1,rw", "device": ":/export"}), []string{"policy.volume_options"}, "driver_opts device, o, type"},
-		{"nfs with volume_options", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "nfs", "o": "addr=10.0.0.1", "device": ":/export"}), nil, ""},
-		{"tmpfs", config.Policy{Preset: config.PresetStrict}, local(map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "size=100m"}), []string{"policy.volume_options"}, ""},
-		{"a host disk", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "device": "/dev/sda1"}), []string{"policy.bind_paths", "policy.devices"}, ""},
-		{"an overlay of host folders", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=/etc:/srv/a,upperdir=/srv/u,workdir=/srv/w"}), []string{"policy.bind_paths", "policy.bind_paths", "policy.bind_paths", "policy.bind_paths"}, ""},
-		{"an overlay within bind_paths", config.Policy{Preset: config.PresetStrict, VolumeOptions: &yes, BindPaths: []string{"/srv"}}, local(map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=/srv/a,upperdir=/srv/u,workdir=/srv/w"}), nil, ""},
-		{"another driver", config.Policy{Preset: config.PresetStrict}, types.VolumeConfig{Driver: "rexray/ebs"}, []string{"policy.volume_drivers"}, "driver rexray/ebs (allowed: local)"},
-		{"another driver and its options", config.Policy{Preset: config.PresetStrict}, types.VolumeConfig{Driver: "vieux/sshfs", DriverOpts: map[string]string{"sshcmd": "u@h:/"}}, []string{"policy.volume_drivers", "policy.volume_options"}, ""},
-		{"a listed driver", config.Policy{Preset: config.PresetStrict, VolumeDrivers: []string{"vieux/sshfs"}, VolumeOptions: &yes}, types.VolumeConfig{Driver: "vieux/sshfs", DriverOpts: map[string]string{"sshcmd": "u@h:/"}}, nil, ""},
-		{"an external volume", config.Policy{Preset: config.PresetStrict}, types.VolumeConfig{Name: "shared", External: true}, nil, ""},
-		{"a plain volume", config.Policy{Preset: config.PresetStrict}, types.VolumeConfig{Name: "s_x", Driver: "local"}, nil, ""},
+		{"read-only bind inside the stack", Settings{Preset: PresetStrict}, local(map[string]string{"type": "none", "o": "bind,ro", "device": "/live/stacks/s/conf"}), nil, ""},
+		{"writable bind inside the stack", Settings{Preset: PresetStrict}, bindOf("/live/stacks/s"), []string{"policy.bind_paths"}, "driver_opts that mount /live/stacks/s (writable, in the stack's folder: bind it in the service's volumes, which are read-only there)"},
+		{"writable bind inside the stack, default", Settings{}, bindOf("/live/stacks/s"), nil, ""},
+		{"an image file of the repository, read-only", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "o": "loop,ro", "device": "/live/stacks/s/disk.img"}), nil, ""},
+		{"an overlay on the repository", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=/live/stacks/s/base,upperdir=/live/stacks/s/u,workdir=/live/stacks/s/w"}), []string{"policy.bind_paths", "policy.bind_paths"}, "driver_opts that mount /live/stacks/s/u (writable"},
+		{"a relative device path", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "device": "dev/sda1"}), []string{"policy.bind_paths", "policy.devices"}, ""},
+		{"cifs", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "cifs", "device": "//nas/share", "o": "addr=nas"}), nil, ""},
+		{"nfs with a host name", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "nfs", "device": "nas:/export"}), nil, ""},
+		{"bind of the socket's folder", Settings{Preset: PresetStrict, BindPaths: []string{"/"}}, bindOf("/run"), []string{"policy.docker_socket"}, "it holds the Docker engine's socket"},
+		{"bind of the socket, default with docker_socket closed", Settings{DockerSocket: new(bool)}, bindOf("/var/run/docker.sock"), []string{"policy.docker_socket"}, "the Docker engine"},
+		{"bind under the default", Settings{}, bindOf("/etc"), nil, ""},
+		{"nfs", Settings{Preset: PresetStrict}, local(map[string]string{"type": "nfs", "o": "addr=10.0.0.1,rw", "device": ":/export"}), []string{"policy.volume_options"}, "driver_opts device, o, type"},
+		{"nfs with volume_options", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "nfs", "o": "addr=10.0.0.1", "device": ":/export"}), nil, ""},
+		{"tmpfs", Settings{Preset: PresetStrict}, local(map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "size=100m"}), []string{"policy.volume_options"}, ""},
+		{"a host disk", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "ext4", "device": "/dev/sda1"}), []string{"policy.bind_paths", "policy.devices"}, ""},
+		{"an overlay of host folders", Settings{Preset: PresetStrict, VolumeOptions: &yes}, local(map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=/etc:/srv/a,upperdir=/srv/u,workdir=/srv/w"}), []string{"policy.bind_paths", "policy.bind_paths", "policy.bind_paths", "policy.bind_paths"}, ""},
+		{"an overlay within bind_paths", Settings{Preset: PresetStrict, VolumeOptions: &yes, BindPaths: []string{"/srv"}}, local(map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=/srv/a,upperdir=/srv/u,workdir=/srv/w"}), nil, ""},
+		{"another driver", Settings{Preset: PresetStrict}, types.VolumeConfig{Driver: "rexray/ebs"}, []string{"policy.volume_drivers"}, "driver rexray/ebs (allowed: local)"},
+		{"another driver and its options", Settings{Preset: PresetStrict}, types.VolumeConfig{Driver: "vieux/sshfs", DriverOpts: map[string]string{"sshcmd": "u@h:/"}}, []string{"policy.volume_drivers", "policy.volume_options"}, ""},
+		{"a listed driver", Settings{Preset: PresetStrict, VolumeDrivers: []string{"vieux/sshfs"}, VolumeOptions: &yes}, types.VolumeConfig{Driver: "vieux/sshfs", DriverOpts: map[string]string{"sshcmd": "u@h:/"}}, nil, ""},
+		{"an external volume", Settings{Preset: PresetStrict}, types.VolumeConfig{Name: "shared", External: true}, nil, ""},
+		{"a plain volume", Settings{Preset: PresetStrict}, types.VolumeConfig{Name: "s_x", Driver: "local"}, nil, ""},
 	} {
 		p := project(types.ServiceConfig{Name: "w", Volumes: []types.ServiceVolumeConfig{{Type: types.VolumeTypeVolume, Source: "x", Target: "/x"}}})
 		p.Volumes = types.Volumes{"x": tt.v}
-		vs := FromConfig(tt.c).Check(p, "/live/stacks/s")
+		vs := Resolve(tt.c).Check(p, "/live/stacks/s")
 		if !slices.Equal(rules(vs), tt.rules) {
 			t.Errorf("%s: rules %v, want %v (%v)", tt.name, rules(vs), tt.rules, vs)
 			continue
@@ -308,7 +306,7 @@ func TestHostNetworkUnderAnyName(t *testing.T) {
 		t.Fatalf("a default network named host: %v", vs)
 	}
 	yes := true
-	if vs := FromConfig(config.Policy{Preset: config.PresetStrict, HostNamespaces: &yes, OtherContainers: &yes}).Check(p, "/x"); len(vs) != 0 {
+	if vs := Resolve(Settings{Preset: PresetStrict, HostNamespaces: &yes, OtherContainers: &yes}).Check(p, "/x"); len(vs) != 0 {
 		t.Fatalf("host_namespaces and other_containers opened: %v", vs)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitopsd/gitopsd/internal/config"
 	"github.com/gitopsd/gitopsd/internal/policy"
 	"github.com/gitopsd/gitopsd/internal/secrets"
 )
@@ -101,7 +100,7 @@ func TestPathsOutsideTheStackFolderAreRefused(t *testing.T) {
 
 	// The policy can allow what leaves the folder.
 	yes := true
-	open := policy.FromConfig(config.Policy{PathsOutsideStack: &yes})
+	open := policy.Resolve(policy.Settings{PathsOutsideStack: &yes})
 	allowed := Host{Name: host.Name, Policy: &open}
 	st, err := Load(context.Background(), dir, "envup", allowed)
 	if err != nil {
@@ -180,7 +179,7 @@ func TestHostPolicyJudgesTargetedStacksOnly(t *testing.T) {
 			"x-gitopsd:\n  targets:\n    hosts: [other-*]\n",
 		"stacks/fine/compose.yaml": "services:\n  web:\n    image: x\n    volumes:\n      - ./conf:/conf\n      - data:/data\nvolumes:\n  data: {}\n",
 	})
-	strict := policy.FromConfig(config.Policy{Preset: config.PresetStrict})
+	strict := policy.Resolve(policy.Settings{Preset: policy.PresetStrict})
 	h := Host{Name: host.Name, Labels: host.Labels, Policy: &strict}
 	res := LoadAll(context.Background(), dir, h)
 	if len(res.Stacks) != 1 || res.Stacks[0].Name != "fine" {
@@ -337,7 +336,7 @@ func TestCacheLoadsACheckoutOnce(t *testing.T) {
 	}
 	// A policy that lets stacks read outside their folder bypasses it.
 	yes := true
-	open := policy.FromConfig(config.Policy{PathsOutsideStack: &yes})
+	open := policy.Resolve(policy.Settings{PathsOutsideStack: &yes})
 	h := Host{Name: host.Name, Policy: &open}
 	x, _ := c.Load(ctx, live, "web", h)
 	y, _ := c.Load(ctx, live, "web", h)

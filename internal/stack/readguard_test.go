@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitopsd/gitopsd/internal/config"
 	"github.com/gitopsd/gitopsd/internal/policy"
 )
 
@@ -44,7 +43,7 @@ func strictHost() Host {
 
 func openHost() Host {
 	yes := true
-	rules := policy.FromConfig(config.Policy{PathsOutsideStack: &yes})
+	rules := policy.Resolve(policy.Settings{PathsOutsideStack: &yes})
 	return Host{Name: host.Name, Labels: host.Labels, Policy: &rules}
 }
 
