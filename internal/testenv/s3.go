@@ -1,0 +1,301 @@
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// seaweedVersion is the SeaweedFS the S3 tests run against, pinned so
+// every CI machine runs the same one. SeaweedFS tags are not semantic
+// versions the module proxy knows, so this is the pseudo-version of a
+// commit of its master branch.
+const (
+	seaweedVersion = "v0.0.0-20261109003541-7506e5f91cd6"
+	seaweedModule  = "github.com/seaweedfs/seaweedfs"
+)
+
+var seaweedBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// S3Server is SeaweedFS (`weed server -filer -s3`: master, volume server,
+// filer and S3 gateway in one process) on 127.0.0.1, storing in the test's
+// temporary folder, with one identity that may do everything.
+type S3Server struct {
+	Endpoint  string // 127.0.0.1:<s3 port>, plain HTTP
+	AccessKey string
+	SecretKey string
+
+	t    testing.TB
+	bin  string
+	dir  string
+	args []string
+	logf string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartS3 runs SeaweedFS for the test (building it from the Go module
+// proxy into the cache folder the first time, as StartRegistry does) and
+// stops it when the test ends.
+func StartS3(t testing.TB) *S3Server {
+	t.Helper()
+	seaweedBin.once.Do(func() { seaweedBin.path, seaweedBin.err = ensureSeaweed(t) })
+	if seaweedBin.err != nil {
+		t.Fatalf("seaweedfs %s: %v", seaweedVersion, seaweedBin.err)
+	}
+	dir := t.TempDir()
+	s := &S3Server{AccessKey: "gitopsd" + randomHex(t, 4), SecretKey: randomHex(t, 16), t: t, bin: seaweedBin.path, dir: dir, logf: filepath.Join(dir, "weed.log")}
+	port := func() string { return strconv.Itoa(FreePort(t)) }
+	s3Port := port()
+	s.Endpoint = "127.0.0.1:" + s3Port
+	config := filepath.Join(dir, "s3.json")
+	identities := map[string]any{"identities": []any{map[string]any{
+		"name":        "gitopsd-test",
+		"credentials": []any{map[string]string{"accessKey": s.AccessKey, "secretKey": s.SecretKey}},
+		"actions":     []string{"Admin", "Read", "Write", "List", "Tagging"},
+	}}}
+	data, _ := json.Marshal(identities)
+	if err := os.WriteFile(config, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data2 := filepath.Join(dir, "data")
+	if err := os.Mkdir(data2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Every port explicit: the defaults (and "grpc = http + 10000") would
+	// collide with other tests running at the same time.
+	s.args = []string{"server",
+		"-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + data2, "-volume.max=32", "-master.volumeSizeLimitMB=64",
+		"-master.port=" + port(), "-master.port.grpc=" + port(), "-master.telemetry=false",
+		"-volume.port=" + port(), "-volume.port.grpc=" + port(),
+		"-filer", "-filer.port=" + port(), "-filer.port.grpc=" + port(), "-filer.localSocket=" + filepath.Join(dir, "filer.sock"),
+		"-s3", "-s3.port=" + s3Port, "-s3.port.grpc=" + port(), "-s3.port.iceberg=0", "-s3.port.lance=0",
+		"-s3.config=" + config, "-s3.iam=false", "-s3.localSocket=" + filepath.Join(dir, "s3.sock"),
+	}
+	t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.stopLocked(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	s.Start()
+	return s
+}
+
+// Start runs the server (again, after Stop: the data stays) and waits
+// until the S3 gateway answers an authenticated request.
+func (s *S3Server) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.t.Fatal("seaweedfs already running")
+	}
+	logFile, err := os.OpenFile(s.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatalf("seaweedfs log: %v", err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Dir = s.dir // the filer keeps its metadata store in the working folder
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start seaweedfs: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	s.cmd, s.exited = cmd, exited
+	if err := s.waitAnswers(exited); err != nil {
+		s.t.Fatalf("seaweedfs s3 on %s: %v\n%s", s.Endpoint, err, s.Log())
+	}
+}
+
+// waitAnswers waits until ListBuckets succeeds with the test's identity:
+// the gateway listens, its filer is up and the identity is loaded.
+func (s *S3Server) waitAnswers(exited <-chan struct{}) error {
+	cli := s.Client(s.t)
+	deadline := time.Now().Add(2 * time.Minute)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cli.ListBuckets(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("seaweedfs exited (last answer: %v)", err)
+		case <-tick.C:
+		}
+	}
+}
+
+// Client is a minio-go client on the server, for the test's own setup and
+// for tampering with stored objects.
+func (s *S3Server) Client(t testing.TB) *minio.Client {
+	t.Helper()
+	cli, err := minio.New(s.Endpoint, &minio.Options{
+		Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), BucketLookup: minio.BucketLookupPath, MaxRetries: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
+// MakeBucket creates a bucket, waiting for the new server to take writes.
+func (s *S3Server) MakeBucket(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Client(t).MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make bucket %s: %v", name, err)
+	}
+}
+
+// CredentialsFile writes a remote credentials file for this server and
+// returns its path.
+func (s *S3Server) CredentialsFile(t testing.TB) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "remote.env")
+	content := "AWS_ACCESS_KEY_ID=" + s.AccessKey + "\nAWS_SECRET_ACCESS_KEY=" + s.SecretKey + "\nAWS_REGION=us-east-1\nS3_INSECURE=true\n"
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// URL is the remote URL of prefix in bucket.
+func (s *S3Server) URL(bucket, prefix string) string {
+	return "s3://" + s.Endpoint + "/" + bucket + "/" + prefix
+}
+
+// Stop kills the server, as when it goes away; the data stays for Start.
+func (s *S3Server) Stop() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.stopLocked(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *S3Server) stopLocked() error {
+	if s.cmd == nil {
+		return nil
+	}
+	killTree(s.cmd.Process.Pid)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("seaweedfs pid %d did not exit", s.cmd.Process.Pid)
+	}
+	s.cmd, s.exited = nil, nil
+	return nil
+}
+
+// Log is the server's own log so far (its tail), for a failing test.
+func (s *S3Server) Log() string {
+	b, _ := os.ReadFile(s.logf)
+	if len(b) > 8<<10 {
+		b = b[len(b)-8<<10:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// ensureSeaweed returns the weed binary, building it the first time into
+// a cache folder, under a file lock so that parallel test processes build
+// it once.
+func ensureSeaweed(t testing.TB) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find a cache folder: %w", err)
+	}
+	dir := filepath.Join(cache, "gitopsd-test", "seaweedfs-"+seaweedVersion)
+	bin := filepath.Join(dir, "weed")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("open build lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("take build lock: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	t.Logf("building seaweedfs %s from the Go module proxy into %s (takes several minutes)", seaweedVersion, dir)
+	start := time.Now()
+	if err := buildSeaweed(dir, bin); err != nil {
+		return "", err
+	}
+	t.Logf("built seaweedfs %s in %v", seaweedVersion, time.Since(start).Round(time.Second))
+	return bin, nil
+}
+
+// buildSeaweed builds weed inside its own module, as downloaded from the
+// proxy: its go.mod has replace directives, which `go install pkg@version`
+// refuses, so the module is downloaded and built in place, with its own
+// go.mod and go.sum, outside this repository's module and workspace.
+func buildSeaweed(dir, bin string) error {
+	work, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return fmt.Errorf("create build folder: %w", err)
+	}
+	defer os.RemoveAll(work)
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=", "GO111MODULE=on")
+	dl := exec.Command("go", "mod", "download", "-json", seaweedModule+"@"+seaweedVersion)
+	dl.Dir, dl.Env = work, env
+	out, err := dl.Output()
+	if err != nil {
+		return fmt.Errorf("go mod download %s@%s: %w\n%s", seaweedModule, seaweedVersion, err, out)
+	}
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return fmt.Errorf("go mod download %s@%s: %v %s", seaweedModule, seaweedVersion, err, mod.Error)
+	}
+	tmp := filepath.Join(work, "weed")
+	build := exec.Command("go", "build", "-trimpath", "-o", tmp, "./weed")
+	build.Dir, build.Env = mod.Dir, env
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s/weed@%s: %w\n%s", seaweedModule, seaweedVersion, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return fmt.Errorf("install weed: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+package testenv
+
+import (
+	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SFTPServer is Debian's OpenSSH sshd on a high port of 127.0.0.1, with
+// its own config, host key and authorized_keys, serving SFTP (OpenSSH's
+// internal-sftp) to the user running the tests. Files land in Root.
+type SFTPServer struct {
+	Host string // 127.0.0.1:<port>
+	User string
+	// Root is the folder the tests' remote lives in; URL points there.
+	Root string
+	// KeyFile is the client's private key; KnownHosts pins the server's
+	// host key for Host, as `ssh-keyscan -p` would write it.
+	KeyFile    string
+	KnownHosts string
+
+	t      testing.TB
+	bin    string
+	config string
+	logf   string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartSFTP runs sshd for the test and stops it (and every session it
+// forked) when the test ends. A machine without sshd fails the test with
+// the command that installs it.
+func StartSFTP(t testing.TB) *SFTPServer {
+	t.Helper()
+	bin, err := exec.LookPath("sshd")
+	if err != nil {
+		bin, err = exec.LookPath("/usr/sbin/sshd")
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sshd is missing: .ci/run installs Debian's openssh-server; did it run?")
+		}
+		t.Fatal("sshd is missing: install Debian's openssh-server (apt-get install -y openssh-server)")
+	}
+	if bin, err = filepath.Abs(bin); err != nil { // sshd re-executes itself by its absolute path
+		t.Fatal(err)
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatalf("current user: %v", err)
+	}
+	dir := t.TempDir()
+	s := &SFTPServer{
+		Host: "127.0.0.1:" + strconv.Itoa(FreePort(t)), User: u.Username, Root: filepath.Join(dir, "root"),
+		KeyFile: filepath.Join(dir, "client_key"), KnownHosts: filepath.Join(dir, "known_hosts"),
+		t: t, bin: bin, config: filepath.Join(dir, "sshd_config"), logf: filepath.Join(dir, "sshd.log"),
+	}
+	if err := s.setup(dir); err != nil {
+		t.Fatalf("sshd setup: %v", err)
+	}
+	t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.stopLocked(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	s.Start()
+	return s
+}
+
+// setup writes the host key (ssh-keygen), the client key, authorized_keys,
+// known_hosts and sshd_config.
+func (s *SFTPServer) setup(dir string) error {
+	if err := os.Mkdir(s.Root, 0o755); err != nil {
+		return err
+	}
+	hostKey := filepath.Join(dir, "host_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gitopsd-test-host", "-f", hostKey).CombinedOutput(); err != nil {
+		return fmt.Errorf("ssh-keygen: %v\n%s", err, out)
+	}
+	hostPub, err := os.ReadFile(hostKey + ".pub")
+	if err != nil {
+		return err
+	}
+	clientPub, err := WriteSSHKey(s.KeyFile)
+	if err != nil {
+		return err
+	}
+	authorized := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(s.Host)
+	fields := strings.Fields(string(hostPub))
+	line := fmt.Sprintf("[%s]:%s %s %s\n", host, port, fields[0], fields[1])
+	if err := os.WriteFile(s.KnownHosts, []byte(line), 0o600); err != nil {
+		return err
+	}
+	// sshd as root separates privileges into this folder, which Debian
+	// creates only when its own service starts.
+	if os.Geteuid() == 0 {
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			return err
+		}
+	}
+	cfg := fmt.Sprintf(`Port %s
+ListenAddress %s
+HostKey %s
+PidFile %s
+AuthorizedKeysFile %s
+AllowUsers %s
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
+LogLevel ERROR
+`, port, host, hostKey, filepath.Join(dir, "sshd.pid"), authorized, s.User)
+	return os.WriteFile(s.config, []byte(cfg), 0o600)
+}
+
+// WriteSSHKey writes a new ed25519 private key in OpenSSH's format to file
+// and returns its public key.
+func WriteSSHKey(file string) (ssh.PublicKey, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "gitopsd-test")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
+	}
+	return ssh.NewPublicKey(pub)
+}
+
+// URL is the remote URL of Root (an absolute path: the "//" form).
+func (s *SFTPServer) URL() string {
+	return "sftp://" + s.User + "@" + s.Host + "/" + s.Root
+}
+
+// CredentialsFile writes a remote credentials file for this server and
+// returns its path; knownHosts "" means s.KnownHosts.
+func (s *SFTPServer) CredentialsFile(t testing.TB, knownHosts string) string {
+	t.Helper()
+	if knownHosts == "" {
+		knownHosts = s.KnownHosts
+	}
+	file := filepath.Join(t.TempDir(), "remote.env")
+	content := "SSH_KEY_FILE=" + s.KeyFile + "\nSSH_KNOWN_HOSTS=" + knownHosts + "\n"
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// WrongKnownHosts writes a known_hosts that pins another key for Host,
+// as when the server was replaced or someone is in the middle.
+func (s *SFTPServer) WrongKnownHosts(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	other, err := WriteSSHKey(filepath.Join(dir, "other_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(s.Host)
+	file := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(other))
+	if err := os.WriteFile(file, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// Start runs sshd (again, after Stop) and waits until it greets.
+func (s *SFTPServer) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.t.Fatal("sshd already running")
+	}
+	logFile, err := os.OpenFile(s.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatalf("sshd log: %v", err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(s.bin, "-D", "-e", "-f", s.config)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start sshd: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	s.cmd, s.exited = cmd, exited
+	if err := waitGreeting(s.Host, "SSH-2.0-", exited); err != nil {
+		log, _ := os.ReadFile(s.logf)
+		s.t.Fatalf("sshd on %s: %v\n%s", s.Host, err, log)
+	}
+}
+
+// Stop kills sshd and every session it forked, so that connections drop
+// at once, as when the server goes away.
+func (s *SFTPServer) Stop() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.stopLocked(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *SFTPServer) stopLocked() error {
+	if s.cmd == nil {
+		return nil
+	}
+	killTree(s.cmd.Process.Pid)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("sshd pid %d did not exit", s.cmd.Process.Pid)
+	}
+	s.cmd, s.exited = nil, nil
+	return nil
+}
+
+// Log is sshd's own log so far, for a failing test.
+func (s *SFTPServer) Log() string {
+	b, _ := os.ReadFile(s.logf)
+	return strings.TrimSpace(string(b))
+}
+
+// waitGreeting waits until addr accepts a connection and sends a line
+// starting with prefix.
+func waitGreeting(addr, prefix string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := greets(addr, prefix)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-exited:
+			return errors.New("the server exited")
+		case <-tick.C:
+		}
+	}
+}
+
+func greets(addr, prefix string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, prefix) {
+		return fmt.Errorf("greeting %q, want %s…", line, prefix)
+	}
+	return nil
+}
+
+// killTree stops pid and its descendants first (so none forks on), then
+// kills them all: sshd's sessions run in processes of their own session,
+// which a kill of the process group would miss.
+func killTree(pid int) {
+	pids := []int{pid}
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	for i := 0; i < len(pids); i++ {
+		for _, child := range childrenOf(pids[i]) {
+			_ = syscall.Kill(child, syscall.SIGSTOP)
+			pids = append(pids, child)
+		}
+	}
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name may hold spaces and parentheses; the fields
+		// after its last ")" are state, then ppid.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
