@@ -120,6 +120,9 @@ type Backup struct {
 	// decrypt snapshots a stack encrypts to its recipients, for restore
 	// tests and restores. The public recipients live in the repository.
 	IdentityFile string `yaml:"identity_file"`
+	// Remote is where snapshots are to be copied off the host; accepted
+	// and checked, not used yet.
+	Remote BackupRemote `yaml:"remote"`
 }
 
 // Drift tunes drift detection. Events find drift within a second; the full
@@ -402,6 +405,7 @@ func (c *Config) resolvePaths(wd string) {
 	abs(&c.Secrets.AgeKeyFile)
 	abs(&c.Webhook.SecretFile)
 	abs(&c.Backup.IdentityFile)
+	abs(&c.Backup.Remote.CredentialsFile)
 	abs(&c.Images.DockerConfig)
 	if sourceKind(c.Source.URL) == sourceLocal {
 		abs(&c.Source.URL)

@@ -112,6 +112,16 @@
 //	# identities in this file (age-keygen's format). "" (the default): none.
 //	backup:
 //	  identity_file: /etc/gitopsd/backup.key
+//	  # Reserved for copies of the snapshots off the host: checked at start
+//	  # (scheme s3 or sftp, no credentials in the URL, credentials_file
+//	  # required and absolute, recipients are age public keys), not used yet.
+//	  # The credentials file holds KEY=value lines: AWS_ACCESS_KEY_ID,
+//	  # AWS_SECRET_ACCESS_KEY, AWS_REGION, S3_INSECURE for s3; SSH_KEY_FILE,
+//	  # SSH_KNOWN_HOSTS for sftp. Default: no remote.
+//	  remote:
+//	    url: ""                # s3://host:port/bucket/prefix, sftp://user@host:port/path
+//	    credentials_file: ""   # /etc/gitopsd/remote.env
+//	    recipients: []         # age1...
 //
 //	# SOPS-encrypted env_file files (dotenv, age recipients) are decrypted
 //	# in memory with the age identities in this file, for the stacks that run

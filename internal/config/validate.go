@@ -100,6 +100,9 @@ func (c *Config) Validate() error {
 	if c.Webhook.SecretFile != "" && !filepath.IsAbs(c.Webhook.SecretFile) {
 		return bad("webhook.secret_file", "must be an absolute path")
 	}
+	if err := c.Backup.Remote.validate(); err != nil {
+		return err
+	}
 	return c.Policy.validate()
 }
 

@@ -50,17 +50,14 @@ type SFTPServer struct {
 // the command that installs it.
 func StartSFTP(t testing.TB) *SFTPServer {
 	t.Helper()
-	bin, err := exec.LookPath("sshd")
-	if err != nil {
-		bin, err = exec.LookPath("/usr/sbin/sshd")
+	NeedTool(t, "ssh-keygen", "openssh-client")
+	// sshd lives in /usr/sbin, which a user's PATH may lack.
+	bin := "/usr/sbin/sshd"
+	if _, err := os.Stat(bin); err != nil {
+		bin = NeedTool(t, "sshd", "openssh-server")
 	}
+	bin, err := filepath.Abs(bin) // sshd re-executes itself by its absolute path
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("sshd is missing: .ci/run installs Debian's openssh-server; did it run?")
-		}
-		t.Fatal("sshd is missing: install Debian's openssh-server (apt-get install -y openssh-server)")
-	}
-	if bin, err = filepath.Abs(bin); err != nil { // sshd re-executes itself by its absolute path
 		t.Fatal(err)
 	}
 	u, err := user.Current()

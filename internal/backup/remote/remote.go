@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
-	"path"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/gitopsd/gitopsd/internal/config"
 )
 
 // Remote is the handful of file operations a snapshot copy needs from a
@@ -43,116 +40,20 @@ type Remote interface {
 // ErrNotExist is wrapped by Stat and Get for a name the remote does not have.
 var ErrNotExist = errors.New("does not exist on the remote")
 
-// Scheme is the kind of a remote, the scheme of its URL.
-type Scheme string
+// Location is a parsed remote URL; config owns the parsing, so that a bad
+// URL stops the daemon at start.
+type Location = config.RemoteLocation
+
+// Scheme is the kind of a remote.
+type Scheme = config.RemoteScheme
 
 const (
-	SchemeS3   Scheme = "s3"
-	SchemeSFTP Scheme = "sftp"
+	SchemeS3   = config.RemoteS3
+	SchemeSFTP = config.RemoteSFTP
 )
 
-// Location is a parsed remote URL: s3://host:port/bucket/prefix or
-// sftp://user@host:port/path.
-type Location struct {
-	Scheme Scheme
-	// Host is host:port, with the scheme's default port when the URL has none.
-	Host string
-	// User is the SSH user (SFTP only).
-	User string
-	// Bucket is the S3 bucket (S3 only).
-	Bucket string
-	// Prefix is the folder inside the bucket (S3) or on the server (SFTP)
-	// that holds the hosts' snapshots; "" is the bucket's root. SFTP
-	// paths are relative to the login folder unless they start with "//"
-	// (sftp://u@h/abs/path is "abs/path", sftp://u@h//abs/path is "/abs/path").
-	Prefix string
-}
-
-// String is the location as a URL, which never holds a secret: the URL
-// carries none (credentials come from a file).
-func (l Location) String() string {
-	switch l.Scheme {
-	case SchemeS3:
-		return "s3://" + path.Join(l.Host, l.Bucket, l.Prefix)
-	case SchemeSFTP:
-		p := l.Prefix
-		if strings.HasPrefix(p, "/") {
-			p = "/" + p
-		} else if p != "" {
-			p = "/" + p
-		}
-		return "sftp://" + l.User + "@" + l.Host + p
-	}
-	return string(l.Scheme) + "://" + l.Host
-}
-
-// ParseURL checks a remote URL and splits it. Its errors say what is wrong
-// without repeating the URL's userinfo, which should not be there anyway.
-func ParseURL(raw string) (Location, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return Location{}, errors.New("not a URL such as s3://host:9000/bucket/prefix or sftp://user@host:22/path")
-	}
-	var l Location
-	switch Scheme(u.Scheme) {
-	case SchemeS3:
-		l.Scheme = SchemeS3
-		if u.User != nil {
-			return Location{}, errors.New("s3 URL must not hold credentials: put them in credentials_file")
-		}
-		p := strings.Trim(u.Path, "/")
-		bucket, prefix, _ := strings.Cut(p, "/")
-		if bucket == "" {
-			return Location{}, errors.New("s3 URL needs a bucket: s3://host:port/bucket[/prefix]")
-		}
-		l.Bucket, l.Prefix = bucket, cleanPrefix(prefix)
-		l.Host, err = hostPort(u, "443")
-	case SchemeSFTP:
-		l.Scheme = SchemeSFTP
-		if u.User == nil || u.User.Username() == "" {
-			return Location{}, errors.New("sftp URL needs a user: sftp://user@host:port/path")
-		}
-		if _, has := u.User.Password(); has {
-			return Location{}, errors.New("sftp URL must not hold a password: the key comes from credentials_file")
-		}
-		l.User = u.User.Username()
-		p := strings.TrimPrefix(u.Path, "/")
-		abs := strings.HasPrefix(p, "/")
-		l.Prefix = cleanPrefix(p)
-		if abs {
-			l.Prefix = "/" + l.Prefix
-		}
-		l.Host, err = hostPort(u, "22")
-	default:
-		return Location{}, fmt.Errorf("scheme %q is not supported (s3 or sftp)", u.Scheme)
-	}
-	if err != nil {
-		return Location{}, err
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return Location{}, errors.New("URL must not have a query or fragment")
-	}
-	return l, nil
-}
-
-func hostPort(u *url.URL, defaultPort string) (string, error) {
-	host, port := u.Hostname(), u.Port()
-	if host == "" {
-		return "", errors.New("URL needs a host")
-	}
-	if port == "" {
-		port = defaultPort
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-func cleanPrefix(p string) string {
-	p = strings.Trim(path.Clean("/"+p), "/")
-	return p
-}
+// ParseURL checks a remote URL and splits it.
+func ParseURL(raw string) (Location, error) { return config.ParseRemoteURL(raw) }
 
 // Timeouts bound every network call: Call for the short ones (a stat, a
 // listing, a connection), Idle for a transfer, which may run for an hour
