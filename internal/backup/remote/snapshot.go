@@ -216,6 +216,11 @@ func List(ctx context.Context, r Remote, v Volume, check Check) ([]Snapshot, err
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("list copies of %s: %w", v, err)
 		}
+		if s.State == StatePartial && isEmpty(ctx, r, key) {
+			// A folder left empty by a deletion (some S3 servers keep
+			// one) is no copy at all, not even a partial one.
+			continue
+		}
 		out = append(out, s)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -226,6 +231,11 @@ func List(ctx context.Context, r Remote, v Volume, check Check) ([]Snapshot, err
 		return out[i].ID > out[j].ID
 	})
 	return out, nil
+}
+
+func isEmpty(ctx context.Context, r Remote, key Key) bool {
+	names, err := r.List(ctx, key.dir())
+	return err == nil && len(names) == 0
 }
 
 func createdAt(s Snapshot) int64 {
