@@ -221,6 +221,21 @@ func (s *S3Server) stopLocked() error {
 	return nil
 }
 
+// Freeze stops the server without ending it (SIGSTOP): connections stay
+// open and nothing answers, as with a hung server.
+func (s *S3Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw lets a frozen server run on (SIGCONT).
+func (s *S3Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *S3Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		signalTree(s.cmd.Process.Pid, sig)
+	}
+}
+
 // Log is the server's own log so far (its tail), for a failing test.
 func (s *S3Server) Log() string {
 	b, _ := os.ReadFile(s.logf)

@@ -247,6 +247,21 @@ func (s *SFTPServer) stopLocked() error {
 	return nil
 }
 
+// Freeze stops sshd and its sessions without ending them (SIGSTOP): the
+// connections stay open and nothing answers, as with a hung server.
+func (s *SFTPServer) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw lets a frozen sshd run on (SIGCONT).
+func (s *SFTPServer) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *SFTPServer) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		signalTree(s.cmd.Process.Pid, sig)
+	}
+}
+
 // Log is sshd's own log so far, for a failing test.
 func (s *SFTPServer) Log() string {
 	b, _ := os.ReadFile(s.logf)
@@ -306,6 +321,17 @@ func killTree(pid int) {
 	}
 	for _, p := range pids {
 		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// signalTree sends sig to pid and its descendants.
+func signalTree(pid int, sig syscall.Signal) {
+	pids := []int{pid}
+	for i := 0; i < len(pids); i++ {
+		pids = append(pids, childrenOf(pids[i])...)
+	}
+	for _, p := range pids {
+		_ = syscall.Kill(p, sig)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 type server struct {
 	url, credentials string
 	stop, start      func()
+	freeze, thaw     func()
 	// flip changes one byte of the stored file name (relative to the
 	// remote's root) behind the remote's back, as bit rot would.
 	flip func(t *testing.T, name string)
@@ -39,7 +40,7 @@ func TestS3(t *testing.T) {
 	s.MakeBucket(t, "backups")
 	runSuite(t, server{
 		url: s.URL("backups", "gitopsd/prod"), credentials: s.CredentialsFile(t),
-		stop: s.Stop, start: s.Start, log: s.Log,
+		stop: s.Stop, start: s.Start, freeze: s.Freeze, thaw: s.Thaw, log: s.Log,
 		flip: func(t *testing.T, name string) {
 			t.Helper()
 			cli := s.Client(t)
@@ -70,7 +71,7 @@ func TestSFTP(t *testing.T) {
 	root := filepath.Join(s.Root, "backups")
 	runSuite(t, server{
 		url: s.URL() + "/backups", credentials: s.CredentialsFile(t, ""),
-		stop: s.Stop, start: s.Start, log: s.Log,
+		stop: s.Stop, start: s.Start, freeze: s.Freeze, thaw: s.Thaw, log: s.Log,
 		flip: func(t *testing.T, name string) {
 			t.Helper()
 			file := filepath.Join(root, filepath.FromSlash(name))
@@ -244,6 +245,46 @@ func runSuite(t *testing.T, srv server) {
 		}
 		if s, err := Upload(ctx, r, key, local); err != nil || !s.Good() {
 			t.Fatalf("finishing the upload = %s, %v", s.State, err)
+		}
+	})
+
+	t.Run("HungServer", func(t *testing.T) {
+		// Short deadlines, so that the test does not wait a minute; a
+		// call without one would hang here until the test times out.
+		short := Timeouts{Call: 3 * time.Second, Idle: 3 * time.Second}
+		hr, err := Open(ctx, srv.url, srv.credentials, short)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hr.Close()
+		local := makeSnapshot(t, 1<<20)
+		srv.freeze()
+		thawed := false
+		defer func() {
+			if !thawed {
+				srv.thaw()
+			}
+		}()
+		if _, err := hr.Stat(ctx, "anything"); err == nil || errors.Is(err, ErrNotExist) {
+			t.Errorf("stat on a hung server = %v, want a deadline error", err)
+		}
+		const size = 4 << 20
+		if err := hr.Put(ctx, "hung/file", bytes.NewReader(make([]byte, size)), size); err == nil {
+			t.Error("put to a hung server succeeded")
+		} else {
+			t.Logf("put to a hung server: %v", err)
+		}
+		key := Key{Volume: Volume{Host: "edge-1", Stack: "shop", Volume: "hung"}, ID: "20250301T120000Z-7"}
+		if _, err := Upload(ctx, hr, key, local); err == nil {
+			t.Error("upload to a hung server succeeded")
+		} else {
+			t.Logf("upload to a hung server: %v", err)
+		}
+		srv.thaw()
+		thawed = true
+		// The remote recovers on its own once the server answers again.
+		if s, err := Upload(ctx, hr, key, local); err != nil || !s.Good() {
+			t.Fatalf("upload after the server recovered = %s, %v", s.State, err)
 		}
 	})
 

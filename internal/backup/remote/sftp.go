@@ -62,7 +62,7 @@ func OpenSFTP(ctx context.Context, loc Location, c Credentials, t Timeouts) (Rem
 	cctx, cancel := callContext(ctx, t.Call)
 	defer cancel()
 	if _, err := r.client(cctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
 	return r, nil
 }
@@ -86,7 +86,7 @@ func (r *sftpRemote) client(ctx context.Context) (*sftp.Client, error) {
 	d := net.Dialer{Timeout: r.t.Call}
 	conn, err := d.DialContext(ctx, "tcp", r.loc.Host)
 	if err != nil {
-		return nil, fmt.Errorf("%s: connect: %w", r.loc, err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	// The handshake has no context of its own: a deadline on the socket
 	// bounds it, and closing the socket ends it when ctx does.
@@ -98,14 +98,14 @@ func (r *sftpRemote) client(ctx context.Context) (*sftp.Client, error) {
 	c, chans, reqs, err := ssh.NewClientConn(conn, r.loc.Host, r.config)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("%s: ssh handshake: %w", r.loc, causeErr(ctx, err))
+		return nil, fmt.Errorf("ssh handshake: %w", causeErr(ctx, err))
 	}
 	_ = conn.SetDeadline(time.Time{})
 	client := ssh.NewClient(c, chans, reqs)
 	cli, err := sftp.NewClient(client)
 	if err != nil {
 		client.Close()
-		return nil, fmt.Errorf("%s: start the sftp subsystem: %w", r.loc, causeErr(ctx, err))
+		return nil, fmt.Errorf("start the sftp subsystem: %w", causeErr(ctx, err))
 	}
 	r.ssh, r.cli = client, cli
 	return cli, nil
@@ -113,8 +113,10 @@ func (r *sftpRemote) client(ctx context.Context) (*sftp.Client, error) {
 
 func (r *sftpRemote) dropLocked() {
 	if r.cli != nil {
-		r.cli.Close()
+		// The SSH connection first: closing the sftp client waits for
+		// its reader, which a hung server never wakes.
 		r.ssh.Close()
+		r.cli.Close()
 		r.cli, r.ssh = nil, nil
 	}
 }
