@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // SFTPServer is Debian's OpenSSH sshd on a high port of 127.0.0.1, with
@@ -35,10 +36,12 @@ type SFTPServer struct {
 	KeyFile    string
 	KnownHosts string
 
-	t      testing.TB
-	bin    string
-	config string
-	logf   string
+	t        testing.TB
+	bin      string
+	config   string
+	logf     string
+	hostKeys map[string]string // ssh-keygen type -> private key file
+	hostPubs []string          // the .pub lines
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -90,13 +93,20 @@ func (s *SFTPServer) setup(dir string) error {
 	if err := os.Mkdir(s.Root, 0o755); err != nil {
 		return err
 	}
-	hostKey := filepath.Join(dir, "host_ed25519")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gitopsd-test-host", "-f", hostKey).CombinedOutput(); err != nil {
-		return fmt.Errorf("ssh-keygen: %v\n%s", err, out)
-	}
-	hostPub, err := os.ReadFile(hostKey + ".pub")
-	if err != nil {
-		return err
+	// Two host keys, as a stock sshd has: a client must check the one
+	// its known_hosts pins, not the one it happens to prefer.
+	s.hostKeys = map[string]string{}
+	for _, kt := range []string{"ed25519", "rsa"} {
+		key := filepath.Join(dir, "host_"+kt)
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", kt, "-N", "", "-C", "gitopsd-test-host", "-f", key).CombinedOutput(); err != nil {
+			return fmt.Errorf("ssh-keygen: %v\n%s", err, out)
+		}
+		pub, err := os.ReadFile(key + ".pub")
+		if err != nil {
+			return err
+		}
+		s.hostKeys[kt] = key
+		s.hostPubs = append(s.hostPubs, string(pub))
 	}
 	clientPub, err := WriteSSHKey(s.KeyFile)
 	if err != nil {
@@ -106,10 +116,7 @@ func (s *SFTPServer) setup(dir string) error {
 	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
 		return err
 	}
-	host, port, _ := net.SplitHostPort(s.Host)
-	fields := strings.Fields(string(hostPub))
-	line := fmt.Sprintf("[%s]:%s %s %s\n", host, port, fields[0], fields[1])
-	if err := os.WriteFile(s.KnownHosts, []byte(line), 0o600); err != nil {
+	if err := os.WriteFile(s.KnownHosts, []byte(s.knownHostsLine("ssh-ed25519", false)), 0o600); err != nil {
 		return err
 	}
 	// sshd as root separates privileges into this folder, which Debian
@@ -119,8 +126,10 @@ func (s *SFTPServer) setup(dir string) error {
 			return err
 		}
 	}
+	host, port, _ := net.SplitHostPort(s.Host)
 	cfg := fmt.Sprintf(`Port %s
 ListenAddress %s
+HostKey %s
 HostKey %s
 PidFile %s
 AuthorizedKeysFile %s
@@ -133,8 +142,38 @@ StrictModes no
 PermitRootLogin prohibit-password
 Subsystem sftp internal-sftp
 LogLevel ERROR
-`, port, host, hostKey, filepath.Join(dir, "sshd.pid"), authorized, s.User)
+`, port, host, s.hostKeys["ed25519"], s.hostKeys["rsa"], filepath.Join(dir, "sshd.pid"), authorized, s.User)
 	return os.WriteFile(s.config, []byte(cfg), 0o600)
+}
+
+// KnownHostsWith writes a known_hosts that pins only the server's host key
+// of keyType ("ssh-ed25519", "ssh-rsa"), hashed as `ssh-keygen -H` leaves
+// it when hashed is set, and returns its path.
+func (s *SFTPServer) KnownHostsWith(t testing.TB, keyType string, hashed bool) string {
+	t.Helper()
+	line := s.knownHostsLine(keyType, hashed)
+	if line == "" {
+		t.Fatalf("the test sshd has no %s host key", keyType)
+	}
+	file := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(file, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func (s *SFTPServer) knownHostsLine(keyType string, hashed bool) string {
+	host, port, _ := net.SplitHostPort(s.Host)
+	name := fmt.Sprintf("[%s]:%s", host, port)
+	if hashed {
+		name = knownhosts.HashHostname(name)
+	}
+	for _, pub := range s.hostPubs {
+		if fields := strings.Fields(pub); len(fields) >= 2 && fields[0] == keyType {
+			return name + " " + fields[0] + " " + fields[1] + "\n"
+		}
+	}
+	return ""
 }
 
 // WriteSSHKey writes a new ed25519 private key in OpenSSH's format to file

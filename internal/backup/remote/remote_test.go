@@ -98,6 +98,16 @@ func TestSFTP(t *testing.T) {
 			}
 		}
 	})
+	t.Run("PinnedKeyIsNotTheClientsFavourite", func(t *testing.T) {
+		// The server offers ed25519 and RSA; known_hosts pins only the
+		// RSA key, hashed. The client must ask for the pinned one.
+		kh := s.KnownHostsWith(t, "ssh-rsa", true)
+		r, err := Open(context.Background(), s.URL(), s.CredentialsFile(t, kh), testTimeouts)
+		if err != nil {
+			t.Fatalf("open with only the RSA host key pinned: %v", err)
+		}
+		r.Close()
+	})
 	t.Run("UnknownHost", func(t *testing.T) {
 		empty := filepath.Join(t.TempDir(), "known_hosts")
 		if err := os.WriteFile(empty, nil, 0o600); err != nil {
