@@ -132,17 +132,17 @@ func (s *S3Server) Start() {
 	}
 }
 
-// waitAnswers waits until ListBuckets succeeds with the test's identity:
-// the gateway listens, its filer is up and the identity is loaded.
+// waitAnswers waits until the server stores an object: the gateway
+// listens, the identity is loaded, and (what takes longest after a
+// restart) the master has elected itself and the volume server joined it,
+// before which a write hangs. The probe lives in a bucket of its own.
 func (s *S3Server) waitAnswers(exited <-chan struct{}) error {
 	cli := s.Client(s.t)
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := cli.ListBuckets(ctx)
-		cancel()
+		err := probeWrite(cli)
 		if err == nil {
 			return nil
 		}
@@ -155,6 +155,24 @@ func (s *S3Server) waitAnswers(exited <-chan struct{}) error {
 		case <-tick.C:
 		}
 	}
+}
+
+const probeBucket = "gitopsd-test-probe"
+
+func probeWrite(cli *minio.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ok, err := cli.BucketExists(ctx, probeBucket)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := cli.MakeBucket(ctx, probeBucket, minio.MakeBucketOptions{}); err != nil {
+			return err
+		}
+	}
+	_, err = cli.PutObject(ctx, probeBucket, "probe", strings.NewReader("ok"), 2, minio.PutObjectOptions{})
+	return err
 }
 
 // Client is a minio-go client on the server, for the test's own setup and

@@ -49,8 +49,9 @@ type SFTPServer struct {
 }
 
 // StartSFTP runs sshd for the test and stops it (and every session it
-// forked) when the test ends. A machine without sshd fails the test with
-// the command that installs it.
+// forked) when the test ends. Without sshd (Debian's openssh-server) the
+// test skips with the command that installs it, and fails under CI=true
+// (NeedTool).
 func StartSFTP(t testing.TB) *SFTPServer {
 	t.Helper()
 	NeedTool(t, "ssh-keygen", "openssh-client")

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gitopsd/gitopsd/internal/config"
@@ -96,30 +100,125 @@ func callContext(ctx context.Context, d time.Duration) (context.Context, context
 
 // watchdog cancels a transfer that made no progress for idle: a deadline
 // on the whole transfer would cut a large upload on a slow line, none at
-// all would let a stalled server hang it forever.
+// all would let a stalled server hang it forever. Progress is data read
+// from the caller's file or the remote's reply (kick), or bytes moving on
+// any of the remote's connections (the activity): minio-go reads a whole
+// part before it sends it, and a slow uplink may take minutes to send it.
 type watchdog struct {
-	idle   time.Duration
-	timer  *time.Timer
-	cancel context.CancelCauseFunc
+	idle     time.Duration
+	activity *activity
+	last     atomic.Int64 // unix nanoseconds of the last kick
+	timer    *time.Timer
+	cancel   context.CancelCauseFunc
 }
 
 // errStalled is the cause of a transfer the watchdog cancelled.
 var errStalled = errors.New("the transfer stalled")
 
-func newWatchdog(ctx context.Context, idle time.Duration) (context.Context, *watchdog) {
+func newWatchdog(ctx context.Context, idle time.Duration, a *activity) (context.Context, *watchdog) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	w := &watchdog{idle: idle, cancel: cancel}
-	w.timer = time.AfterFunc(idle, func() {
-		cancel(fmt.Errorf("%w: no progress for %v", errStalled, idle))
-	})
+	w := &watchdog{idle: idle, activity: a, cancel: cancel}
+	w.kick()
+	// Armed only once w.timer is set, since check resets it.
+	w.timer = time.AfterFunc(time.Duration(math.MaxInt64), w.check)
+	w.timer.Reset(idle)
 	return ctx, w
 }
 
-func (w *watchdog) kick() { w.timer.Reset(w.idle) }
+// check runs when idle has passed since it was armed: it cancels if
+// nothing moved since, or waits for the rest of idle after the last move.
+func (w *watchdog) check() {
+	last := w.last.Load()
+	if w.activity != nil {
+		w.activity.poll()
+		last = max(last, w.activity.last.Load())
+	}
+	if quiet := time.Since(time.Unix(0, last)); quiet < w.idle {
+		w.timer.Reset(w.idle - quiet)
+		return
+	}
+	w.cancel(fmt.Errorf("%w: no progress for %v", errStalled, w.idle))
+}
+
+func (w *watchdog) kick() { w.last.Store(time.Now().UnixNano()) }
 
 func (w *watchdog) stop() {
 	w.timer.Stop()
 	w.cancel(context.Canceled)
+}
+
+// activity is when bytes last moved on any connection of a remote. A
+// write returns once the kernel took the bytes, and its send buffer may
+// hold megabytes that drain for minutes on a slow uplink, while the
+// program sees nothing happen: poll looks at how much each socket still
+// has to send, and a change there is progress too.
+type activity struct {
+	last atomic.Int64 // unix nanoseconds
+
+	mu     sync.Mutex
+	queued map[*net.TCPConn]int // bytes unsent at the last poll
+}
+
+// wrap returns c marking the activity as bytes move on it.
+func (a *activity) wrap(c net.Conn) net.Conn {
+	ac := &activityConn{Conn: c, a: a}
+	if tc, ok := c.(*net.TCPConn); ok {
+		ac.tcp = tc
+		a.mu.Lock()
+		if a.queued == nil {
+			a.queued = map[*net.TCPConn]int{}
+		}
+		a.queued[tc] = 0
+		a.mu.Unlock()
+	}
+	return ac
+}
+
+func (a *activity) mark() { a.last.Store(time.Now().UnixNano()) }
+
+// poll marks activity if any socket's unsent bytes changed since the
+// last poll.
+func (a *activity) poll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for c, before := range a.queued {
+		if now := unsent(c); now >= 0 && now != before {
+			a.queued[c] = now
+			a.mark()
+		}
+	}
+}
+
+// activityConn marks activity on every read and write that moves bytes.
+type activityConn struct {
+	net.Conn
+	a   *activity
+	tcp *net.TCPConn
+}
+
+func (c *activityConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.a.mark()
+	}
+	return n, err
+}
+
+func (c *activityConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.a.mark()
+	}
+	return n, err
+}
+
+func (c *activityConn) Close() error {
+	if c.tcp != nil {
+		c.a.mu.Lock()
+		delete(c.a.queued, c.tcp)
+		c.a.mu.Unlock()
+	}
+	return c.Conn.Close()
 }
 
 // progressReader kicks the watchdog on every read that returns data.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -62,6 +63,72 @@ func TestS3(t *testing.T) {
 			}
 		},
 	})
+}
+
+// TestS3SlowUplink: an upload on a line slower than a part per idle
+// timeout is not taken for a stalled one. minio-go reads a whole part
+// before sending it, so only the bytes moving on the connection show
+// that it progresses.
+func TestS3SlowUplink(t *testing.T) {
+	s := testenv.StartS3(t)
+	s.MakeBucket(t, "slow")
+	proxy := slowProxy(t, s.Endpoint, 1<<20) // 1 MiB/s towards the server
+	url := "s3://" + proxy + "/slow/prefix"
+	r, err := Open(context.Background(), url, s.CredentialsFile(t), Timeouts{Call: 30 * time.Second, Idle: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const size = 6 << 20 // one part: about 6s on the line, three idle timeouts
+	if err := r.Put(context.Background(), "big", bytes.NewReader(randomData(size)), size); err != nil {
+		t.Fatalf("upload on a slow line: %v", err)
+	}
+	if got, err := r.Stat(context.Background(), "big"); err != nil || got != size {
+		t.Fatalf("stat after the upload = %d, %v", got, err)
+	}
+}
+
+// slowProxy forwards 127.0.0.1 connections to target, passing at most
+// rate bytes a second towards it, and returns its address.
+func slowProxy(t *testing.T, target string, rate int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(c, up) }()
+				const chunk = 16 << 10
+				buf := make([]byte, chunk)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						if _, werr := up.Write(buf[:n]); werr != nil {
+							return
+						}
+						time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
 
 // TestSFTP runs the remote suite against OpenSSH's sshd, and checks that a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path"
 	"sort"
 	"strings"
@@ -21,9 +22,10 @@ const s3PartSize = 16 << 20
 // addressed path-style (host/bucket/key), which every S3-compatible server
 // understands, unlike virtual-host style that needs DNS per bucket.
 type s3Remote struct {
-	loc Location
-	cli *minio.Client
-	t   Timeouts
+	loc      Location
+	cli      *minio.Client
+	t        Timeouts
+	activity *activity
 }
 
 // OpenS3 returns a Remote on the bucket of loc. It checks that the bucket
@@ -34,6 +36,15 @@ func OpenS3(ctx context.Context, loc Location, c Credentials, t Timeouts) (Remot
 		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
 	tr.ResponseHeaderTimeout = t.Call
+	a := &activity{}
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return a.wrap(c), nil
+	}
 	cli, err := minio.New(loc.Host, &minio.Options{
 		Creds:        credentials.NewStaticV4(c.AccessKeyID, c.SecretAccessKey, ""),
 		Secure:       !c.Insecure,
@@ -47,7 +58,7 @@ func OpenS3(ctx context.Context, loc Location, c Credentials, t Timeouts) (Remot
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
-	r := &s3Remote{loc: loc, cli: cli, t: t}
+	r := &s3Remote{loc: loc, cli: cli, t: t, activity: a}
 	cctx, cancel := callContext(ctx, t.Call)
 	defer cancel()
 	ok, err := cli.BucketExists(cctx, loc.Bucket)
@@ -67,7 +78,7 @@ func (r *s3Remote) Close() error { return nil }
 func (r *s3Remote) key(name string) string { return path.Join(r.loc.Prefix, name) }
 
 func (r *s3Remote) Put(ctx context.Context, name string, body io.Reader, size int64) error {
-	ctx, w := newWatchdog(ctx, r.t.Idle)
+	ctx, w := newWatchdog(ctx, r.t.Idle, r.activity)
 	defer w.stop()
 	_, err := r.cli.PutObject(ctx, r.loc.Bucket, r.key(name), &progressReader{r: body, w: w}, size, minio.PutObjectOptions{
 		PartSize:    s3PartSize,
@@ -80,7 +91,7 @@ func (r *s3Remote) Put(ctx context.Context, name string, body io.Reader, size in
 }
 
 func (r *s3Remote) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	wctx, w := newWatchdog(ctx, r.t.Idle)
+	wctx, w := newWatchdog(ctx, r.t.Idle, r.activity)
 	obj, err := r.cli.GetObject(wctx, r.loc.Bucket, r.key(name), minio.GetObjectOptions{})
 	if err == nil {
 		// GetObject is lazy: Stat makes the request, so that a missing

@@ -22,9 +22,10 @@ import (
 // ends closes the connection, which is the only way to interrupt a call
 // of pkg/sftp, so no call outlives its deadline.
 type sftpRemote struct {
-	loc    Location
-	config *ssh.ClientConfig
-	t      Timeouts
+	loc      Location
+	config   *ssh.ClientConfig
+	t        Timeouts
+	activity activity
 
 	mu  sync.Mutex
 	ssh *ssh.Client
@@ -84,10 +85,11 @@ func (r *sftpRemote) client(ctx context.Context) (*sftp.Client, error) {
 		return r.cli, nil
 	}
 	d := net.Dialer{Timeout: r.t.Call}
-	conn, err := d.DialContext(ctx, "tcp", r.loc.Host)
+	raw, err := d.DialContext(ctx, "tcp", r.loc.Host)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	conn := r.activity.wrap(raw)
 	// The handshake has no context of its own: a deadline on the socket
 	// bounds it, and closing the socket ends it when ctx does.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -156,7 +158,7 @@ func (r *sftpRemote) path(name string) string { return path.Join(r.loc.Prefix, n
 // Put writes to name.part and renames it into place, so a name is never
 // seen half-written, and fsyncs before the rename where the server can.
 func (r *sftpRemote) Put(ctx context.Context, name string, body io.Reader, size int64) error {
-	ctx, w := newWatchdog(ctx, r.t.Idle)
+	ctx, w := newWatchdog(ctx, r.t.Idle, &r.activity)
 	defer w.stop()
 	final := r.path(name)
 	tmp := final + ".part"
@@ -204,7 +206,7 @@ func isUnsupported(err error) bool {
 }
 
 func (r *sftpRemote) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	wctx, w := newWatchdog(ctx, r.t.Idle)
+	wctx, w := newWatchdog(ctx, r.t.Idle, &r.activity)
 	var f *sftp.File
 	cli, err := r.client(wctx)
 	if err == nil {
