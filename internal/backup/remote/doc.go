@@ -32,8 +32,11 @@
 //   - Every network call takes a context and has a deadline: Timeouts.Call
 //     bounds the short calls, Timeouts.Idle cancels a transfer that made no
 //     progress for that long (a total deadline would cut a large upload on
-//     a slow line). An SFTP call is interrupted by closing its connection,
-//     which the next call dials again.
+//     a slow line). Progress is bytes read or written, and bytes leaving a
+//     socket's send queue (SIOCOUTQ): a write returns as soon as the kernel
+//     holds the bytes, which on a slow uplink may take minutes to send. An
+//     SFTP call is interrupted by closing its connection, which the next
+//     call dials again.
 //
 // # Layout
 //
