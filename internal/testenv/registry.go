@@ -328,42 +328,10 @@ func appImageTar(t testing.TB, bin []byte) *bytes.Buffer {
 	return &buf
 }
 
-// ensureRegistry returns the registry binary, installing it with `go
-// install` from the Go module proxy into a cache folder the first time. A
-// file lock makes parallel test processes build it once.
+// ensureRegistry returns the registry binary, installed with `go install`
+// from the Go module proxy into a cache folder the first time (cachedTool).
 func ensureRegistry(t testing.TB) (string, error) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("find a cache folder: %w", err)
-	}
-	dir := filepath.Join(cache, "gitopsd-test", "registry-"+registryVersion)
-	bin := filepath.Join(dir, "registry")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", dir, err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", fmt.Errorf("open build lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("take build lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	// Another process may have built it while we waited for the lock.
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	t.Logf("installing registry %s from the Go module proxy into %s (takes a minute or two)", registryVersion, dir)
-	start := time.Now()
-	if err := installRegistry(dir, bin); err != nil {
-		return "", err
-	}
-	t.Logf("installed registry %s in %v", registryVersion, time.Since(start).Round(time.Second))
-	return bin, nil
+	return cachedTool(t, "registry", registryVersion, "registry", installRegistry)
 }
 
 // installRegistry runs go install outside any module and workspace, so

@@ -263,41 +263,10 @@ func (s *S3Server) Log() string {
 	return strings.TrimSpace(string(b))
 }
 
-// ensureSeaweed returns the weed binary, building it the first time into
-// a cache folder, under a file lock so that parallel test processes build
-// it once.
+// ensureSeaweed returns the weed binary, built the first time into a
+// cache folder (cachedTool).
 func ensureSeaweed(t testing.TB) (string, error) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("find a cache folder: %w", err)
-	}
-	dir := filepath.Join(cache, "gitopsd-test", "seaweedfs-"+seaweedVersion)
-	bin := filepath.Join(dir, "weed")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", dir, err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", fmt.Errorf("open build lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("take build lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	t.Logf("building seaweedfs %s from the Go module proxy into %s (takes several minutes)", seaweedVersion, dir)
-	start := time.Now()
-	if err := buildSeaweed(dir, bin); err != nil {
-		return "", err
-	}
-	t.Logf("built seaweedfs %s in %v", seaweedVersion, time.Since(start).Round(time.Second))
-	return bin, nil
+	return cachedTool(t, "seaweedfs", seaweedVersion, "weed", buildSeaweed)
 }
 
 // buildSeaweed builds weed inside its own module, as downloaded from the
