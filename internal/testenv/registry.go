@@ -16,9 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,15 +50,11 @@ type Registry struct {
 	User     string
 	Password string
 
-	t      testing.TB
-	cli    *client.Client
-	bin    string
-	config string
-	logf   string
+	t    testing.TB
+	cli  *client.Client
+	proc *serverProcess
 
 	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
 	images map[string]bool // references and IDs to remove at the end
 }
 
@@ -78,10 +72,13 @@ func StartRegistry(t testing.TB) *Registry {
 	dir := t.TempDir()
 	r := &Registry{
 		Host: "127.0.0.1:" + strconv.Itoa(FreePort(t)), User: "gitopsd", Password: randomHex(t, 12),
-		t: t, cli: cli, bin: registryBin.path, config: filepath.Join(dir, "config.yml"), logf: filepath.Join(dir, "registry.log"),
-		images: map[string]bool{},
+		t: t, cli: cli, images: map[string]bool{},
 	}
-	if err := r.writeConfig(dir); err != nil {
+	config := filepath.Join(dir, "config.yml")
+	// No telemetry exporters: nothing listens for them here.
+	r.proc = &serverProcess{name: "registry on " + r.Host, argv: []string{registryBin.path, "serve", config}, logf: filepath.Join(dir, "registry.log"),
+		env: []string{"OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none"}}
+	if err := r.writeConfig(dir, config); err != nil {
 		t.Fatalf("registry config: %v", err)
 	}
 	t.Cleanup(r.cleanup)
@@ -91,7 +88,7 @@ func StartRegistry(t testing.TB) *Registry {
 
 // writeConfig writes the registry's configuration and its htpasswd file
 // (bcrypt, the only hash the registry takes).
-func (r *Registry) writeConfig(dir string) error {
+func (r *Registry) writeConfig(dir, config string) error {
 	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), bcrypt.MinCost)
 	if err != nil {
 		return err
@@ -115,39 +112,15 @@ auth:
     realm: gitopsd-test
     path: %s
 `, filepath.Join(dir, "storage"), r.Host, randomHex(r.t, 16), htpasswd)
-	return os.WriteFile(r.config, []byte(cfg), 0o600)
+	return os.WriteFile(config, []byte(cfg), 0o600)
 }
 
 // Start runs the registry (again, after Stop) on its port and waits until
 // it answers.
 func (r *Registry) Start() {
 	r.t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil {
-		r.t.Fatal("registry already running")
-	}
-	logFile, err := os.OpenFile(r.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		r.t.Fatalf("registry log: %v", err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(r.bin, "serve", r.config)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// No telemetry exporters: nothing listens for them here.
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
-	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start registry: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	r.cmd, r.exited = cmd, exited
-	if err := r.waitAnswers(exited); err != nil {
-		log, _ := os.ReadFile(r.logf)
-		r.t.Fatalf("registry on %s: %v\n%s", r.Host, err, log)
+	if err := r.proc.start(r.waitAnswers); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
@@ -181,25 +154,9 @@ func (r *Registry) waitAnswers(exited <-chan struct{}) error {
 // Stop ends the registry process; images on the engine stay.
 func (r *Registry) Stop() {
 	r.t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.stopLocked(); err != nil {
+	if err := r.proc.stop(); err != nil {
 		r.t.Fatal(err)
 	}
-}
-
-func (r *Registry) stopLocked() error {
-	if r.cmd == nil {
-		return nil
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("registry pid %d did not exit", r.cmd.Process.Pid)
-	}
-	r.cmd, r.exited = nil, nil
-	return nil
 }
 
 // PushApp builds the test app into an image named <host>/<name> (e.g.
@@ -296,11 +253,11 @@ func (r *Registry) track(image string) {
 // cleanup stops the registry and removes every image pushed to it, by
 // reference and by ID: a tag that moved leaves its old image behind.
 func (r *Registry) cleanup() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.stopLocked(); err != nil {
+	if err := r.proc.stop(); err != nil {
 		r.t.Errorf("cleanup: %v", err)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for image := range r.images {
@@ -378,7 +335,4 @@ func randomHex(t testing.TB, n int) string {
 }
 
 // Log is the registry's own log so far, for a failing test.
-func (r *Registry) Log() string {
-	b, _ := os.ReadFile(r.logf)
-	return strings.TrimSpace(string(b))
-}
+func (r *Registry) Log() string { return r.proc.log() }

@@ -42,14 +42,7 @@ type S3Server struct {
 	SecretKey string
 
 	t    testing.TB
-	bin  string
-	dir  string
-	args []string
-	logf string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc *serverProcess
 }
 
 // StartS3 runs SeaweedFS for the test (building it from the Go module
@@ -62,7 +55,7 @@ func StartS3(t testing.TB) *S3Server {
 		t.Fatalf("seaweedfs %s: %v", seaweedVersion, seaweedBin.err)
 	}
 	dir := t.TempDir()
-	s := &S3Server{AccessKey: "gitopsd" + randomHex(t, 4), SecretKey: randomHex(t, 16), t: t, bin: seaweedBin.path, dir: dir, logf: filepath.Join(dir, "weed.log")}
+	s := &S3Server{AccessKey: "gitopsd" + randomHex(t, 4), SecretKey: randomHex(t, 16), t: t}
 	port := func() string { return strconv.Itoa(FreePort(t)) }
 	s3Port := port()
 	s.Endpoint = "127.0.0.1:" + s3Port
@@ -82,7 +75,7 @@ func StartS3(t testing.TB) *S3Server {
 	}
 	// Every port explicit: the defaults (and "grpc = http + 10000") would
 	// collide with other tests running at the same time.
-	s.args = []string{"server",
+	args := []string{seaweedBin.path, "server",
 		"-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + data2, "-volume.max=32", "-master.volumeSizeLimitMB=64",
 		"-master.port=" + port(), "-master.port.grpc=" + port(), "-master.telemetry=false",
 		"-volume.port=" + port(), "-volume.port.grpc=" + port(),
@@ -90,10 +83,10 @@ func StartS3(t testing.TB) *S3Server {
 		"-s3", "-s3.port=" + s3Port, "-s3.port.grpc=" + port(), "-s3.port.iceberg=0", "-s3.port.lance=0",
 		"-s3.config=" + config, "-s3.iam=false", "-s3.localSocket=" + filepath.Join(dir, "s3.sock"),
 	}
+	// The filer keeps its metadata store in the working folder.
+	s.proc = &serverProcess{name: "seaweedfs s3 on " + s.Endpoint, argv: args, dir: dir, logf: filepath.Join(dir, "weed.log")}
 	t.Cleanup(func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err := s.stopLocked(); err != nil {
+		if err := s.proc.stop(); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -105,30 +98,8 @@ func StartS3(t testing.TB) *S3Server {
 // until the S3 gateway answers an authenticated request.
 func (s *S3Server) Start() {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		s.t.Fatal("seaweedfs already running")
-	}
-	logFile, err := os.OpenFile(s.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		s.t.Fatalf("seaweedfs log: %v", err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(s.bin, s.args...)
-	cmd.Dir = s.dir // the filer keeps its metadata store in the working folder
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start seaweedfs: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.cmd, s.exited = cmd, exited
-	if err := s.waitAnswers(exited); err != nil {
-		s.t.Fatalf("seaweedfs s3 on %s: %v\n%s", s.Endpoint, err, s.Log())
+	if err := s.proc.start(s.waitAnswers); err != nil {
+		s.t.Fatal(err)
 	}
 }
 
@@ -218,50 +189,20 @@ func (s *S3Server) URL(bucket, prefix string) string {
 // Stop kills the server, as when it goes away; the data stays for Start.
 func (s *S3Server) Stop() {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.stopLocked(); err != nil {
+	if err := s.proc.stop(); err != nil {
 		s.t.Fatal(err)
 	}
 }
 
-func (s *S3Server) stopLocked() error {
-	if s.cmd == nil {
-		return nil
-	}
-	killTree(s.cmd.Process.Pid)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("seaweedfs pid %d did not exit", s.cmd.Process.Pid)
-	}
-	s.cmd, s.exited = nil, nil
-	return nil
-}
-
 // Freeze stops the server without ending it (SIGSTOP): connections stay
 // open and nothing answers, as with a hung server.
-func (s *S3Server) Freeze() { s.signal(syscall.SIGSTOP) }
+func (s *S3Server) Freeze() { s.proc.signal(syscall.SIGSTOP) }
 
 // Thaw lets a frozen server run on (SIGCONT).
-func (s *S3Server) Thaw() { s.signal(syscall.SIGCONT) }
-
-func (s *S3Server) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		signalTree(s.cmd.Process.Pid, sig)
-	}
-}
+func (s *S3Server) Thaw() { s.proc.signal(syscall.SIGCONT) }
 
 // Log is the server's own log so far (its tail), for a failing test.
-func (s *S3Server) Log() string {
-	b, _ := os.ReadFile(s.logf)
-	if len(b) > 8<<10 {
-		b = b[len(b)-8<<10:]
-	}
-	return strings.TrimSpace(string(b))
-}
+func (s *S3Server) Log() string { return s.proc.log() }
 
 // ensureSeaweed returns the weed binary, built the first time into a
 // cache folder (cachedTool).

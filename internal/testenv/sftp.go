@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,15 +36,10 @@ type SFTPServer struct {
 	KnownHosts string
 
 	t        testing.TB
-	bin      string
 	config   string
-	logf     string
 	hostKeys map[string]string // ssh-keygen type -> private key file
 	hostPubs []string          // the .pub lines
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc     *serverProcess
 }
 
 // StartSFTP runs sshd for the test and stops it (and every session it
@@ -72,15 +66,14 @@ func StartSFTP(t testing.TB) *SFTPServer {
 	s := &SFTPServer{
 		Host: "127.0.0.1:" + strconv.Itoa(FreePort(t)), User: u.Username, Root: filepath.Join(dir, "root"),
 		KeyFile: filepath.Join(dir, "client_key"), KnownHosts: filepath.Join(dir, "known_hosts"),
-		t: t, bin: bin, config: filepath.Join(dir, "sshd_config"), logf: filepath.Join(dir, "sshd.log"),
+		t: t, config: filepath.Join(dir, "sshd_config"),
 	}
+	s.proc = &serverProcess{name: "sshd on " + s.Host, argv: []string{bin, "-D", "-e", "-f", s.config}, logf: filepath.Join(dir, "sshd.log")}
 	if err := s.setup(dir); err != nil {
 		t.Fatalf("sshd setup: %v", err)
 	}
 	t.Cleanup(func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err := s.stopLocked(); err != nil {
+		if err := s.proc.stop(); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -235,30 +228,8 @@ func (s *SFTPServer) WrongKnownHosts(t testing.TB) string {
 // Start runs sshd (again, after Stop) and waits until it greets.
 func (s *SFTPServer) Start() {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		s.t.Fatal("sshd already running")
-	}
-	logFile, err := os.OpenFile(s.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		s.t.Fatalf("sshd log: %v", err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(s.bin, "-D", "-e", "-f", s.config)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start sshd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.cmd, s.exited = cmd, exited
-	if err := waitGreeting(s.Host, "SSH-2.0-", exited); err != nil {
-		log, _ := os.ReadFile(s.logf)
-		s.t.Fatalf("sshd on %s: %v\n%s", s.Host, err, log)
+	if err := s.proc.start(func(exited <-chan struct{}) error { return waitGreeting(s.Host, "SSH-2.0-", exited) }); err != nil {
+		s.t.Fatal(err)
 	}
 }
 
@@ -266,47 +237,20 @@ func (s *SFTPServer) Start() {
 // at once, as when the server goes away.
 func (s *SFTPServer) Stop() {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.stopLocked(); err != nil {
+	if err := s.proc.stop(); err != nil {
 		s.t.Fatal(err)
 	}
 }
 
-func (s *SFTPServer) stopLocked() error {
-	if s.cmd == nil {
-		return nil
-	}
-	killTree(s.cmd.Process.Pid)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("sshd pid %d did not exit", s.cmd.Process.Pid)
-	}
-	s.cmd, s.exited = nil, nil
-	return nil
-}
-
 // Freeze stops sshd and its sessions without ending them (SIGSTOP): the
 // connections stay open and nothing answers, as with a hung server.
-func (s *SFTPServer) Freeze() { s.signal(syscall.SIGSTOP) }
+func (s *SFTPServer) Freeze() { s.proc.signal(syscall.SIGSTOP) }
 
 // Thaw lets a frozen sshd run on (SIGCONT).
-func (s *SFTPServer) Thaw() { s.signal(syscall.SIGCONT) }
-
-func (s *SFTPServer) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		signalTree(s.cmd.Process.Pid, sig)
-	}
-}
+func (s *SFTPServer) Thaw() { s.proc.signal(syscall.SIGCONT) }
 
 // Log is sshd's own log so far, for a failing test.
-func (s *SFTPServer) Log() string {
-	b, _ := os.ReadFile(s.logf)
-	return strings.TrimSpace(string(b))
-}
+func (s *SFTPServer) Log() string { return s.proc.log() }
 
 // waitGreeting waits until addr accepts a connection and sends a line
 // starting with prefix.
@@ -345,62 +289,4 @@ func greets(addr, prefix string) error {
 		return fmt.Errorf("greeting %q, want %s…", line, prefix)
 	}
 	return nil
-}
-
-// killTree stops pid and its descendants first (so none forks on), then
-// kills them all: sshd's sessions run in processes of their own session,
-// which a kill of the process group would miss.
-func killTree(pid int) {
-	pids := []int{pid}
-	_ = syscall.Kill(pid, syscall.SIGSTOP)
-	for i := 0; i < len(pids); i++ {
-		for _, child := range childrenOf(pids[i]) {
-			_ = syscall.Kill(child, syscall.SIGSTOP)
-			pids = append(pids, child)
-		}
-	}
-	for _, p := range pids {
-		_ = syscall.Kill(p, syscall.SIGKILL)
-	}
-}
-
-// signalTree sends sig to pid and its descendants.
-func signalTree(pid int, sig syscall.Signal) {
-	pids := []int{pid}
-	for i := 0; i < len(pids); i++ {
-		pids = append(pids, childrenOf(pids[i])...)
-	}
-	for _, p := range pids {
-		_ = syscall.Kill(p, sig)
-	}
-}
-
-// childrenOf lists the processes whose parent is pid, from /proc.
-func childrenOf(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces and parentheses; the fields
-		// after its last ")" are state, then ppid.
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
-			out = append(out, p)
-		}
-	}
-	return out
 }
