@@ -42,11 +42,11 @@ func (c *Cache) loadForAll(ctx context.Context, repoDir, name string, host Host)
 // passed over is no answer to a caller that wants it whole.
 func (c *Cache) load(ctx context.Context, repoDir, name string, host Host, whole bool) (*Stack, error) {
 	if host.policy().PathsOutsideStack {
-		return loadStack(ctx, repoDir, name, host, whole)
+		return loadStack(ctx, repoDir, name, host, whole, false)
 	}
 	real, err := filepath.EvalSymlinks(filepath.Join(repoDir, "stacks", name))
 	if err != nil {
-		return loadStack(ctx, repoDir, name, host, whole) // says why, as it would uncached
+		return loadStack(ctx, repoDir, name, host, whole, false) // says why, as it would uncached
 	}
 	c.mu.Lock()
 	e, ok := c.entries[name]
@@ -54,7 +54,7 @@ func (c *Cache) load(ctx context.Context, repoDir, name string, host Host, whole
 	if ok && e.real == real && (!whole || e.st == nil || e.st.Project != nil) {
 		return e.st, e.err
 	}
-	st, err := loadStack(ctx, repoDir, name, host, whole)
+	st, err := loadStack(ctx, repoDir, name, host, whole, false)
 	var stackErr *Error
 	if err == nil || (errors.As(err, &stackErr) && ctx.Err() == nil) {
 		// Only what the files decide is kept: not a cancelled load.

@@ -119,7 +119,7 @@ func envKey(label string) string {
 // `docker compose -p <name> [--profile P] -f <file>... [-f compose.<host>.yaml] up`
 // would, run in that folder. Errors a user can fix in the repository are *Error.
 func Load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
-	return loadStack(ctx, repoDir, name, host, true)
+	return loadStack(ctx, repoDir, name, host, true, false)
 }
 
 // loadForAll is Load as LoadAll needs it: a stack whose compose files say,
@@ -128,10 +128,13 @@ func Load(ctx context.Context, repoDir, name string, host Host) (*Stack, error) 
 // included files, secrets); it comes back with its targets and no
 // Project.
 func loadForAll(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
-	return loadStack(ctx, repoDir, name, host, false)
+	return loadStack(ctx, repoDir, name, host, false, false)
 }
 
-func loadStack(ctx context.Context, repoDir, name string, host Host, whole bool) (st *Stack, err error) {
+// loadStack loads a stack whole or as loadForAll does; composeValidates
+// leaves the validation of the compose files to compose-go alone (see
+// schema.go), for the tests that hold the fast path to it.
+func loadStack(ctx context.Context, repoDir, name string, host Host, whole, composeValidates bool) (st *Stack, err error) {
 	// A crafted compose file must cost its stack, never the daemon: a panic
 	// anywhere in loading (compose-go's or ours) is that stack's error.
 	defer func() {
@@ -139,10 +142,10 @@ func loadStack(ctx context.Context, repoDir, name string, host Host, whole bool)
 			st, err = nil, &Error{Stack: name, Msg: fmt.Sprintf("the loader failed on this stack (a bug: please report it): %v", r)}
 		}
 	}()
-	return load(ctx, repoDir, name, host, whole)
+	return load(ctx, repoDir, name, host, whole, composeValidates)
 }
 
-func load(ctx context.Context, repoDir, name string, host Host, whole bool) (*Stack, error) {
+func load(ctx context.Context, repoDir, name string, host Host, whole, composeValidates bool) (*Stack, error) {
 	if !stackName.MatchString(name) {
 		return nil, &Error{Stack: name, Msg: fmt.Sprintf("invalid stack name %q: use lowercase letters, digits, '-' and '_', starting with a letter or digit", name)}
 	}
@@ -180,7 +183,7 @@ func load(ctx context.Context, repoDir, name string, host Host, whole bool) (*St
 	if err := loc.checkIncludes(dir, sel, rules.PathsOutsideStack); err != nil {
 		return nil, err
 	}
-	project, options, err := loading{loc: loc, name: name, dir: dir, sel: sel}.project(ctx)
+	project, options, err := loading{loc: loc, name: name, dir: dir, sel: sel, composeValidates: composeValidates}.project(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +230,11 @@ type loading struct {
 	loc       *locator
 	name, dir string
 	sel       selection
+	// composeValidates: compose-go alone validates the files.
+	composeValidates bool
+	// docs are the compose files as schema.go judged them; nil: compose-go
+	// validates (as the tests that hold the fast path to it ask).
+	docs *documents
 }
 
 // project runs compose-go on the selected files with the active profiles:
@@ -236,6 +244,9 @@ type loading struct {
 // them (compose-go applies profiles while loading, and its checks, such as
 // depends_on naming an inactive service, depend on them).
 func (g loading) project(ctx context.Context) (*types.Project, Options, error) {
+	if !g.composeValidates {
+		g.docs = g.readDocuments(g.loaderOptions())
+	}
 	profiles := g.sel.profiles
 	if declaresProfiles(g.sel.files) {
 		model, err := g.model(ctx)
@@ -270,7 +281,7 @@ func (g loading) withProfiles(ctx context.Context, profiles []string) (*types.Pr
 	opts := append(g.loaderOptions(), loader.WithProfiles(profiles), func(o *loader.Options) {
 		o.SkipResolveEnvironment = true // normalize resolves it, once the env files are judged
 	})
-	model, err := loader.LoadModelWithContext(ctx, details, opts...)
+	model, err := g.loadModel(ctx, opts)
 	if err != nil {
 		return nil, Options{}, g.loc.loadError(ctx, err)
 	}
@@ -292,7 +303,7 @@ func (g loading) withProfiles(ctx context.Context, profiles []string) (*types.Pr
 // model loads the stack's merged and interpolated model, before profiles
 // apply.
 func (g loading) model(ctx context.Context) (map[string]any, error) {
-	model, err := loader.LoadModelWithContext(ctx, g.details(), g.loaderOptions()...)
+	model, err := g.loadModel(ctx, g.loaderOptions())
 	if err != nil {
 		return nil, g.loc.loadError(ctx, err)
 	}
