@@ -53,8 +53,9 @@ type Daemon struct {
 	host     stack.Host
 	// backupEvery is how often the loop looks for due snapshots and tests.
 	backupEvery time.Duration
-	// stacks caches loaded stacks by checkout: polls that find nothing new
-	// and drift checks load nothing again.
+	// stacks caches loaded stacks by their folder's tree: polls that find
+	// nothing new and drift checks load nothing again, and a push loads
+	// only the stacks it changed.
 	stacks stack.Cache
 	// signers are the keys a head must be signed by (nil: any head);
 	// refusedHead is the last head refused for its signature or because
@@ -165,6 +166,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		loaded:   map[string]loadedStack{},
 		now:      time.Now,
 	}
+	d.stacks.Trees = src
 	clock := func() time.Time { return d.now() }
 	d.metrics = metrics.New(st)
 	// Binds into these (the mirror, the checkouts, the live view) are

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
@@ -53,4 +56,60 @@ func (s *Source) SameTree(ctx context.Context, a, b, path string) (bool, error) 
 		return false, fmt.Errorf("compare %s: %w", path, err)
 	}
 	return ha == hb, nil
+}
+
+// FolderTree returns the tree hash of a folder of one of the checkouts,
+// named by its path with symlinks resolved (such as
+// <dir>/checkouts/<sha>/stacks/web): the same hash, the same files. It
+// fails for a folder that is not in a checkout this process wrote or
+// verified, or whose checkout left files of it out for their size: the
+// hash would not say what is on disk.
+func (s *Source) FolderTree(ctx context.Context, dir string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	root, err := filepath.EvalSymlinks(filepath.Join(s.opts.Dir, checkoutsName))
+	if err != nil {
+		return "", fmt.Errorf("tree of %s: %w", dir, err)
+	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("tree of %s: not in a checkout", dir)
+	}
+	sha, folder, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.verified[sha] {
+		return "", fmt.Errorf("tree of %s: not a checkout of this process", dir)
+	}
+	if all := s.leftOut[sha]; all != nil {
+		for _, f := range all.Files {
+			if folder == "" || strings.HasPrefix(f.Path, folder+"/") {
+				return "", fmt.Errorf("tree of %s: the checkout left files of it out", dir)
+			}
+		}
+	}
+	repo, err := s.open()
+	if err != nil {
+		return "", fmt.Errorf("tree of %s: %w", dir, err)
+	}
+	c, err := resolve(repo, sha)
+	if err != nil {
+		return "", fmt.Errorf("tree of %s: %w", dir, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return "", fmt.Errorf("tree of %s: read tree of %s: %w", dir, sha, err)
+	}
+	if folder == "" {
+		return tree.Hash.String(), nil
+	}
+	entry, err := tree.FindEntry(folder)
+	if err != nil {
+		return "", fmt.Errorf("tree of %s: %w", dir, err)
+	}
+	if entry.Mode != filemode.Dir {
+		return "", fmt.Errorf("tree of %s: not a folder at %s", dir, sha)
+	}
+	return entry.Hash.String(), nil
 }
