@@ -56,4 +56,10 @@
 // which the engine writes into the container) and, for stacks that target
 // this host, the host's policy judges what the services ask
 // (internal/policy).
+//
+// Loading is paid for once per content: compose-go's validation against
+// the compose schema is done with the schema compiled once per process,
+// compose-go validating only what gitopsd cannot vouch for (schema.go),
+// and Cache keeps loaded stacks by their folder's tree hash, so that a
+// push loads again only the stacks whose folder it changed.
 package stack

@@ -118,8 +118,13 @@ type documents struct {
 }
 
 // readDocuments reads the stack's compose files for the fast path.
-func (g loading) readDocuments(opts []func(*loader.Options)) *documents {
-	docs := &documents{}
+func (g loading) readDocuments(opts []func(*loader.Options)) (docs *documents) {
+	docs = &documents{}
+	defer func() {
+		if recover() != nil {
+			docs = &documents{} // compose-go's own reading says what is wrong
+		}
+	}()
 	details := g.details()
 	interp := loader.ToOptions(&details, opts).Interpolate
 	if interp == nil {
