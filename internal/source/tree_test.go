@@ -2,6 +2,8 @@ package source
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gitopsd/gitopsd/internal/testenv"
@@ -37,5 +39,46 @@ func TestSameTree(t *testing.T) {
 	}
 	if _, err := s.SameTree(ctx, c1, "0000000000000000000000000000000000000000", "stacks/a"); err == nil {
 		t.Error("an unknown revision should be an error")
+	}
+}
+
+// TestFolderTree: a checkout's folder is named by its tree hash, the same
+// for revisions that leave it alone; a folder the hash would not describe
+// (outside the checkouts, or with files left out for their size) has none.
+func TestFolderTree(t *testing.T) {
+	repo := testenv.NewGitRepo(t)
+	c1 := repo.Commit(t, "c1", map[string]string{"stacks/a/compose.yaml": "a1", "stacks/b/compose.yaml": "b1"})
+	c2 := repo.Commit(t, "b changes", map[string]string{"stacks/b/.env": "X=1", "stacks/c/big": strings.Repeat("x", 2048)})
+	s := newSource(t, Options{URL: repo.Bare, MaxFileBytes: 1024})
+	ctx := context.Background()
+	if _, err := s.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tree := func(rev, folder string) (string, error) {
+		dir, err := s.Checkout(ctx, rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		real, err := filepath.EvalSymlinks(filepath.Join(dir, folder))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.FolderTree(ctx, real)
+	}
+	a1, err1 := tree(c1, "stacks/a")
+	a2, err2 := tree(c2, "stacks/a")
+	if err1 != nil || err2 != nil || a1 != a2 || len(a1) != 40 {
+		t.Errorf("stacks/a, unchanged: trees %q, %q (%v, %v); want one hash", a1, a2, err1, err2)
+	}
+	b1, err1 := tree(c1, "stacks/b")
+	b2, err2 := tree(c2, "stacks/b")
+	if err1 != nil || err2 != nil || b1 == b2 {
+		t.Errorf("stacks/b, changed: trees %q, %q (%v, %v); want two hashes", b1, b2, err1, err2)
+	}
+	if h, err := tree(c2, "stacks/c"); err == nil {
+		t.Errorf("stacks/c, a file left out: tree %q, want an error", h)
+	}
+	if h, err := s.FolderTree(ctx, t.TempDir()); err == nil {
+		t.Errorf("a folder outside the checkouts: tree %q, want an error", h)
 	}
 }
