@@ -152,11 +152,8 @@ func (c *PromClient) Query(ctx context.Context, query string) ([]Sample, error) 
 		ErrorType string `json:"errorType"`
 		Error     string `json:"error"`
 		Data      struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -168,8 +165,15 @@ func (c *PromClient) Query(ctx context.Context, query string) ([]Sample, error) 
 	if r.Data.ResultType != "vector" {
 		return nil, fmt.Errorf("query %s: result is a %s, want a vector", c.URL, r.Data.ResultType)
 	}
-	out := make([]Sample, 0, len(r.Data.Result))
-	for _, e := range r.Data.Result {
+	var vector []struct {
+		Metric map[string]string `json:"metric"`
+		Value  [2]any            `json:"value"`
+	}
+	if err := json.Unmarshal(r.Data.Result, &vector); err != nil {
+		return nil, fmt.Errorf("query %s: bad vector: %w", c.URL, err)
+	}
+	out := make([]Sample, 0, len(vector))
+	for _, e := range vector {
 		ts, ok1 := e.Value[0].(float64)
 		vs, ok2 := e.Value[1].(string)
 		v, err := strconv.ParseFloat(vs, 64)
