@@ -161,6 +161,14 @@ func (p parser) bad(n *yaml.Node, key, format string, a ...any) *Error {
 	return e
 }
 
+// line is the line of n, or of key when the nodes carry no lines.
+func (p parser) line(n *yaml.Node, key string) int {
+	if n.Line == 0 && p.lineOf != nil {
+		return p.lineOf(key)
+	}
+	return n.Line
+}
+
 func join(prefix, key string) string {
 	if prefix == "" {
 		return key
@@ -316,7 +324,7 @@ func (p parser) waves(n *yaml.Node, prefix string) ([]Wave, error) {
 		if first, dup := names[w.Name]; dup {
 			return nil, p.bad(item, key+".name", "duplicate wave name %q (first at line %d)", w.Name, first)
 		}
-		names[w.Name] = item.Line
+		names[w.Name] = p.line(item, key)
 		if w.Kind == SelectPercent {
 			if w.Percent <= lastPercent {
 				return nil, p.bad(item, key+".percent", "%v is not above the previous percent wave's %v: percents are cumulative", w.Percent, lastPercent)
@@ -331,13 +339,11 @@ func (p parser) waves(n *yaml.Node, prefix string) ([]Wave, error) {
 func (p parser) wave(n *yaml.Node, prefix string) (Wave, error) {
 	w := Wave{Kind: SelectAll}
 	selectors := 0
-	var selLine *yaml.Node
 	sel := func(k *yaml.Node) error {
 		selectors++
 		if selectors > 1 {
-			return p.bad(k, join(prefix, k.Value), "a wave has one selector: hosts or percent, or neither for the catch-all (first at line %d)", selLine.Line)
+			return p.bad(k, join(prefix, k.Value), "a wave has one selector: hosts or percent, not both (neither: the catch-all)")
 		}
-		selLine = k
 		return nil
 	}
 	err := p.fields(n, prefix, map[string]func(k, v *yaml.Node) error{

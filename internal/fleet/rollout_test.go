@@ -69,7 +69,7 @@ func TestFleetFileErrors(t *testing.T) {
 		"bad percent":       {head + "    - {name: a, percent: 110}\n    - {name: b}\n", `fleet.yaml:3: rollout.waves.0.percent: "110" must be a percent in (0, 100]`},
 		"zero percent":      {head + "    - {name: a, percent: 0}\n", `fleet.yaml:3: rollout.waves.0.percent: "0" must be a percent`},
 		"word percent":      {head + "    - {name: a, percent: ten}\n", `fleet.yaml:3: rollout.waves.0.percent: "ten" must be a percent`},
-		"two selectors":     {head + "    - name: a\n      percent: 5\n      hosts: {names: [x]}\n", `fleet.yaml:5: rollout.waves.0.hosts: a wave has one selector: hosts or percent, or neither for the catch-all (first at line 4)`},
+		"two selectors":     {head + "    - name: a\n      percent: 5\n      hosts: {names: [x]}\n", `fleet.yaml:5: rollout.waves.0.hosts: a wave has one selector: hosts or percent, not both`},
 		"labels and names":  {head + "    - name: a\n      hosts:\n        labels: {r: c}\n        names: [x]\n", `fleet.yaml:6: rollout.waves.0.hosts.names: a wave has one selector: labels or names, not both`},
 		"duplicate name":    {head + "    - {name: a, percent: 5}\n    - {name: a}\n", `fleet.yaml:4: rollout.waves.1.name: duplicate wave name "a" (first at line 3)`},
 		"after catch-all":   {head + "    - {name: a}\n    - {name: b, percent: 10}\n", `fleet.yaml:4: rollout.waves.1: comes after the catch-all wave "a"`},
