@@ -14,7 +14,7 @@ func TestValidateChecksRollouts(t *testing.T) {
 	app := "services:\n  app:\n    image: example/app:1\n"
 	repo := t.TempDir()
 	writeFiles(t, repo, map[string]string{
-		"fleet.yaml": "rollout:\n  waves:\n    - {name: canary, hosts: {labels: {ring: canary}}}\n    - {name: rest}\n  soak: 15m\n",
+		"fleet.yaml":                "rollout:\n  waves:\n    - {name: canary, hosts: {labels: {ring: canary}}}\n    - {name: rest}\n  soak: 15m\n",
 		"stacks/plain/compose.yaml": app,
 		"stacks/own/compose.yaml":   app + "x-gitopsd:\n  rollout:\n    waves: [{name: first, percent: 5}, {name: rest}]\n    soak: 1m\n",
 		"stacks/bad/compose.yaml":   app + "x-gitopsd:\n  rollout:\n    waves:\n      - {name: first, percent: 5}\n      - {name: rest}\n    soak: soon\n",
