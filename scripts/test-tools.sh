@@ -10,7 +10,7 @@
 # Extra tools for a target: scripts/test-tools.sh lintian:lintian
 set -uo pipefail
 
-tools=(systemd-analyze:systemd promtool:prometheus zstd:zstd ssh-keygen:openssh-client gpg:gnupg sshd:openssh-server "$@")
+tools=(systemd-analyze:systemd promtool:prometheus prometheus:prometheus zstd:zstd ssh-keygen:openssh-client gpg:gnupg sshd:openssh-server "$@")
 
 missing=()
 for t in "${tools[@]}"; do

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitopsd/gitopsd/internal/backup"
+	"github.com/gitopsd/gitopsd/internal/fleet"
 	"github.com/gitopsd/gitopsd/internal/policy"
 	"github.com/gitopsd/gitopsd/internal/secrets"
 	"github.com/gitopsd/gitopsd/internal/stack"
@@ -26,6 +27,7 @@ func newValidateCmd() *cobra.Command {
 		Long: `Load every stack under DIR/stacks (default: the current folder) as the daemon would for a
 host, without Docker or a daemon, and say for each whether it is valid, invalid (with the
 file, line and key at fault) or not for this host (its x-gitopsd.targets leave it out).
+fleet.yaml at the root, if present, and each stack's x-gitopsd.rollout are checked too.
 Meant for the repository's CI, so a bad commit is refused before any host sees it.
 
 --host and --label judge targets and interpolation (GITOPSD_HOST, GITOPSD_LABEL_<KEY>)
@@ -74,15 +76,26 @@ Exit status: 0 every stack is valid, 1 a stack is invalid or there are none, 2 u
 				return fmt.Errorf("validate %s: %w", dir, res.Err)
 			}
 			w := cmd.OutOrStdout()
+			rollout, fleetErr := fleet.Load(dir)
 			res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
 				if err := backup.Validate(st); err != nil {
+					res.Invalid[st.Name] = err
+					return true
+				}
+				if _, err := fleet.ForStack(st, rollout); err != nil {
 					res.Invalid[st.Name] = err
 					return true
 				}
 				return false
 			})
 			if asJSON {
-				return validateJSON(cmd, dir, host.Name, res)
+				return validateJSON(cmd, dir, host.Name, res, fleetResult(rollout, fleetErr))
+			}
+			switch {
+			case fleetErr != nil:
+				fmt.Fprintf(w, "invalid  %s: %v\n", fleet.FileName, fleetErr)
+			case rollout != nil:
+				fmt.Fprintf(w, "ok       %s (%s)\n", fleet.FileName, rollout)
 			}
 			for _, st := range res.Stacks {
 				fmt.Fprintf(w, "ok       %s (%s)\n", st.Name, describe(st))
@@ -93,7 +106,7 @@ Exit status: 0 every stack is valid, 1 a stack is invalid or there are none, 2 u
 			for _, name := range sortedNames(res.Invalid) {
 				fmt.Fprintf(w, "invalid  %s: %v\n", name, res.Invalid[name])
 			}
-			if len(res.Invalid) > 0 {
+			if len(res.Invalid) > 0 || fleetErr != nil {
 				return exitError{code: 1}
 			}
 			if len(res.Stacks)+len(res.Untargeted) == 0 {
@@ -113,11 +126,31 @@ Exit status: 0 every stack is valid, 1 a stack is invalid or there are none, 2 u
 
 // ValidateResult is `validate --json`. A stack's Status is ok, invalid
 // (Error says why, naming file, line and key) or untargeted (not for this
-// host). OK is false when a stack is invalid or there are none.
+// host). OK is false when a stack or fleet.yaml is invalid or there are no
+// stacks.
 type ValidateResult struct {
 	Host   string          `json:"host"`
 	OK     bool            `json:"ok"`
+	Fleet  ValidateFleet   `json:"fleet"`
 	Stacks []ValidateStack `json:"stacks"`
+}
+
+// ValidateFleet is fleet.yaml's part of ValidateResult: Status is ok,
+// invalid (Error names the file, line and key) or absent.
+type ValidateFleet struct {
+	File   string `json:"file"`
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+func fleetResult(r *fleet.Rollout, err error) ValidateFleet {
+	switch {
+	case err != nil:
+		return ValidateFleet{File: fleet.FileName, Status: "invalid", Error: err.Error()}
+	case r == nil:
+		return ValidateFleet{File: fleet.FileName, Status: "absent"}
+	}
+	return ValidateFleet{File: fleet.FileName, Status: "ok"}
 }
 
 // ValidateStack is one stack of ValidateResult.
@@ -129,8 +162,8 @@ type ValidateStack struct {
 	Error    string   `json:"error"`
 }
 
-func validateJSON(cmd *cobra.Command, dir, host string, res stack.Result) error {
-	out := ValidateResult{Host: host, Stacks: []ValidateStack{}}
+func validateJSON(cmd *cobra.Command, dir, host string, res stack.Result, fl ValidateFleet) error {
+	out := ValidateResult{Host: host, Fleet: fl, Stacks: []ValidateStack{}}
 	for _, st := range res.Stacks {
 		p := st.Profiles
 		if p == nil {
@@ -144,7 +177,7 @@ func validateJSON(cmd *cobra.Command, dir, host string, res stack.Result) error 
 	for _, name := range sortedNames(res.Invalid) {
 		out.Stacks = append(out.Stacks, ValidateStack{Name: name, Status: "invalid", Profiles: []string{}, Error: res.Invalid[name].Error()})
 	}
-	out.OK = len(res.Invalid) == 0 && len(out.Stacks) > 0
+	out.OK = len(res.Invalid) == 0 && len(out.Stacks) > 0 && fl.Status != "invalid"
 	if err := writeJSON(cmd.OutOrStdout(), out); err != nil {
 		return err
 	}

@@ -43,7 +43,29 @@ type Config struct {
 	Secrets  Secrets `yaml:"secrets"`
 	Policy   Policy  `yaml:"policy"`
 	Images   Images  `yaml:"images"`
+	Report   Report  `yaml:"report"`
 }
+
+// Report is where commit statuses go (internal/report): one per host and
+// stack, context gitopsd/<host>/<stack>. Accepted and checked; the daemon
+// does not send them yet (issue 21 wires it).
+type Report struct {
+	// Provider is github, gitlab or gitea (Forgejo too); "": no statuses.
+	Provider string `yaml:"provider"`
+	// URL is the API's base (https://api.github.com,
+	// https://gitlab.example.com/api/v4, https://gitea.example.com); "":
+	// derived from source.url's host.
+	URL string `yaml:"url"`
+	// TokenFile holds the API token; its content never reaches a log.
+	TokenFile string `yaml:"token_file"`
+}
+
+// Report providers.
+const (
+	ReportGitHub = "github"
+	ReportGitLab = "gitlab"
+	ReportGitea  = "gitea"
+)
 
 // Images is how images reach this host and when they leave it.
 type Images struct {

@@ -193,6 +193,16 @@
 //	  webhook: https://hooks.example.com/gitopsd
 //	  urls: []
 //
+//	# Commit statuses on the Git provider, one per host and stack (context
+//	# gitopsd/<host>/<stack>). Accepted and checked, not yet sent: the
+//	# daemon does not act on report yet (issue 21). provider: github,
+//	# gitlab or gitea (Forgejo too); url: the API's base, default from
+//	# source.url's host; token_file: absolute, never logged.
+//	report:
+//	  provider: github
+//	  url: https://api.github.com
+//	  token_file: /etc/gitopsd/status_token
+//
 // # Rules
 //
 //   - Unknown keys are errors, so a typo is not silently ignored. A key that

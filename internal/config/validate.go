@@ -86,6 +86,9 @@ func (c *Config) Validate() error {
 	if w := c.Notify.Webhook; w != "" && !strings.HasPrefix(w, "http://") && !strings.HasPrefix(w, "https://") {
 		return bad("notify.webhook", fmt.Sprintf("%q is not an http(s) URL", w))
 	}
+	if err := c.Report.validate(); err != nil {
+		return err
+	}
 	if c.Metrics != "" && !isHostPort(c.Metrics) {
 		return bad("metrics", fmt.Sprintf("%q is not a host:port (empty disables metrics)", c.Metrics))
 	}
@@ -104,6 +107,30 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return c.Policy.validate()
+}
+
+func (r Report) validate() error {
+	bad := func(key, msg string) error { return &Error{Key: key, Msg: msg} }
+	switch r.Provider {
+	case "":
+		if r.URL != "" || r.TokenFile != "" {
+			return bad("report.provider", "required with report.url or report.token_file: github, gitlab or gitea")
+		}
+		return nil
+	case ReportGitHub, ReportGitLab, ReportGitea:
+	default:
+		return bad("report.provider", fmt.Sprintf("%q is not a provider: github, gitlab or gitea (Forgejo: gitea)", r.Provider))
+	}
+	if u := r.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return bad("report.url", fmt.Sprintf("%q is not an http(s) URL", u))
+	}
+	switch {
+	case r.TokenFile == "":
+		return bad("report.token_file", "required with report.provider")
+	case !filepath.IsAbs(r.TokenFile):
+		return bad("report.token_file", "must be an absolute path")
+	}
+	return nil
 }
 
 func (p Policy) validate() error {

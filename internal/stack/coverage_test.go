@@ -20,7 +20,7 @@ func TestProfilesOptionErrorsNameTheKey(t *testing.T) {
 		"mapping": {"x-gitopsd:\n  profiles: {debug: true}\n", "stacks/p/compose.yaml:5: x-gitopsd.profiles: must be a list of profile names"},
 		"number":  {"x-gitopsd:\n  profiles:\n    - debug\n    - 7\n", "stacks/p/compose.yaml:7: x-gitopsd.profiles.1: must be a profile name, not 7"},
 		"nested":  {"x-gitopsd:\n  profiles: [[debug]]\n", "stacks/p/compose.yaml:5: x-gitopsd.profiles.0: must be a profile name, not [debug]"},
-		"typo":    {"x-gitopsd:\n  profile: [debug]\n", `x-gitopsd.profile: unknown key "profile" (known: backup, drift, health, profiles, targets, update)`},
+		"typo":    {"x-gitopsd:\n  profile: [debug]\n", `x-gitopsd.profile: unknown key "profile" (known: backup, drift, health, profiles, rollout, targets, update)`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -26,8 +26,8 @@ func (e *optionError) keyPath() string {
 }
 
 // knownOptions are the keys of x-gitopsd; the ones parsed elsewhere (backup,
-// health, update) are only checked to exist here.
-var knownOptions = map[string]bool{"targets": true, "drift": true, "profiles": true, "backup": true, "health": true, "update": true}
+// health, update, rollout: internal/fleet) are only checked to exist here.
+var knownOptions = map[string]bool{"targets": true, "drift": true, "profiles": true, "backup": true, "health": true, "update": true, "rollout": true}
 
 // parseOptions reads the x-gitopsd extension (nil when absent).
 func parseOptions(raw any) (Options, error) {
@@ -47,7 +47,7 @@ func parseOptions(raw any) (Options, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !knownOptions[k] {
-			return opts, &optionError{path: k, msg: fmt.Sprintf("unknown key %q (known: backup, drift, health, profiles, targets, update)", k)}
+			return opts, &optionError{path: k, msg: fmt.Sprintf("unknown key %q (known: backup, drift, health, profiles, rollout, targets, update)", k)}
 		}
 	}
 	if v, ok := m["drift"]; ok {
