@@ -64,6 +64,11 @@ func (s *Source) SameTree(ctx context.Context, a, b, path string) (bool, error) 
 // fails for a folder that is not in a checkout this process wrote or
 // verified, or whose checkout left files of it out for their size: the
 // hash would not say what is on disk.
+//
+// It never waits for the mirror: a fetch holds it for as long as the
+// server takes to answer (up to source.timeout), and the stack cache asks
+// from the drift check, which must heal meanwhile. A busy mirror is an
+// error, and the cache keys by the folder's path instead.
 func (s *Source) FolderTree(ctx context.Context, dir string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -77,7 +82,9 @@ func (s *Source) FolderTree(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("tree of %s: not in a checkout", dir)
 	}
 	sha, folder, _ := strings.Cut(filepath.ToSlash(rel), "/")
-	s.mu.Lock()
+	if !s.mu.TryLock() {
+		return "", fmt.Errorf("tree of %s: the mirror is busy (a fetch runs)", dir)
+	}
 	defer s.mu.Unlock()
 	if !s.verified[sha] {
 		return "", fmt.Errorf("tree of %s: not a checkout of this process", dir)

@@ -81,4 +81,20 @@ func TestFolderTree(t *testing.T) {
 	if h, err := s.FolderTree(ctx, t.TempDir()); err == nil {
 		t.Errorf("a folder outside the checkouts: tree %q, want an error", h)
 	}
+	// A fetch holds the mirror while the server answers: the drift check's
+	// loads must not wait for it.
+	dir, err := s.Checkout(ctx, c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(dir, "stacks/a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	h, err := s.FolderTree(ctx, real)
+	s.mu.Unlock()
+	if err == nil {
+		t.Errorf("while a fetch holds the mirror: tree %q, want an error at once", h)
+	}
 }
