@@ -9,7 +9,7 @@ export CGO_ENABLED := 0
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gitopsd ./cmd/gitopsd
 
-# The release targets of DESIGN.md: linux amd64, arm64 and arm/v7, and
+# The release targets: linux amd64, arm64 and arm/v7, and
 # arm/v6 for the Raspberry Pi Zero and 1.
 cross:
 	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-amd64 ./cmd/gitopsd

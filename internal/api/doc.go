@@ -1,5 +1,5 @@
 // Package api owns the local API between the daemon and its subcommands:
-// HTTP with JSON over a unix socket (DESIGN.md `socket`). The JSON types in
+// HTTP with JSON over a unix socket (the config's `socket`). The JSON types in
 // types.go are the documented `--json` contract; the server adapts a
 // Backend (the daemon) to HTTP, and the Client is all the CLI knows of the
 // daemon.

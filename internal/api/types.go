@@ -1,7 +1,7 @@
 package api
 
 // The JSON documents below are the stable contract of `--json` output
-// (DESIGN.md, "Commands"). Add fields; never rename or remove one.
+// (docs/operations.md, "Commands"). Add fields; never rename or remove one.
 
 // Status is `gitopsd status --json`.
 type Status struct {

@@ -29,7 +29,7 @@ const (
 // the Git server more than it gains; local repositories are watched anyway.
 const MinInterval = 5 * time.Second
 
-// Config is the daemon's configuration (DESIGN.md, "The daemon's own configuration").
+// Config is the daemon's configuration (docs/configuration.md).
 type Config struct {
 	Source   Source  `yaml:"source"`
 	Host     Host    `yaml:"host"`

@@ -261,7 +261,7 @@ func TestBackupRoundTrip(t *testing.T) {
 		t.Fatalf("backup_size_bytes = %q", v)
 	}
 
-	// A drift, healed; then every metric name of DESIGN.md is on /metrics
+	// A drift, healed; then every metric name gitopsd documents is on /metrics
 	// (gitopsd_drift has a series only while a drift is open: the report
 	// test of drift_test.go sees it).
 	if _, err := h.docker.ContainerStop(ctx, h.containers(h.stack)["app#1"], client.ContainerStopOptions{}); err != nil {

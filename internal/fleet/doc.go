@@ -70,7 +70,7 @@
 // Observe asks Prometheus three instant queries per stack and revision
 // (QueriesFor), whatever the size of the fleet, over metrics each host
 // exports for the stacks that target it (a proposal for internal/metrics:
-// DESIGN.md's gitopsd_stack_info and gitopsd_rollbacks_total carry neither
+// gitopsd_stack_info and gitopsd_rollbacks_total carry neither
 // the wave nor, for rollbacks, the revision):
 //
 //	gitopsd_rollout_info{stack,wave,host} 1

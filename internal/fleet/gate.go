@@ -14,7 +14,7 @@ import (
 )
 
 // The metrics the gate reads. Each host exports them for the stacks that
-// target it (proposed for internal/metrics; DESIGN.md's stack_info and
+// target it (proposed for internal/metrics; gitopsd_stack_info and
 // rollbacks_total carry neither the wave nor, for rollbacks, the revision,
 // and a rollout must know both):
 //

@@ -1,4 +1,4 @@
-// Package metrics owns gitopsd's Prometheus metrics (DESIGN.md, "Metrics")
+// Package metrics owns gitopsd's Prometheus metrics (docs/operations.md, "Metrics")
 // and the HTTP endpoint that serves them with /healthz. Label sets stay
 // bounded: stacks, services, kinds and results, never revisions or IDs.
 package metrics

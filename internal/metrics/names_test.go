@@ -16,7 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// designNames are the metric names of DESIGN.md, "Metrics".
+// designNames are the metric names gitopsd promises (docs/operations.md, "Metrics").
 var designNames = []string{
 	"gitopsd_stack_info", "gitopsd_sync_total", "gitopsd_sync_duration_seconds", "gitopsd_rollbacks_total",
 	"gitopsd_source_last_fetch_timestamp_seconds", "gitopsd_source_fetch_errors_total",
@@ -27,7 +27,7 @@ var designNames = []string{
 }
 
 // loopNames are the metrics of the loop's own health (issue 16), beyond
-// DESIGN.md's.
+// designNames.
 var loopNames = []string{"gitopsd_reconcile_errors_total", "gitopsd_store_errors_total", "gitopsd_store_writable"}
 
 // fetched is a store whose source was fetched and whose stack drifts.
@@ -39,7 +39,7 @@ func (fetched) SourceState(context.Context) (store.SourceState, error) {
 
 // TestEveryDesignMetricIsExposed: after a sync, a rollback, a drift, a
 // failed fetch, a snapshot and restore tests, /metrics holds every metric
-// name of DESIGN.md.
+// name of designNames.
 func TestEveryDesignMetricIsExposed(t *testing.T) {
 	open := []store.Drift{{Stack: "web", Service: "app", Kind: "stopped"}}
 	m := New(fetched{fakeState{open: &open}})

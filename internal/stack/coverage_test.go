@@ -91,12 +91,12 @@ x-gitopsd:
 
 func TestComposeFileOutsideTheStackNeedsThePolicy(t *testing.T) {
 	dir := repo(t, map[string]string{
-		"shared/base.yaml":    "services:\n  app: {image: shared}\n",
-		"stacks/s/.env":       "COMPOSE_FILE=../../shared/base.yaml:local.yaml\n",
+		"common/base.yaml":    "services:\n  app: {image: common}\n",
+		"stacks/s/.env":       "COMPOSE_FILE=../../common/base.yaml:local.yaml\n",
 		"stacks/s/local.yaml": "services:\n  app: {command: [run]}\n",
 	})
 	_, err := Load(context.Background(), dir, "s", host)
-	want := "stacks/s/.env:1: COMPOSE_FILE names ../../shared/base.yaml, outside the stack folder (policy.paths_outside_stack)"
+	want := "stacks/s/.env:1: COMPOSE_FILE names ../../common/base.yaml, outside the stack folder (policy.paths_outside_stack)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %q", err, want)
 	}
@@ -107,7 +107,7 @@ func TestComposeFileOutsideTheStackNeedsThePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first file's folder is the project directory, as for compose.
-	if st.Project.WorkingDir != filepath.Join(dir, "shared") || st.Project.Services["app"].Image != "shared" {
+	if st.Project.WorkingDir != filepath.Join(dir, "common") || st.Project.Services["app"].Image != "common" {
 		t.Errorf("working dir %s, services %v", st.Project.WorkingDir, st.Project.Services)
 	}
 }

@@ -38,12 +38,12 @@ func loadErr(t *testing.T, dir, name string, h Host) *Error {
 
 func TestPathsOutsideTheStackFolderAreRefused(t *testing.T) {
 	dir := repo(t, map[string]string{
-		"shared.env":                    "A=1\n",
-		"stacks/envup/compose.yaml":     "services:\n  web:\n    image: x\n    env_file: ../../shared.env\n",
+		"common.env":                    "A=1\n",
+		"stacks/envup/compose.yaml":     "services:\n  web:\n    image: x\n    env_file: ../../common.env\n",
 		"stacks/envabs/compose.yaml":    "services:\n  web:\n    image: x\n    env_file: /etc/hostname\n",
 		"stacks/include/compose.yaml":   "include:\n  - ../other/compose.yaml\nservices:\n  web:\n    image: x\n",
 		"stacks/extends/compose.yaml":   "services:\n  web:\n    extends:\n      file: /etc/gitopsd-none.yaml\n      service: base\n",
-		"stacks/secret/compose.yaml":    "services:\n  web:\n    image: x\nsecrets:\n  s:\n    file: ../../shared.env\n",
+		"stacks/secret/compose.yaml":    "services:\n  web:\n    image: x\nsecrets:\n  s:\n    file: ../../common.env\n",
 		"stacks/other/compose.yaml":     plainService,
 		"stacks/inside/compose.yaml":    "services:\n  web:\n    image: x\n    env_file: conf/app.env\n",
 		"stacks/inside/conf/app.env":    "A=2\n",
@@ -69,11 +69,11 @@ func TestPathsOutsideTheStackFolderAreRefused(t *testing.T) {
 	link("../../../../../etc/passwd", "stacks/dangling/sub/x")
 
 	cases := []struct{ stack, want string }{
-		{"envup", "services.web.env_file.0: shared.env is outside the stack folder (policy.paths_outside_stack)"},
+		{"envup", "services.web.env_file.0: common.env is outside the stack folder (policy.paths_outside_stack)"},
 		{"envabs", "/etc/hostname is outside the stack folder"},
 		{"include", "../other/compose.yaml is outside the stack folder"},
 		{"extends", "/etc/gitopsd-none.yaml is outside the stack folder"},
-		{"secret", "secrets.s.file: shared.env is outside the stack folder"},
+		{"secret", "secrets.s.file: common.env is outside the stack folder"},
 		{"linked", "symlink points outside the stack folder, to /etc/shadow"},
 		{"composeln", "symlink points outside the stack folder, to /etc/hostname"},
 		{"dangling", "symlink points outside the stack folder"},
