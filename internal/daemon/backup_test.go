@@ -193,18 +193,7 @@ func TestBackupRoundTrip(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("snapshot %d: %v", snaps[0].ID, err)
 	}
-	m, err := format.ReadManifest(sn.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := h.d.engine.ReadVolume(ctx, volume, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := format.Compare(ctx, m, rc); err != nil {
-		t.Fatalf("the restored volume differs from the snapshot: %v", err)
-	}
-	rc.Close()
+	h.volumeMatches(volume, sn.Dir)
 	if got, err := waitServes(h.port, "v1", 10*time.Second); err != nil {
 		t.Fatalf("app after the restore: %q, %v", got, err)
 	}
@@ -296,6 +285,26 @@ func TestBackupRoundTrip(t *testing.T) {
 }
 
 // helperObjects counts the helper containers and scratch volumes of the stack left behind.
+// volumeMatches fails the test unless volume holds exactly what the
+// snapshot in dir says it held: every entry read back against its manifest.
+func (h *driftHarness) volumeMatches(volume, dir string) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := format.ReadManifest(dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rc, err := h.d.engine.ReadVolume(ctx, volume, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := format.Compare(ctx, m, rc); err != nil {
+		h.t.Fatalf("volume %s differs from the snapshot in %s: %v", volume, dir, err)
+	}
+}
+
 func (h *driftHarness) helperObjects() int {
 	h.t.Helper()
 	n, err := testenv.CountHelpers(h.docker, h.stack)

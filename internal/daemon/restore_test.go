@@ -118,18 +118,7 @@ func TestRestoreVerifiesFirst(t *testing.T) {
 	if err := h.api.BackupRestore(ctx, h.stack, "data", 3); err != nil {
 		t.Fatalf("restore of a good snapshot: %v", err)
 	}
-	good, err := format.ReadManifest(snap(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := h.d.engine.ReadVolume(ctx, volume, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := format.Compare(ctx, good, rc); err != nil {
-		t.Fatalf("the restored volume differs from snapshot 3: %v", err)
-	}
-	rc.Close()
+	h.volumeMatches(volume, snap(3))
 	if _, err := os.Stat(filepath.Join(h.cfg.StateDir, "snapshots", ".restore", h.stack)); !os.IsNotExist(err) {
 		t.Fatalf("the copy of the old content outlived the restore: %v", err)
 	}
