@@ -109,16 +109,8 @@ func TestBackupRoundTrip(t *testing.T) {
 	}))
 	defer receiver.Close()
 	h.cfg.Notify.Webhook = receiver.URL
-	h.repo.Commit(t, "v1", map[string]string{"stacks/" + h.stack + "/compose.yaml": backupStack(h.image, h.port)})
-	h.api = runDaemon(t, h.harness)
 	ctx := context.Background()
-	if err := h.api.Sync(ctx, "", false, true); err != nil {
-		t.Fatalf("first sync: %v", err)
-	}
-	volume := h.stack + "_data"
-	if err := h.d.engine.WriteVolume(ctx, volume, bytes.NewReader(oddTree(t)), nil); err != nil {
-		t.Fatalf("fill the volume: %v", err)
-	}
+	volume := h.deployBackupStack()
 	app := h.containers(h.stack)["app#1"]
 
 	// The app's stop and start, as Docker reports them.
@@ -285,6 +277,24 @@ func TestBackupRoundTrip(t *testing.T) {
 }
 
 // helperObjects counts the helper containers and scratch volumes of the stack left behind.
+// deployBackupStack commits backupStack, starts the daemon, syncs it and
+// fills the stack's volume with oddTree; it returns the volume's name.
+func (h *driftHarness) deployBackupStack() string {
+	h.t.Helper()
+	t := h.t
+	h.repo.Commit(t, "v1", map[string]string{"stacks/" + h.stack + "/compose.yaml": backupStack(h.image, h.port)})
+	h.api = runDaemon(t, h.harness)
+	ctx := context.Background()
+	if err := h.api.Sync(ctx, "", false, true); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	volume := h.stack + "_data"
+	if err := h.d.engine.WriteVolume(ctx, volume, bytes.NewReader(oddTree(t)), nil); err != nil {
+		t.Fatalf("fill the volume: %v", err)
+	}
+	return volume
+}
+
 // volumeMatches fails the test unless volume holds exactly what the
 // snapshot in dir says it held: every entry read back against its manifest.
 func (h *driftHarness) volumeMatches(volume, dir string) {

@@ -31,16 +31,8 @@ func TestRestoreVerifiesFirst(t *testing.T) {
 	h.stack = testenv.Project(t, "restore")
 	testenv.CleanupHelpers(t, h.stack)
 	h.port = testenv.FreePort(t)
-	h.repo.Commit(t, "v1", map[string]string{"stacks/" + h.stack + "/compose.yaml": backupStack(h.image, h.port)})
-	h.api = runDaemon(t, h.harness)
 	ctx := context.Background()
-	if err := h.api.Sync(ctx, "", false, true); err != nil {
-		t.Fatalf("first sync: %v", err)
-	}
-	volume := h.stack + "_data"
-	if err := h.d.engine.WriteVolume(ctx, volume, bytes.NewReader(oddTree(t)), nil); err != nil {
-		t.Fatalf("fill the volume: %v", err)
-	}
+	volume := h.deployBackupStack()
 	for range 3 {
 		if err := h.api.BackupRun(ctx, h.stack, "data", true); err != nil {
 			t.Fatalf("backup run: %v", err)

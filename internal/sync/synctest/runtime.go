@@ -203,28 +203,26 @@ func (b *box) view() engine.Container {
 func (f *Runtime) Networks(_ context.Context, project string) ([]engine.Network, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []engine.Network
-	for _, n := range f.networks {
-		if n.Project == project {
-			out = append(out, n)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return ofProject(f.networks, project, func(n engine.Network) (string, string) { return n.Project, n.Name }), nil
 }
 
 // Volumes lists the project's volumes.
 func (f *Runtime) Volumes(_ context.Context, project string) ([]engine.Volume, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []engine.Volume
-	for _, v := range f.volumes {
-		if v.Project == project {
-			out = append(out, v)
+	return ofProject(f.volumes, project, func(v engine.Volume) (string, string) { return v.Project, v.Name }), nil
+}
+
+// ofProject is the objects of project, by name, as the engine lists them.
+func ofProject[M ~map[K]T, K comparable, T any](all M, project string, key func(T) (project, name string)) []T {
+	var out []T
+	for _, o := range all {
+		if p, _ := key(o); p == project {
+			out = append(out, o)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	sort.Slice(out, func(i, j int) bool { _, a := key(out[i]); _, b := key(out[j]); return a < b })
+	return out
 }
 
 // DeclaredVolume finds no volume made by hand: the fake has none.
