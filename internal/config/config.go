@@ -44,11 +44,21 @@ type Config struct {
 	Policy   Policy  `yaml:"policy"`
 	Images   Images  `yaml:"images"`
 	Report   Report  `yaml:"report"`
+	Fleet    Fleet   `yaml:"fleet"`
+}
+
+// Fleet is what `gitopsd fleet status|rollout` read on this host: the
+// daemon does not use it, the commands do, so an operator's host needs no
+// flag.
+type Fleet struct {
+	// Prometheus is the URL of the Prometheus that scrapes the fleet's
+	// gitopsd (http://prometheus:9090); --prometheus overrides it.
+	Prometheus string `yaml:"prometheus"`
 }
 
 // Report is where commit statuses go (internal/report): one per host and
-// stack, context gitopsd/<host>/<stack>. Accepted and checked; the daemon
-// does not send them yet (issue 21 wires it).
+// stack, context gitopsd/<host>/<stack>; the daemon sends them
+// (internal/daemon/report.go).
 type Report struct {
 	// Provider is github, gitlab or gitea (Forgejo too); "": no statuses.
 	Provider string `yaml:"provider"`

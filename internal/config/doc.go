@@ -194,14 +194,20 @@
 //	  urls: []
 //
 //	# Commit statuses on the Git provider, one per host and stack (context
-//	# gitopsd/<host>/<stack>). Accepted and checked, not yet sent: the
-//	# daemon does not act on report yet (issue 21). provider: github,
+//	# gitopsd/<host>/<stack>): pending while a roll runs or the rollout
+//	# holds the stack, success, failure with the reason. provider: github,
 //	# gitlab or gitea (Forgejo too); url: the API's base, default from
 //	# source.url's host; token_file: absolute, never logged.
 //	report:
 //	  provider: github
 //	  url: https://api.github.com
 //	  token_file: /etc/gitopsd/status_token
+//
+//	# The Prometheus that scrapes the fleet, for `gitopsd fleet status` and
+//	# `gitopsd fleet rollout` (--prometheus overrides it). "": the flag is
+//	# required.
+//	fleet:
+//	  prometheus: http://prometheus.example:9090
 //
 // # Rules
 //

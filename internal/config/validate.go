@@ -89,6 +89,9 @@ func (c *Config) Validate() error {
 	if err := c.Report.validate(); err != nil {
 		return err
 	}
+	if u := c.Fleet.Prometheus; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return bad("fleet.prometheus", fmt.Sprintf("%q is not an http(s) URL", u))
+	}
 	if c.Metrics != "" && !isHostPort(c.Metrics) {
 		return bad("metrics", fmt.Sprintf("%q is not a host:port (empty disables metrics)", c.Metrics))
 	}

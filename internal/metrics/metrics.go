@@ -120,6 +120,9 @@ func New(state State) *Metrics {
 	m.reg.MustRegister(m.syncs, m.syncDuration, m.rollbacks, m.fetchErrors, m.untrusted, buildInfo, stateCollector{state: state})
 	m.reg.MustRegister(m.DriftEvents, driftGauge{open: open},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o, ok := state.(outcomes); ok {
+		m.reg.MustRegister(outcomeCollector{state: o})
+	}
 	return m
 }
 

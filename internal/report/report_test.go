@@ -3,7 +3,6 @@ package report
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,138 +12,31 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
 const token = "s3cr3t-t0ken-value"
 const sha = "0123456789abcdef0123456789abcdef01234567"
 
-// request is one status a provider received, as it understood it.
-type request struct {
-	Context, State, Description string
-	At                          time.Time
-}
-
-// provider is an HTTP server on 127.0.0.1 that checks every request
-// against one provider's documented commit-status API and records it.
+// provider is a testenv.StatusServer for one provider's API, on the
+// repository the reporters' source.url names.
 type provider struct {
-	t     *testing.T
-	kind  Provider
-	srv   *httptest.Server
-	mu    sync.Mutex
-	got   []request
-	fails []int // status codes to answer first, in order
+	*testenv.StatusServer
+	kind Provider
 }
 
 func newProvider(t *testing.T, kind Provider) *provider {
-	p := &provider{t: t, kind: kind}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
-	t.Cleanup(p.srv.Close)
-	return p
+	repo := "ops/fleet"
+	if kind == GitLab {
+		repo = "ops/sub/fleet"
+	}
+	return &provider{testenv.StartStatusServer(t, string(kind), repo, token), kind}
 }
 
-func (p *provider) serve(w http.ResponseWriter, r *http.Request) {
-	bad := func(format string, a ...any) {
-		p.t.Errorf("%s: "+format, append([]any{p.kind}, a...)...)
-		http.Error(w, "bad request", http.StatusBadRequest)
-	}
-	if r.Method != http.MethodPost {
-		bad("method %s", r.Method)
-		return
-	}
-	var wantPath, authHeader, wantAuth, ctxField string
-	var states []string
-	switch p.kind {
-	case GitHub: // docs.github.com: REST, commits/statuses, "Create a commit status"
-		wantPath, authHeader, wantAuth, ctxField = "/repos/ops/fleet/statuses/"+sha, "Authorization", "Bearer "+token, "context"
-		states = []string{"error", "failure", "pending", "success"}
-		if r.Header.Get("Accept") != "application/vnd.github+json" {
-			bad("Accept %q", r.Header.Get("Accept"))
-			return
-		}
-	case GitLab: // docs.gitlab.com: Commits API, "Set the pipeline status of a commit"
-		wantPath, authHeader, wantAuth, ctxField = "/api/v4/projects/ops%2Fsub%2Ffleet/statuses/"+sha, "PRIVATE-TOKEN", token, "name"
-		states = []string{"pending", "running", "success", "failed", "canceled", "skipped"}
-	case Gitea: // Gitea/Forgejo swagger: repoCreateStatus, CreateStatusOption
-		wantPath, authHeader, wantAuth, ctxField = "/api/v1/repos/ops/fleet/statuses/"+sha, "Authorization", "token "+token, "context"
-		states = []string{"pending", "success", "error", "failure", "warning"}
-	}
-	if r.URL.EscapedPath() != wantPath {
-		bad("path %s, want %s", r.URL.EscapedPath(), wantPath)
-		return
-	}
-	if got := r.Header.Get(authHeader); got != wantAuth {
-		bad("%s header %q", authHeader, got)
-		return
-	}
-	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		bad("Content-Type %q", r.Header.Get("Content-Type"))
-		return
-	}
-	var body map[string]any
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		bad("body: %v", err)
-		return
-	}
-	allowed := map[string]bool{"state": true, "description": true, "target_url": true, ctxField: true}
-	if p.kind == GitLab {
-		allowed["ref"], allowed["pipeline_id"], allowed["coverage"], allowed["context"] = true, true, true, true
-	}
-	for k, v := range body {
-		if _, ok := v.(string); !ok || !allowed[k] {
-			bad("field %s = %v", k, v)
-			return
-		}
-	}
-	state, _ := body["state"].(string)
-	ok := false
-	for _, s := range states {
-		ok = ok || s == state
-	}
-	if !ok {
-		bad("state %q not one of %v", state, states)
-		return
-	}
-	desc, _ := body["description"].(string)
-	if limit := map[Provider]int{GitHub: 140, GitLab: 255, Gitea: 255}[p.kind]; len([]rune(desc)) > limit {
-		bad("description of %d characters", len([]rune(desc)))
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.got = append(p.got, request{Context: body[ctxField].(string), State: state, Description: desc, At: time.Now()})
-	if len(p.fails) > 0 {
-		code := p.fails[0]
-		p.fails = p.fails[1:]
-		if code == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
-		http.Error(w, `{"message":"try later"}`, code)
-		return
-	}
-	w.WriteHeader(http.StatusCreated)
-	w.Write([]byte(`{}`))
-}
-
-func (p *provider) requests() []request {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]request(nil), p.got...)
-}
-
-// waitRequests waits until pred holds of what the provider received.
-func (p *provider) waitRequests(t *testing.T, what string, pred func([]request) bool) []request {
+func (p *provider) waitRequests(t *testing.T, what string, pred func([]testenv.StatusRequest) bool) []testenv.StatusRequest {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := p.requests()
-		if pred(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: timed out waiting for %s; got %+v", p.kind, what, got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return p.Wait(t, 30*time.Second, what, pred)
 }
 
 func newReporter(t *testing.T, p *provider, host string, logs *bytes.Buffer) *Reporter {
@@ -154,9 +46,9 @@ func newReporter(t *testing.T, p *provider, host string, logs *bytes.Buffer) *Re
 		t.Fatal(err)
 	}
 	source := "https://git.example.com/ops/fleet.git"
-	base := p.srv.URL
+	base := p.URL
 	if p.kind == GitLab {
-		source, base = "git@gitlab.example.com:ops/sub/fleet.git", p.srv.URL+"/api/v4"
+		source = "git@gitlab.example.com:ops/sub/fleet.git"
 	}
 	r, err := New(Config{Provider: p.kind, URL: base, TokenFile: tokenFile, SourceURL: source, Host: host,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), MinBackoff: 50 * time.Millisecond})
@@ -191,16 +83,16 @@ func TestStatusLifecycle(t *testing.T) {
 			a := newReporter(t, p, "edge-01", &logs)
 			b := newReporter(t, p, "edge-02", &logs)
 			a.Set(Update{Stack: "web", SHA: sha, State: Running, Description: "rolling web"})
-			p.waitRequests(t, "running", func(g []request) bool { return len(g) == 1 })
+			p.waitRequests(t, "running", func(g []testenv.StatusRequest) bool { return len(g) == 1 })
 			a.Set(Update{Stack: "web", SHA: sha, State: Success, Description: "Synced, Healthy"})
 			b.Set(Update{Stack: "web", SHA: sha, State: Pending, Description: "held by rollout: waiting for wave canary"})
-			p.waitRequests(t, "three statuses", func(g []request) bool { return len(g) == 3 })
+			p.waitRequests(t, "three statuses", func(g []testenv.StatusRequest) bool { return len(g) == 3 })
 			long := "rolled back: health gate failed: " + strings.Repeat("app unhealthy; ", 30)
 			b.Set(Update{Stack: "web", SHA: sha, State: Failure, Description: long})
 			a.Set(Update{Stack: "db", SHA: sha, State: Success, Description: "Synced, Healthy"})
-			got := p.waitRequests(t, "five statuses", func(g []request) bool { return len(g) == 5 })
+			got := p.waitRequests(t, "five statuses", func(g []testenv.StatusRequest) bool { return len(g) == 5 })
 
-			last := map[string]request{}
+			last := map[string]testenv.StatusRequest{}
 			var order []string
 			for _, r := range got {
 				order = append(order, r.Context+"="+r.State)
@@ -250,14 +142,14 @@ func TestCoalescing(t *testing.T) {
 		}
 		r.Set(Update{Stack: "web", SHA: sha, State: st, Description: "step " + string(rune('0'+i))})
 	}
-	got := p.waitRequests(t, "the last state", func(g []request) bool { return len(g) > 0 && g[len(g)-1].State == "success" })
+	got := p.waitRequests(t, "the last state", func(g []testenv.StatusRequest) bool { return len(g) > 0 && g[len(g)-1].State == "success" })
 	if len(got) > 2 || got[len(got)-1].Description != "step 9" {
 		t.Errorf("10 rapid updates sent %d requests: %+v", len(got), got)
 	}
 	n := len(got)
 	r.Set(Update{Stack: "web", SHA: sha, State: Success, Description: "step 9"}) // already sent
 	r.Set(Update{Stack: "db", SHA: sha, State: Success, Description: "marker"})
-	got = p.waitRequests(t, "the marker", func(g []request) bool { return len(g) > 0 && g[len(g)-1].Description == "marker" })
+	got = p.waitRequests(t, "the marker", func(g []testenv.StatusRequest) bool { return len(g) > 0 && g[len(g)-1].Description == "marker" })
 	if len(got) != n+1 {
 		t.Errorf("a repeated state was sent again: %+v", got)
 	}
@@ -268,11 +160,11 @@ func TestCoalescing(t *testing.T) {
 // carry the token.
 func TestRetryAfter(t *testing.T) {
 	p := newProvider(t, Gitea)
-	p.fails = []int{http.StatusTooManyRequests, http.StatusBadGateway}
+	p.FailFirst(http.StatusTooManyRequests, http.StatusBadGateway)
 	var logs bytes.Buffer
 	r := newReporter(t, p, "edge-01", &logs)
 	r.Set(Update{Stack: "web", SHA: sha, State: Success, Description: "Synced, Healthy"})
-	got := p.waitRequests(t, "three attempts", func(g []request) bool { return len(g) == 3 })
+	got := p.waitRequests(t, "three attempts", func(g []testenv.StatusRequest) bool { return len(g) == 3 })
 	if gap := got[1].At.Sub(got[0].At); gap < 900*time.Millisecond {
 		t.Errorf("retried %s after a 429 with Retry-After: 1", gap)
 	}
