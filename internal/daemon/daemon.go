@@ -32,6 +32,7 @@ import (
 	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/metrics"
 	"github.com/gitopsd/gitopsd/internal/notify"
+	"github.com/gitopsd/gitopsd/internal/report"
 	"github.com/gitopsd/gitopsd/internal/secrets"
 	"github.com/gitopsd/gitopsd/internal/source"
 	"github.com/gitopsd/gitopsd/internal/stack"
@@ -72,6 +73,8 @@ type Daemon struct {
 	watchdog time.Duration
 	// notifier tells people what went wrong (nil: nobody).
 	notifier *notify.Notifier
+	// reporter sets commit statuses (report.go; nil: report: is not set).
+	reporter *report.Reporter
 	// redactor knows the values decrypted for the stacks, and takes them
 	// out of the log, the store, notifications and API errors.
 	redactor *secrets.Redactor
@@ -169,6 +172,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	d.stacks.Trees = src
 	clock := func() time.Time { return d.now() }
 	d.metrics = metrics.New(st)
+	d.metrics.SetHost(cfg.Host.Name)
 	// Binds into these (the mirror, the checkouts, the live view) are
 	// mounted read-only: stacks are loaded from them.
 	d.rec.CheckoutDirs = []string{filepath.Join(cfg.StateDir, "source"), filepath.Join(cfg.StateDir, "live")}
@@ -194,6 +198,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 			d.Close()
 			return nil, fmt.Errorf("config: source.verify: %w", err)
 		}
+	}
+	if err := d.newReporter(); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	rules := hostPolicy(cfg.Policy)
 	d.host.Policy = &rules

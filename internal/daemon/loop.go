@@ -29,6 +29,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	d.notifier.SetRedact(d.redactor.Redact)
+	d.runReporter(ctx)
 	if d.cfg.Webhook.Listen != "" {
 		if err := d.serveWebhook(ctx); err != nil {
 			_ = srv.Shutdown(context.Background())

@@ -76,6 +76,7 @@ func (d *Daemon) apply(ctx context.Context, head string, trigger sync.Trigger, o
 	if err := d.drifts.RecordBehind(ctx, head, only); err != nil {
 		d.log.Error("record stacks behind the branch", "err", err)
 	}
+	d.reportStacks(ctx, only)
 	d.prune(ctx, head)
 	d.pruneImagesDue(ctx)
 	return errors.Join(errs...)
@@ -121,6 +122,7 @@ func (d *Daemon) converge(ctx context.Context, st *stack.Stack, state store.Stac
 		if trigger != sync.TriggerRollback {
 			d.snapshotBeforeDeploy(ctx, st, state, rev, trigger)
 		}
+		d.reportRolling(st.Name, rev)
 		err = d.rec.Sync(ctx, st, rev, trigger)
 		if err != nil && sync.WantsRollback(err) && rev == head {
 			result = "rolled_back"
