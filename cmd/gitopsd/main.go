@@ -90,7 +90,7 @@ Exit status: 0 ok, 1 failure, 2 usage (an unknown command or flag, a wrong argum
 	root.AddCommand(
 		newRunCmd(g), newStatusCmd(g), newDiffCmd(g), newSyncCmd(g), newHistoryCmd(g), newDriftCmd(g), newBackupCmd(g),
 		newRollbackCmd(g), newUnpinCmd(g), newStateCmd(g),
-		newValidateCmd(), newVersionCmd(g), newManCmd(),
+		newValidateCmd(), newVersionCmd(g), newManCmd(), newFleetCmd(g),
 	)
 	return root
 }

@@ -3,12 +3,8 @@ package fleet
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -38,59 +34,6 @@ func hostMetrics(host, wave string, lines ...string) string {
 		fmt.Sprintf("gitopsd_rollout_info{stack=\"web\",wave=%q,host=%q} 1\n", wave, host) +
 		fmt.Sprintf("gitopsd_rollout_info{stack=\"db\",wave=%q,host=%q} 1\n", wave, host)
 	return s + strings.Join(lines, "")
-}
-
-// startPrometheus runs Debian's prometheus on 127.0.0.1, scraping targets
-// every second, and returns its URL and a function that stops it.
-func startPrometheus(t *testing.T, targets []string) (string, func()) {
-	t.Helper()
-	bin := testenv.NeedTool(t, "prometheus", "prometheus")
-	dir := t.TempDir()
-	quoted := make([]string, len(targets))
-	for i, tg := range targets {
-		quoted[i] = fmt.Sprintf("%q", tg)
-	}
-	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: gitopsd\n    static_configs:\n      - targets: [%s]\n", strings.Join(quoted, ", "))
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("prometheus:\n%s", logs.String())
-		}
-	})
-	url := "http://" + addr
-	waitFor(t, time.Minute, "prometheus ready", func() bool {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return url, stop
 }
 
 func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
@@ -123,7 +66,7 @@ func TestGateReadsRealPrometheus(t *testing.T) {
 		fmt.Sprintf("gitopsd_stack_info{stack=\"web\",revision=%q,sync=\"Synced\",health=\"Healthy\"} 1\n", good)))
 	h1.Store(hostMetrics("edge-01", "rest"))
 	h2.Store(hostMetrics("edge-02", "rest"))
-	promURL, stopProm := startPrometheus(t, []string{fakeHost(t, &h0), fakeHost(t, &h1), fakeHost(t, &h2)})
+	promURL, stopProm := testenv.StartPrometheus(t, []string{fakeHost(t, &h0), fakeHost(t, &h1), fakeHost(t, &h2)})
 
 	ctx := context.Background()
 	client := &PromClient{URL: promURL, Timeout: 5 * time.Second}
