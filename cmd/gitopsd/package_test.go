@@ -65,6 +65,7 @@ func TestDebInstallsAndRemoves(t *testing.T) {
 		"/usr/share/man/man1/gitopsd.1.gz", "/usr/share/man/man1/gitopsd-status.1.gz",
 		"/usr/share/doc/gitopsd/copyright", "/usr/share/doc/gitopsd/changelog.Debian.gz",
 		"/usr/share/bash-completion/completions/gitopsd", "/usr/share/gitopsd/monitoring/gitopsd-alerts.yaml",
+		"/usr/share/gitopsd/monitoring/gitopsd-fleet-alerts.yaml", "/usr/share/gitopsd/monitoring/gitopsd-fleet-dashboard.json",
 	} {
 		if _, err := os.Stat(path); err != nil {
 			t.Errorf("after install: %v", err)

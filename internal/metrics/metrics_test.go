@@ -61,3 +61,6 @@ func (f fakeState) Stacks(context.Context) ([]store.StackState, error) {
 func (f fakeState) SourceState(context.Context) (store.SourceState, error) {
 	return store.SourceState{}, nil
 }
+func (f fakeState) LastDeployment(_ context.Context, stack string) (store.Deployment, bool, error) {
+	return store.Deployment{Stack: stack, Outcome: "rolled_back"}, true, nil
+}

@@ -151,6 +151,7 @@ func exposedNames(t *testing.T) []string {
 	t.Helper()
 	open := []store.Drift{{Stack: "web", Service: "app", Kind: "stopped"}}
 	m := New(fetched{fakeState{open: &open}})
+	m.SetHost("edge-01")
 	m.Sync("web", "succeeded", time.Second)
 	m.Rollback("web", "health_gate")
 	m.FetchFailed()
@@ -173,6 +174,11 @@ func exposedNames(t *testing.T) []string {
 }
 
 func alertExprs(t *testing.T) []string {
+	t.Helper()
+	return alertExprsOf(t, alertsFile)
+}
+
+func alertExprsOf(t *testing.T, alertsFile string) []string {
 	t.Helper()
 	b, err := os.ReadFile(alertsFile)
 	if err != nil {
@@ -215,6 +221,11 @@ type dashboard struct {
 
 func readDashboard(t *testing.T) dashboard {
 	t.Helper()
+	return readDashboardFile(t, dashboardFile)
+}
+
+func readDashboardFile(t *testing.T, dashboardFile string) dashboard {
+	t.Helper()
 	b, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +242,10 @@ var labelValues = regexp.MustCompile(`^label_values\((.*),\s*[A-Za-z_][A-Za-z0-9
 
 func dashboardExprs(t *testing.T) []string {
 	t.Helper()
-	d := readDashboard(t)
+	return dashboardExprsOf(readDashboard(t))
+}
+
+func dashboardExprsOf(d dashboard) []string {
 	var exprs []string
 	for _, v := range d.Templating.List {
 		q, ok := v.Query.(string)
