@@ -39,3 +39,22 @@ func TestReportKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetKeys: fleet.prometheus is read, and must be an http(s) URL.
+func TestFleetKeys(t *testing.T) {
+	cleanEnv(t)
+	file := filepath.Join(t.TempDir(), "gitopsd.yaml")
+	const head = "source: {url: /srv/fleet}\nhost: {name: edge-01}\n"
+	if err := os.WriteFile(file, []byte(head+"fleet:\n  prometheus: http://prometheus:9090\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Load(file); err != nil || c.Fleet.Prometheus != "http://prometheus:9090" {
+		t.Errorf("fleet.prometheus: %+v, %v", c, err)
+	}
+	if err := os.WriteFile(file, []byte(head+"fleet:\n  prometheus: prometheus:9090\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(file); err == nil || !strings.Contains(err.Error(), `fleet.prometheus: "prometheus:9090" is not an http(s) URL`) {
+		t.Errorf("a URL without a scheme: %v", err)
+	}
+}

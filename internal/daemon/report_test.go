@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitopsd/gitopsd/internal/config"
 	"github.com/gitopsd/gitopsd/internal/report"
 	"github.com/gitopsd/gitopsd/internal/store"
 	"github.com/gitopsd/gitopsd/internal/testenv"
@@ -193,4 +196,36 @@ func states(got []testenv.StatusRequest, context, sha string) []string {
 		}
 	}
 	return out
+}
+
+// TestReportRefusedAtStart: a token file that cannot be read, or a
+// source.url that names no hosted repository, stops the daemon at start,
+// naming the key, rather than at the first roll.
+func TestReportRefusedAtStart(t *testing.T) {
+	testenv.Docker(t)
+	repo := testenv.NewGitRepo(t)
+	token := filepath.Join(t.TempDir(), "status_token")
+	for _, tc := range []struct {
+		source, token, want string
+	}{
+		{"https://git.example.com/ops/fleet.git", token, "config: report.token_file"},
+		{repo.Bare, "", "config: report: the repository from source.url"},
+	} {
+		if tc.token == "" {
+			if err := os.WriteFile(token, []byte("t0ken\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := config.Default()
+		cfg.Source.URL, cfg.Host.Name, cfg.StateDir, cfg.Metrics = tc.source, "testhost", t.TempDir(), ""
+		cfg.Socket = filepath.Join(cfg.StateDir, "gitopsd.sock")
+		cfg.Report.Provider, cfg.Report.TokenFile = "github", token
+		d, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err == nil {
+			d.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("source %s: %v, want %q", tc.source, err, tc.want)
+		}
+	}
 }
