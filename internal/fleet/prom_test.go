@@ -50,8 +50,9 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // TestGateReadsRealPrometheus: the gate's queries, asked of a real
 // Prometheus that scrapes three hosts' gitopsd metrics, give the counts,
 // the healthy-since times and the rollbacks the hosts export, and the
-// decision follows from them; once Prometheus is gone the gate says so and
-// holds, or proceeds with on_error: proceed.
+// decision follows from them, as the fleet view's rollout queries show;
+// once Prometheus is gone the gate says so and holds, or proceeds with
+// on_error: proceed.
 func TestGateReadsRealPrometheus(t *testing.T) {
 	good, bad := "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
 	now := time.Now().UTC().Truncate(time.Second)
@@ -64,8 +65,12 @@ func TestGateReadsRealPrometheus(t *testing.T) {
 		fmt.Sprintf("gitopsd_rollout_rolled_back_info{stack=\"web\",revision=%q,wave=\"canary\",host=\"edge-00\"} 1\n", bad),
 		"# TYPE gitopsd_stack_info gauge\n",
 		fmt.Sprintf("gitopsd_stack_info{stack=\"web\",revision=%q,sync=\"Synced\",health=\"Healthy\"} 1\n", good)))
-	h1.Store(hostMetrics("edge-01", "rest"))
-	h2.Store(hostMetrics("edge-02", "rest"))
+	held := func(host string) string {
+		return "# TYPE gitopsd_rollout_held_info gauge\n" +
+			fmt.Sprintf("gitopsd_rollout_held_info{stack=\"web\",revision=%q,wave=\"rest\",host=%q,verdict=\"halted\"} 1\n", bad, host)
+	}
+	h1.Store(hostMetrics("edge-01", "rest", held("edge-01")))
+	h2.Store(hostMetrics("edge-02", "rest", held("edge-02")))
 	promURL, stopProm := testenv.StartPrometheus(t, []string{fakeHost(t, &h0), fakeHost(t, &h1), fakeHost(t, &h2)})
 
 	ctx := context.Background()
@@ -102,7 +107,22 @@ func TestGateReadsRealPrometheus(t *testing.T) {
 		t.Errorf("another stack's observation: %+v", obs)
 	}
 
+	// The fleet view's rollout queries, on the same Prometheus: the
+	// revision the rollout is on is the held one; the canary rolled it
+	// back, the rest hold it.
+	v, err := ReadRollout(ctx, client, "web", "")
+	if err != nil || v.Revision != bad || len(v.Waves) != 2 || v.Waves[0].Wave != "canary" || len(v.Waves[0].RolledBack) != 1 ||
+		len(v.Waves[1].Held) != 2 || v.Waves[1].Held[0] != (HostHeld{"edge-01", "halted"}) || len(v.Waves[1].Other) != 0 {
+		t.Errorf("fleet rollout web: %+v, %v", v, err)
+	}
+	if v, err := ReadRollout(ctx, client, "web", good[:12]); err != nil || v.Revision != good || len(v.Waves[0].Healthy) != 1 || len(v.Waves[1].Other) != 2 {
+		t.Errorf("fleet rollout web --revision %s: %+v, %v", good[:12], v, err)
+	}
+
 	stopProm()
+	if _, err := ReadRollout(ctx, client, "web", ""); err == nil || !strings.Contains(err.Error(), promURL) {
+		t.Errorf("fleet rollout with Prometheus stopped: %v, want an error naming %s", err, promURL)
+	}
 	obs = Observe(ctx, client, "web", good)
 	if obs.Err == nil || !strings.Contains(obs.Err.Error(), promURL) {
 		t.Fatalf("Prometheus stopped: observation %+v, want an error naming %s", obs, promURL)
