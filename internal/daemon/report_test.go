@@ -27,7 +27,7 @@ import (
 // context; a good commit goes pending then success on both stacks; a
 // commit whose health gate fails goes pending then failure with the
 // reason for its stack, and success for the other, which it does not
-// break. The token
+// break; a revision that does not load is a failure saying Invalid. The token
 // reaches neither the log, nor the metrics, nor the state database.
 func TestCommitStatuses(t *testing.T) {
 	for _, kind := range []string{"github", "gitlab", "gitea"} {
@@ -93,9 +93,20 @@ func testCommitStatuses(t *testing.T, kind string) {
 	if s := lastState(got, ctxB, good); s != "success" {
 		t.Errorf("%s on %s ends %q", ctxB, good, s)
 	}
+	// A revision whose files do not load is a failure on it, saying so.
+	invalid := h.repo.Commit(t, "b does not load", map[string]string{fb: "services: [\n"})
+	if err := h.reconcile(); err == nil {
+		t.Fatal("reconcile of an invalid revision: no error")
+	}
+	got = srv.Wait(t, 30*time.Second, "failure of the invalid revision", func(g []testenv.StatusRequest) bool {
+		return lastState(g, ctxB, invalid) == failure
+	})
+	if r := got[len(got)-1]; r.Context != ctxB || !strings.HasPrefix(r.Description, "Invalid on testhost: ") {
+		t.Errorf("the invalid revision's status: %+v", r)
+	}
 	// Polls that change nothing send nothing again.
 	n := len(srv.Requests())
-	h.mustReconcile()
+	h.reconcile() // b stays invalid
 	h.reconcile()
 	h.d.reportStacks(context.Background(), "")
 	// The reporter sends in order: once the marker arrives, anything the
