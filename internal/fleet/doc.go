@@ -84,4 +84,13 @@
 // The soak is measured from the hosts' own healthy-since timestamps
 // against the deciding host's clock, so it does not depend on the scrape
 // interval; clocks kept by NTP differ by far less than a soak.
+//
+// # The fleet view
+//
+// view.go is what `gitopsd fleet status` and `gitopsd fleet rollout`
+// show, from Prometheus alone: StatusQueries and RolloutQueries are a
+// fixed handful of instant queries, and BuildStatus and BuildRollout, pure
+// functions of their answers, join them into rows. The per-stack metrics
+// carry no host; gitopsd_host_info{host} names the host behind each
+// (job, instance), and the join is on those target labels.
 package fleet
