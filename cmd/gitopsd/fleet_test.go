@@ -112,3 +112,22 @@ func TestFleetStatusTwoHosts(t *testing.T) {
 	w["edge-b"] = "not reporting"
 	waitUntil("edge-b not reporting", w)
 }
+
+// TestFleetPrometheusFromConfig: without --prometheus the fleet commands
+// ask fleet.prometheus of the config; with neither, they exit 2 saying
+// what to pass. An unreachable Prometheus is exit 1, naming it.
+func TestFleetPrometheusFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	head := "source: {url: /srv/fleet}\nhost: {name: edge-01}\n"
+	writeFiles(t, dir, map[string]string{"none.yaml": head, "set.yaml": head + "fleet: {prometheus: \"http://127.0.0.1:1\"}\n"})
+	for _, argv := range [][]string{{"fleet", "status"}, {"fleet", "rollout", "web"}} {
+		_, errOut, code := gitopsd(t, nil, append(argv, "--config", filepath.Join(dir, "none.yaml"))...)
+		if code != 2 || !strings.Contains(errOut, "pass --prometheus URL or set fleet.prometheus") {
+			t.Errorf("%v without a Prometheus: exit %d\n%s", argv, code, errOut)
+		}
+		_, errOut, code = gitopsd(t, nil, append(argv, "--config", filepath.Join(dir, "set.yaml"))...)
+		if code != 1 || !strings.Contains(errOut, "http://127.0.0.1:1") {
+			t.Errorf("%v with fleet.prometheus unreachable: exit %d\n%s", argv, code, errOut)
+		}
+	}
+}
