@@ -103,7 +103,12 @@ func printStatus(w io.Writer, st api.Status) error {
 				drifts = append(drifts, d.Kind)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, branchNote(s, head), s.Sync, s.Health, strings.Join(svcs, ", "), dash(strings.Join(drifts, ", ")), oneLine(s.Error))
+		why := oneLine(s.Error)
+		if s.Hold != "" {
+			// The rollout's hold says why the stack is out of sync.
+			why = strings.TrimSuffix(oneLine(s.Hold)+"; "+why, "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, branchNote(s, head), s.Sync, s.Health, strings.Join(svcs, ", "), dash(strings.Join(drifts, ", ")), why)
 	}
 	return tw.Flush()
 }
@@ -346,7 +351,7 @@ func printDiff(w io.Writer, ds []api.Diff) {
 }
 
 func newSyncCmd(g *globals) *cobra.Command {
-	var retry, wait, asJSON bool
+	var retry, skipWave, wait, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sync [STACK]",
 		Short: "Reconcile now (--retry: also retry a revision that failed its health gate)",
@@ -358,17 +363,25 @@ revision, and polls and a plain sync leave it there until a commit changes the s
 sync says so: with --wait a held stack is a failure (exit 1) naming it and why; without,
 a note on stderr. --retry tries the failed revision again.
 
+A stack the fleet's rollout holds on this host (status says "held by rollout: ...")
+waits for the earlier waves; --skip-wave applies its new revision now, and history
+records the override (trigger skip_wave). See docs/fleet.md.
+
 Exit status: 0 done (or queued); 1 the sync failed, or left a stack held (--wait), or STACK
 is unknown (the error names the nearest known stacks); 2 usage.`,
 		Example: `  gitopsd sync
   gitopsd sync web --wait
   gitopsd sync web --retry --wait
+  gitopsd sync web --skip-wave --wait
   gitopsd sync --wait --json`,
 		Args:              args(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: completeStacks(g, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
-				res, err := c.SyncResult(ctx, first(a), retry, wait)
+				if skipWave && first(a) == "" {
+					return usageError{fmt.Errorf("--skip-wave needs a STACK: it overrides one stack's rollout")}
+				}
+				res, err := c.SyncWith(ctx, api.SyncRequest{Stack: first(a), Retry: retry, SkipWave: skipWave, Wait: wait})
 				if asJSON && !api.IsUnreachable(err) {
 					// The daemon answered: the document says how it went.
 					res.Stack, res.Waited = first(a), wait
@@ -402,8 +415,9 @@ is unknown (the error names the nearest known stacks); 2 usage.`,
 		},
 	}
 	cmd.Flags().BoolVar(&retry, "retry", false, "also retry a revision that failed its health gate (else held until the branch moves)")
+	cmd.Flags().BoolVar(&skipWave, "skip-wave", false, "apply STACK's new revision now, whatever the wave of the fleet's rollout says (history records it)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until it has finished; exit 1 if it failed or left a stack held")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON: {stack, queued, waited, error, held: [{stack, revision, reason}]}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON: {stack, queued, waited, error, held: [{stack, revision, reason, by_rollout}]}")
 	return cmd
 }
 

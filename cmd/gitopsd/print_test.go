@@ -59,6 +59,21 @@ func TestPrintStatusBranch(t *testing.T) {
 	}
 }
 
+// TestPrintStatusRolloutHold: a stack the fleet's rollout holds says so,
+// and why, where an error would be.
+func TestPrintStatusRolloutHold(t *testing.T) {
+	var b bytes.Buffer
+	hold := "held by rollout: 222222222222 rolled back on edge-00 (canary)"
+	if err := printStatus(&b, api.Status{Host: "edge-01", Stacks: []api.StackStatus{
+		{Name: "web", Revision: strings.Repeat("1", 40), Sync: "OutOfSync", Hold: hold},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "OutOfSync") || !strings.Contains(b.String(), hold) {
+		t.Errorf("status does not show the hold:\n%s", b.String())
+	}
+}
+
 func TestPrintDriftOpenFirst(t *testing.T) {
 	var b bytes.Buffer
 	err := printDrift(&b, []api.Drift{

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -78,5 +79,42 @@ func TestSyncRetryParameter(t *testing.T) {
 		if b.calls[i] != want[i] {
 			t.Errorf("call %d: %+v, want %+v", i, b.calls[i], want[i])
 		}
+	}
+}
+
+// skipWaveBackend records `sync --skip-wave` requests apart from plain ones.
+type skipWaveBackend struct {
+	syncBackend
+	skipped []string
+}
+
+func (b *skipWaveBackend) SyncSkipWave(_ context.Context, stack string, wait bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.skipped = append(b.skipped, fmt.Sprintf("%s wait=%v", stack, wait))
+	return nil
+}
+
+// TestSyncSkipWaveParameter: skip_wave=true reaches the backend's
+// SyncSkipWave, and nothing else does; a held stack of the rollout is
+// named with the way out.
+func TestSyncSkipWaveParameter(t *testing.T) {
+	b := &skipWaveBackend{}
+	c := NewClient(serve(t, b))
+	ctx := context.Background()
+	if _, err := c.SyncWith(ctx, SyncRequest{Stack: "web", SkipWave: true, Wait: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx, "web", false, true); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.skipped) != 1 || b.skipped[0] != "web wait=true" || len(b.calls) != 1 {
+		t.Errorf("skip-wave calls %v, plain calls %+v", b.skipped, b.calls)
+	}
+	he := &HeldError{Stacks: []HeldStack{{Stack: "web", Reason: "held by rollout: waiting: wave canary 0/1 healthy", ByRollout: true}}}
+	if got := he.Error(); got != "stack web is held by rollout: waiting: wave canary 0/1 healthy; `gitopsd sync web --skip-wave` applies it now" {
+		t.Errorf("HeldError: %q", got)
 	}
 }

@@ -105,11 +105,30 @@ func (c *Client) Sync(ctx context.Context, stack string, retry, wait bool) error
 // SyncResult is Sync with the daemon's answer: the stacks left held are
 // listed in it (and, after a wait, named by the error).
 func (c *Client) SyncResult(ctx context.Context, stack string, retry, wait bool) (SyncResult, error) {
+	return c.SyncWith(ctx, SyncRequest{Stack: stack, Retry: retry, Wait: wait})
+}
+
+// SyncRequest is what `gitopsd sync` asks for.
+type SyncRequest struct {
+	Stack string
+	Retry bool // also retry a revision that failed its health gate
+	// SkipWave applies Stack's new revision now, whatever the fleet's
+	// rollout says.
+	SkipWave bool
+	Wait     bool
+}
+
+// SyncWith is SyncResult for any SyncRequest.
+func (c *Client) SyncWith(ctx context.Context, r SyncRequest) (SyncResult, error) {
+	stack, wait := r.Stack, r.Wait
 	q := url.Values{"stack": {stack}, "wait": {strconv.FormatBool(wait)}}
-	if retry {
+	if r.Retry {
 		// Only when asked: a daemon from before --retry answers a request
 		// without it as it always did.
 		q.Set("retry", "true")
+	}
+	if r.SkipWave {
+		q.Set("skip_wave", "true")
 	}
 	var res SyncResult
 	if err := c.do(ctx, http.MethodPost, "/v1/sync", q, &res); err != nil {

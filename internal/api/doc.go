@@ -15,7 +15,8 @@
 //	POST /v1/backup/test?stack=S[&volume=V&level=N]        SyncResult; restore-test the newest good snapshot; error says why it failed
 //	POST /v1/backup/restore?stack=S&volume=V[&snapshot=ID] SyncResult; put a snapshot (default: newest good) back
 //	POST /v1/sync[?stack=S&wait=true&retry=true] SyncResult; retry=true (`sync --retry`) also retries a revision
-//	                                             that failed its health gate, which is otherwise held until the stack's folder changes
+//	                                             that failed its health gate, which is otherwise held until the stack's folder changes;
+//	                                             skip_wave=true (`sync S --skip-wave`) applies S's new revision whatever its rollout's wave says
 //	POST /v1/rollback?stack=S[&to=REV&wait=true&with_data=true] SyncResult; pins S to REV (default: last healthy);
 //	                                             with_data restores the snapshots taken before the deploy rolled back
 //	POST /v1/unpin?stack=S[&wait=true]           SyncResult; S follows the branch again

@@ -29,6 +29,9 @@ type Backend interface {
 	// also retries a revision that failed its health gate. With wait it
 	// returns when that reconcile has finished, with its error.
 	Sync(ctx context.Context, stack string, retry, wait bool) error
+	// SyncSkipWave syncs one stack to the branch head now, whatever the
+	// wave of the fleet's rollout says (`gitopsd sync STACK --skip-wave`).
+	SyncSkipWave(ctx context.Context, stack string, wait bool) error
 	// Rollback returns a stack to a revision ("" for its last healthy one)
 	// and pins it there; Unpin lets it follow the branch again.
 	// With withData, the volumes the stack backs up get back the snapshots
@@ -187,6 +190,9 @@ func (s *Server) backupRestore(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func(q url.Values, wait bool) error {
+		if flag(q, "skip_wave") {
+			return s.backend.SyncSkipWave(r.Context(), q.Get("stack"), wait)
+		}
 		return s.backend.Sync(r.Context(), q.Get("stack"), flag(q, "retry"), wait)
 	})
 }

@@ -162,7 +162,9 @@ func knownStacks(b Backend, next http.Handler) http.Handler {
 
 // HeldError says that stacks a sync covered stay held: the revision they
 // are to run failed its health gate, and only `sync --retry` (or a new
-// commit to the stack) tries it again. The sync itself was done (or queued).
+// commit to the stack) tries it again; or the fleet's rollout holds it
+// (ByRollout), and `sync --skip-wave` applies it. The sync itself was done
+// (or queued).
 type HeldError struct {
 	Stacks []HeldStack
 	// Queued: the sync was only queued, so this is a note, not a failure
@@ -173,6 +175,10 @@ type HeldError struct {
 func (e *HeldError) Error() string {
 	var parts []string
 	for _, s := range e.Stacks {
+		if s.ByRollout {
+			parts = append(parts, fmt.Sprintf("stack %s is %s; `gitopsd sync %s --skip-wave` applies it now", s.Stack, s.Reason, s.Stack))
+			continue
+		}
 		why := s.Reason // the record's error names the revision and the gate
 		if why == "" {
 			why = fmt.Sprintf("revision %s failed to deploy", shortRev(s.Revision))

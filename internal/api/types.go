@@ -48,9 +48,10 @@ type StackStatus struct {
 	Sync           string           `json:"sync"`
 	Health         string           `json:"health"`
 	Pinned         bool             `json:"pinned"`
-	Held           bool             `json:"held"`         // Target failed its health gate: polls and a plain sync leave it, `sync --retry` retries it
-	Head           string           `json:"head"`         // branch head, when the stack does not run it
-	BranchAhead    int              `json:"branch_ahead"` // commits the branch is ahead of Revision; -1: could not be counted
+	Held           bool             `json:"held"`           // Target failed its health gate: polls and a plain sync leave it, `sync --retry` retries it
+	Hold           string           `json:"hold,omitempty"` // "held by rollout: ...": the fleet's rollout holds Target here (`sync --skip-wave` applies it)
+	Head           string           `json:"head"`           // branch head, when the stack does not run it
+	BranchAhead    int              `json:"branch_ahead"`   // commits the branch is ahead of Revision; -1: could not be counted
 	Error          string           `json:"error"`
 	LastDeployment *DeploymentBrief `json:"last_deployment"`
 	Services       []ServiceStatus  `json:"services"`
@@ -179,11 +180,15 @@ type SyncResult struct {
 }
 
 // HeldStack is a stack a sync left on its revision: Revision (the one it
-// was to run) failed its health gate, for Reason.
+// was to run) failed its health gate, for Reason, or the fleet's rollout
+// holds it (ByRollout).
 type HeldStack struct {
 	Stack    string `json:"stack"`
 	Revision string `json:"revision"`
 	Reason   string `json:"reason"`
+	// ByRollout: the fleet's rollout holds Revision on this host (Reason
+	// says why); `sync STACK --skip-wave` applies it now.
+	ByRollout bool `json:"by_rollout,omitempty"`
 }
 
 // StackNames is the answer of /v1/stacks: the stacks the daemon knows

@@ -63,7 +63,7 @@ func (d *Daemon) Status(ctx context.Context, only string) (api.Status, error) {
 		}
 		ss := api.StackStatus{
 			Name: s.Name, Revision: s.Revision, Target: s.Target, Sync: s.Sync, Health: s.Health,
-			Pinned: s.Pinned, Held: held(s), Error: s.Error,
+			Pinned: s.Pinned, Held: held(s), Hold: d.rolloutHold(s.Name), Error: s.Error,
 			Services: []api.ServiceStatus{}, Drift: []api.DriftBrief{}, Backups: []api.BackupBrief{},
 		}
 		if src.Head != "" && s.Revision != "" && s.Revision != src.Head {
@@ -277,8 +277,29 @@ func (d *Daemon) Sync(ctx context.Context, stackName string, retry, wait bool) e
 	return errors.Join(err, he)
 }
 
+// SyncSkipWave syncs one stack to the branch head now, whatever its
+// rollout's wave says: the operator's override, which history records as
+// the deployment's trigger (skip_wave).
+func (d *Daemon) SyncSkipWave(ctx context.Context, stackName string, wait bool) error {
+	if stackName == "" {
+		return errors.New("--skip-wave needs a stack: it overrides the rollout of one stack at a time")
+	}
+	if err := d.knowsStack(ctx, stackName); err != nil {
+		// Perhaps new in a commit not fetched yet, and held on this host
+		// before its first deployment: the reconcile fetches.
+		if qerr := d.queue(ctx, syncJob{trigger: sync.TriggerManual, stack: stackName}, true); qerr != nil {
+			return qerr
+		}
+		if err := d.knowsStack(ctx, stackName); err != nil {
+			return err
+		}
+	}
+	return d.queue(ctx, syncJob{trigger: sync.TriggerSkipWave, stack: stackName}, wait)
+}
+
 // heldStacksOf lists the stacks (one, or all) held on a revision that
-// failed its health gate, with the reason the record gives.
+// failed its health gate, with the reason the record gives, then those the
+// fleet's rollout holds.
 func (d *Daemon) heldStacksOf(ctx context.Context, only string) ([]api.HeldStack, error) {
 	states, err := d.store.Stacks(ctx)
 	if err != nil {
@@ -296,6 +317,11 @@ func (d *Daemon) heldStacksOf(ctx context.Context, only string) ([]api.HeldStack
 			}
 		}
 		out = append(out, api.HeldStack{Stack: s.Name, Revision: s.FailedRevision, Reason: oneLine(reason)})
+	}
+	for _, s := range states {
+		if hold := d.rolloutHold(s.Name); hold != "" && (only == "" || s.Name == only) && !held(s) {
+			out = append(out, api.HeldStack{Stack: s.Name, Revision: s.Target, Reason: oneLine(hold), ByRollout: true})
+		}
 	}
 	return out, nil
 }

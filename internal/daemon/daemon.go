@@ -117,6 +117,8 @@ type Daemon struct {
 	// hold, guarded by mu, says why no stack may be touched: the record
 	// was found empty while this gitopsd's stacks run (state.go).
 	hold string
+	// rollouts is the fleet's rollout of each stack (rollout.go).
+	rollouts rollouts
 }
 
 // New opens the state, the engine and the source. It does not fetch.
@@ -173,6 +175,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	clock := func() time.Time { return d.now() }
 	d.metrics = metrics.New(st)
 	d.metrics.SetHost(cfg.Host.Name)
+	d.metrics.SetRollouts(cfg.Host.Name, d.rolloutMetrics)
 	// Binds into these (the mirror, the checkouts, the live view) are
 	// mounted read-only: stacks are loaded from them.
 	d.rec.CheckoutDirs = []string{filepath.Join(cfg.StateDir, "source"), filepath.Join(cfg.StateDir, "live")}

@@ -92,6 +92,7 @@ func (d *Daemon) loadView(ctx context.Context, head string, v liveView) (stack.R
 		return res, fmt.Errorf("load revision %s: %w", head, res.Err)
 	}
 	d.refuseLeftOut(&res, head, v.views)
+	d.loadRollouts(&res, v)
 	res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
 		if err := backup.Validate(st); err != nil {
 			res.Invalid[st.Name] = err
@@ -104,17 +105,23 @@ func (d *Daemon) loadView(ctx context.Context, head string, v liveView) (stack.R
 
 // converge brings one stack to the revision it converges to (head, or its
 // pin): a stack that runs it already is only checked for drift, any other
-// is synced, and rolled back when its new revision fails its gate. known
-// says whether the stack has a row (state).
+// is synced, and rolled back when its new revision fails its gate, unless
+// the fleet's rollout holds it (rollout.go). known says whether the stack
+// has a row (state).
 func (d *Daemon) converge(ctx context.Context, st *stack.Stack, state store.StackState, known bool, head string, trigger sync.Trigger, v liveView) error {
 	rev := head
 	if pin, ok := v.pins[st.Name]; ok {
 		rev = pin // converge to the pinned revision, whatever the branch says
 	}
 	d.metrics.SeeStack(st.Name)
+	steady := known && drift.Steady(state, rev, d.viewOf(st.Name), trigger)
+	if d.rolloutHolds(ctx, st, state, !steady, rev, head, trigger) {
+		return nil // what runs stays; the rollout says why
+	}
+	defer d.noteRollout(ctx)
 	var err error
 	began, result := time.Now(), "succeeded"
-	if known && drift.Steady(state, rev, d.viewOf(st.Name), trigger) {
+	if steady {
 		// Nothing to deploy: what differs is drift, healed or reported
 		// per the stack's policy.
 		err, result = d.drifts.Check(ctx, st, state, true), "unchanged"

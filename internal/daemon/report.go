@@ -64,7 +64,7 @@ func (d *Daemon) reportStacks(ctx context.Context, only string) {
 		if only != "" && s.Name != only {
 			continue
 		}
-		if u, ok := statusOf(s, d.host.Name); ok {
+		if u, ok := statusOf(s, d.host.Name, d.rolloutHold(s.Name)); ok {
 			d.reporter.Set(u)
 		}
 	}
@@ -72,8 +72,11 @@ func (d *Daemon) reportStacks(ctx context.Context, only string) {
 
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
-// statusOf is the commit status a stack's row means, and on which commit:
-//   - held by the rollout: pending on the revision held back, with why;
+// statusOf is the commit status a stack's row means, with hold, what the
+// rollout says of it ("held by rollout: ..."; "" when it does not hold
+// it), and on which commit:
+//   - held by the rollout: pending on the revision held back (the row's
+//     Target), with why;
 //   - Invalid, or Failed (a failed roll, a rollback): failure on the
 //     revision wanted (Target: the rolled-back one after a rollback), with
 //     the row's error;
@@ -82,10 +85,10 @@ var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 //
 // Anything else (OutOfSync, Synced but not Healthy yet) changes nothing:
 // the last status stands until the stack is one of the above.
-func statusOf(s store.StackState, host string) (report.Update, bool) {
+func statusOf(s store.StackState, host, hold string) (report.Update, bool) {
 	u := report.Update{Stack: s.Name}
-	if rev, why := rolloutHold(s); why != "" {
-		u.SHA, u.State, u.Description = rev, report.Pending, why
+	if hold != "" {
+		u.SHA, u.State, u.Description = s.Target, report.Pending, hold+" ("+host+")"
 	} else {
 		switch sync.SyncState(s.Sync) {
 		case sync.Invalid:
@@ -105,9 +108,3 @@ func statusOf(s store.StackState, host string) (report.Update, bool) {
 	}
 	return u, fullSHA.MatchString(u.SHA)
 }
-
-// rolloutHold is the revision the rollout holds this stack back from, and
-// why ("held by rollout: ..."); "" when it does not. The stack's row gets
-// the rollout's hold with the waves (issue 21, branch wip/waves): read it
-// here, and the statuses follow.
-func rolloutHold(store.StackState) (revision, why string) { return "", "" }

@@ -146,18 +146,23 @@ func TestStatusOf(t *testing.T) {
 		row   store.StackState
 		state report.State
 		sha   string
+		hold  string
 	}{
-		{store.StackState{Name: "web", Revision: r1, Target: r1, Sync: "Synced", Health: "Healthy"}, report.Success, r1},
-		{store.StackState{Name: "web", Revision: r1, Target: r1, Sync: "Synced", Health: "Progressing"}, "", ""},
-		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "Failed", Health: "Healthy", FailedRevision: r2, Error: "revision 222222222222 failed its health gate and was rolled back"}, report.Failure, r2},
-		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "Invalid", Error: "compose.yaml: line 3"}, report.Failure, r2},
-		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "Progressing"}, report.Running, r2},
-		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "OutOfSync"}, "", ""},
-		{store.StackState{Name: "web", Revision: "abc", Target: "abc", Sync: "Synced", Health: "Healthy"}, "", ""}, // not a commit
+		{store.StackState{Name: "web", Revision: r1, Target: r1, Sync: "Synced", Health: "Healthy"}, report.Success, r1, ""},
+		{store.StackState{Name: "web", Revision: r1, Target: r1, Sync: "Synced", Health: "Progressing"}, "", "", ""},
+		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "Failed", Health: "Healthy", FailedRevision: r2, Error: "revision 222222222222 failed its health gate and was rolled back"}, report.Failure, r2, ""},
+		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "Invalid", Error: "compose.yaml: line 3"}, report.Failure, r2, ""},
+		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "Progressing"}, report.Running, r2, ""},
+		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "OutOfSync"}, "", "", ""},
+		{store.StackState{Name: "web", Revision: "abc", Target: "abc", Sync: "Synced", Health: "Healthy"}, "", "", ""}, // not a commit
+		{store.StackState{Name: "web", Revision: r1, Target: r2, Sync: "OutOfSync"}, report.Pending, r2, "held by rollout: 222222222222 rolled back on edge-00 (canary)"},
 	} {
-		u, ok := statusOf(tc.row, "edge-01")
+		u, ok := statusOf(tc.row, "edge-01", tc.hold)
 		if ok != (tc.state != "") || (ok && (u.State != tc.state || u.SHA != tc.sha || u.Stack != "web")) {
 			t.Errorf("%+v: %+v %v, want %s on %s", tc.row, u, ok, tc.state, tc.sha)
+		}
+		if ok && u.State == report.Pending && !strings.Contains(u.Description, tc.hold) {
+			t.Errorf("%+v: pending without the hold: %q", tc.row, u.Description)
 		}
 		if ok && u.State == report.Failure && !strings.Contains(u.Description, tc.row.Error) {
 			t.Errorf("%+v: failure without the reason: %q", tc.row, u.Description)

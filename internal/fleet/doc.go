@@ -67,15 +67,17 @@
 //
 // # The gate's reading
 //
-// Observe asks Prometheus three instant queries per stack and revision
-// (QueriesFor), whatever the size of the fleet, over metrics each host
-// exports for the stacks that target it (a proposal for internal/metrics:
-// gitopsd_stack_info and gitopsd_rollbacks_total carry neither
-// the wave nor, for rollbacks, the revision):
+// Observe asks Prometheus one instant query per stack and revision
+// (Queries.One: the three vectors of QueriesFor, each tagged with
+// label_replace and joined with or), whatever the size of the fleet, over
+// the metrics each host exports for the stacks that target it
+// (internal/metrics, rollout.go; the daemon computes them in
+// internal/daemon/rollout.go):
 //
 //	gitopsd_rollout_info{stack,wave,host} 1
 //	gitopsd_rollout_healthy_since_timestamp_seconds{stack,revision,wave,host}
 //	gitopsd_rollout_rolled_back_info{stack,revision,wave,host} 1
+//	gitopsd_rollout_held_info{stack,revision,wave,host,verdict} 1 (not read by the gate)
 //
 //	count by (wave) (gitopsd_rollout_info{stack="web"})
 //	max by (host, wave) (gitopsd_rollout_healthy_since_timestamp_seconds{stack="web",revision="R"})

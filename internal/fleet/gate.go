@@ -14,7 +14,7 @@ import (
 )
 
 // The metrics the gate reads. Each host exports them for the stacks that
-// target it (proposed for internal/metrics; gitopsd_stack_info and
+// target it (internal/metrics, rollout.go; gitopsd_stack_info and
 // rollbacks_total carry neither the wave nor, for rollbacks, the revision,
 // and a rollout must know both):
 //
@@ -23,7 +23,7 @@ import (
 //	gitopsd_rollout_healthy_since_timestamp_seconds{stack,revision,wave,host}
 //	    since when this host has run revision Synced and Healthy; absent when not
 //	gitopsd_rollout_rolled_back_info{stack,revision,wave,host} 1
-//	    this host rolled revision back (kept until the stack's target moves)
+//	    this host rolled revision back (kept while it holds it as failed)
 //
 // host is the host's own name, one value per host, so the gate can say
 // which host rolled back without relying on Prometheus's instance label
@@ -35,8 +35,9 @@ const (
 	defaultQueryTimeout = 10 * time.Second
 )
 
-// Queries are the PromQL the gate asks for one stack and revision: three
-// instant queries, whatever the size of the fleet.
+// Queries are the PromQL the gate reads for one stack and revision: three
+// instant vectors, whatever the size of the fleet, asked as one query
+// (One).
 type Queries struct {
 	Targeting    string // hosts per wave that target the stack: count by (wave)
 	HealthySince string // per host running the revision healthy: since when
@@ -56,40 +57,46 @@ func QueriesFor(stackName, revision string) Queries {
 // promQuote quotes a label value for PromQL (a Go-style double-quoted string).
 func promQuote(s string) string { return strconv.Quote(s) }
 
-// Observe asks Prometheus about a stack and a revision. An error of any of
-// the queries is the Observation's Err: a partial reading could let a wave
-// go on a wrong count.
+// One is the three queries as one, so a held stack costs Prometheus one
+// request per poll: each part is tagged with a label q (targeting,
+// healthy, rolled_back) that no series of ours carries, so `or` keeps
+// every element of each.
+func (q Queries) One() string {
+	tag := func(expr, part string) string {
+		return fmt.Sprintf(`label_replace(%s, "q", %q, "", "")`, expr, part)
+	}
+	return tag(q.Targeting, partTargeting) + " or " + tag(q.HealthySince, partHealthy) + " or " + tag(q.RolledBack, partRolledBack)
+}
+
+const (
+	partTargeting  = "targeting"
+	partHealthy    = "healthy"
+	partRolledBack = "rolled_back"
+)
+
+// Observe asks Prometheus about a stack and a revision, in one query
+// (Queries.One). An error is the Observation's Err: a partial reading
+// could let a wave go on a wrong count.
 func Observe(ctx context.Context, c *PromClient, stackName, revision string) Observation {
-	q := QueriesFor(stackName, revision)
+	samples, err := c.Query(ctx, QueriesFor(stackName, revision).One())
+	if err != nil {
+		return Observation{Err: fmt.Errorf("ask %s about revision %s of stack %s: %w", c.URL, short(revision), stackName, err)}
+	}
 	obs := Observation{Waves: map[string]WaveState{}}
-	fail := func(what string, err error) Observation {
-		return Observation{Err: fmt.Errorf("ask %s for %s of stack %s: %w", c.URL, what, stackName, err)}
-	}
-	targeting, err := c.Query(ctx, q.Targeting)
-	if err != nil {
-		return fail("the hosts per wave", err)
-	}
-	for _, s := range targeting {
-		ws := obs.Waves[s.Labels["wave"]]
-		ws.Targeting = int(s.Value)
-		obs.Waves[s.Labels["wave"]] = ws
-	}
-	healthy, err := c.Query(ctx, q.HealthySince)
-	if err != nil {
-		return fail("the healthy hosts", err)
-	}
-	for _, s := range healthy {
-		ws := obs.Waves[s.Labels["wave"]]
-		sec, frac := splitSeconds(s.Value)
-		ws.HealthySince = append(ws.HealthySince, time.Unix(sec, frac).UTC())
-		obs.Waves[s.Labels["wave"]] = ws
-	}
-	rolled, err := c.Query(ctx, q.RolledBack)
-	if err != nil {
-		return fail("the rollbacks", err)
-	}
-	for _, s := range rolled {
-		obs.RolledBack = append(obs.RolledBack, HostRef{Host: s.Labels["host"], Wave: s.Labels["wave"]})
+	for _, s := range samples {
+		wave := s.Labels["wave"]
+		ws := obs.Waves[wave]
+		switch s.Labels["q"] {
+		case partTargeting:
+			ws.Targeting = int(s.Value)
+		case partHealthy:
+			sec, frac := splitSeconds(s.Value)
+			ws.HealthySince = append(ws.HealthySince, time.Unix(sec, frac).UTC())
+		case partRolledBack:
+			obs.RolledBack = append(obs.RolledBack, HostRef{Host: s.Labels["host"], Wave: wave})
+			continue
+		}
+		obs.Waves[wave] = ws
 	}
 	return obs
 }

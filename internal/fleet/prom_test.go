@@ -74,12 +74,20 @@ func TestGateReadsRealPrometheus(t *testing.T) {
 	promURL, stopProm := testenv.StartPrometheus(t, []string{fakeHost(t, &h0), fakeHost(t, &h1), fakeHost(t, &h2)})
 
 	ctx := context.Background()
-	client := &PromClient{URL: promURL, Timeout: 5 * time.Second}
+	var asked atomic.Int64
+	client := &PromClient{URL: promURL, Timeout: 5 * time.Second, HTTP: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		asked.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})}}
 	var obs Observation
 	waitFor(t, time.Minute, "the three hosts scraped", func() bool {
+		asked.Store(0)
 		obs = Observe(ctx, client, "web", good)
 		return obs.Err == nil && obs.Waves["canary"].Targeting == 1 && obs.Waves["rest"].Targeting == 2 && len(obs.Waves["canary"].HealthySince) == 1
 	})
+	if n := asked.Load(); n != 1 {
+		t.Errorf("one reading of the gate asked Prometheus %d times, want once", n)
+	}
 	if got := obs.Waves["canary"].HealthySince[0]; !got.Equal(canarySince) {
 		t.Errorf("canary healthy since %s, want %s", got, canarySince)
 	}
@@ -168,3 +176,7 @@ func TestPromClientErrors(t *testing.T) {
 		}
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

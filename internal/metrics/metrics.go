@@ -42,6 +42,8 @@ type Metrics struct {
 	reconcileErrors prometheus.Counter
 	storeErrors     prometheus.Counter
 	storeWritable   prometheus.Gauge
+
+	rollouts *rolloutCollector
 }
 
 // Version is gitopsd's version for gitopsd_build_info; main sets it.
@@ -118,7 +120,8 @@ func New(state State) *Metrics {
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.syncs, m.syncDuration, m.rollbacks, m.fetchErrors, m.untrusted, buildInfo, stateCollector{state: state})
-	m.reg.MustRegister(m.DriftEvents, driftGauge{open: open},
+	m.rollouts = &rolloutCollector{}
+	m.reg.MustRegister(m.DriftEvents, driftGauge{open: open}, m.rollouts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o, ok := state.(outcomes); ok {
 		m.reg.MustRegister(outcomeCollector{state: o})

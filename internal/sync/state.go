@@ -69,6 +69,12 @@ func markKeptForward(s *store.StackState, revision string) {
 	s.Revision = revision
 }
 
+// markHeldByRollout: the rollout holds revision, which the stack does not
+// run: what runs stays, out of sync with what is wanted.
+func markHeldByRollout(s *store.StackState, revision string) {
+	s.Target, s.Sync = revision, string(OutOfSync)
+}
+
 // markRolledBack: failed did not pass (cause) and the stack was rolled
 // back to good; rollbackErr is the rollback's own failure, if any.
 func markRolledBack(s *store.StackState, good, failed string, cause, rollbackErr error) {

@@ -45,6 +45,10 @@ const (
 	TriggerRetry    Trigger = "retry"
 	TriggerHeal     Trigger = "heal"
 	TriggerRollback Trigger = "rollback"
+	// TriggerSkipWave is a manual sync that applies a stack's new revision
+	// now, whatever its rollout's wave says (`gitopsd sync STACK
+	// --skip-wave`): history keeps the override.
+	TriggerSkipWave Trigger = "skip_wave"
 )
 
 // Outcome is how a deployment ended, as history records it
@@ -56,6 +60,8 @@ const (
 	OutcomeSucceeded  Outcome = "succeeded"
 	OutcomeFailed     Outcome = "failed"
 	OutcomeRolledBack Outcome = "rolled_back"
+	// OutcomeHeld: the rollout held the revision; nothing was changed.
+	OutcomeHeld Outcome = "held"
 )
 
 // ErrKeptForward marks a failed roll whose failure_action (pause or
