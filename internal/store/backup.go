@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"database/sql"
 	"fmt"
 	"time"
@@ -17,8 +19,11 @@ const (
 
 // Snapshot is one snapshot of one volume of a stack.
 type Snapshot struct {
-	ID         int64
-	Stack      string
+	ID    int64
+	Stack string
+	// Name is unique across hosts and rebuilds of this one (a UTC time
+	// stamp and a random suffix): the snapshot's folder on a remote.
+	Name       string
 	Volume     string // compose key
 	Trigger    string
 	Revision   string
@@ -56,12 +61,25 @@ func (s *Store) StartSnapshot(ctx context.Context, sn Snapshot) (int64, error) {
 	if sn.StartedAt.IsZero() {
 		sn.StartedAt = time.Now()
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (stack, volume, "trigger", revision, started_at, status, dir, encrypted)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, sn.Stack, sn.Volume, sn.Trigger, sn.Revision, timeArg(sn.StartedAt), SnapshotRunning, sn.Dir, sn.Encrypted)
+	if sn.Name == "" {
+		sn.Name = SnapshotName(sn.StartedAt)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (stack, name, volume, "trigger", revision, started_at, status, dir, encrypted)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sn.Stack, sn.Name, sn.Volume, sn.Trigger, sn.Revision, timeArg(sn.StartedAt), SnapshotRunning, sn.Dir, sn.Encrypted)
 	if err != nil {
 		return 0, fmt.Errorf("start snapshot of %s/%s: %w", sn.Stack, sn.Volume, err)
 	}
 	return res.LastInsertId()
+}
+
+// SnapshotName names a snapshot taken at t so that the name does not
+// repeat for a volume, even on a host rebuilt with an empty state_dir
+// whose ids count from 1 again: 20261206T061500Z-3f9a1c. Names sort by
+// time.
+func SnapshotName(t time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
 // SetSnapshotDir records where a running snapshot writes its files.
@@ -146,7 +164,7 @@ func repeat(s string, n int) string {
 }
 
 func (s *Store) querySnapshots(ctx context.Context, where string, args ...any) ([]Snapshot, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT s.id, s.stack, s.volume, s."trigger", s.revision, s.started_at, s.finished_at, s.status, s.error, s.dir,
+	rows, err := s.rdb.QueryContext(ctx, `SELECT s.id, s.stack, s.name, s.volume, s."trigger", s.revision, s.started_at, s.finished_at, s.status, s.error, s.dir,
 			s.size_bytes, s.files, s.data_bytes, s.encrypted,
 			COALESCE(t.id, 0), COALESCE(t.level, 0), t.started_at, t.finished_at, COALESCE(t.ok, 0), COALESCE(t.error, ''),
 			EXISTS (SELECT 1 FROM restore_tests g WHERE g.snapshot_id = s.id AND g.ok = 1)
@@ -160,7 +178,7 @@ func (s *Store) querySnapshots(ctx context.Context, where string, args ...any) (
 	for rows.Next() {
 		var sn Snapshot
 		var started, finished, tStarted, tFinished sql.NullString
-		if err := rows.Scan(&sn.ID, &sn.Stack, &sn.Volume, &sn.Trigger, &sn.Revision, &started, &finished, &sn.Status, &sn.Error, &sn.Dir,
+		if err := rows.Scan(&sn.ID, &sn.Stack, &sn.Name, &sn.Volume, &sn.Trigger, &sn.Revision, &started, &finished, &sn.Status, &sn.Error, &sn.Dir,
 			&sn.SizeBytes, &sn.Files, &sn.DataBytes, &sn.Encrypted,
 			&sn.LastTest.ID, &sn.LastTest.Level, &tStarted, &tFinished, &sn.LastTest.OK, &sn.LastTest.Error, &sn.TestedOK); err != nil {
 			return nil, fmt.Errorf("read snapshots: %w", err)
