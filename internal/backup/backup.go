@@ -76,6 +76,9 @@ type Runner struct {
 	// Owner tells this daemon's helper containers and scratch volumes from
 	// another's on the same engine (LabelOwner); Recover removes its own.
 	Owner string
+	// Offsite, if set, copies good snapshots to the remote and fetches
+	// copies back for restore tests (backup.remote).
+	Offsite *Offsite
 	// Alive, if set, is called every aliveEvery or so while a volume is
 	// written: Recover runs at start, and putting a large volume back can
 	// outlast a service manager's start timeout (systemd's is 90 s).
@@ -93,6 +96,7 @@ type Event struct {
 	Stack, Volume string
 	Snapshot      *store.Snapshot    // a snapshot was taken (Status ok or failed)
 	Test          *store.RestoreTest // a restore test ran
+	RemoteTest    *store.RemoteTest  // a restore test of a remote copy ran
 	Took          time.Duration
 }
 
@@ -134,7 +138,14 @@ func (r *Runner) Snapshot(ctx context.Context, st *stack.Stack, cfg *Config, vol
 	if err != nil {
 		return sn, fmt.Errorf("snapshot %s/%s: %w", st.Name, volume, err)
 	}
-	return sn, r.retain(ctx, st.Name, volume, vc.Keep)
+	var qerr error
+	if r.Offsite != nil && !vc.Local {
+		// Recorded before retention runs, so that retention keeps it.
+		if qerr = r.Offsite.Enqueue(context.WithoutCancel(ctx), sn, vc.Keep); qerr != nil {
+			qerr = fmt.Errorf("snapshot %s/%s: queue its remote copy: %w", st.Name, volume, qerr)
+		}
+	}
+	return sn, errors.Join(qerr, r.retain(ctx, st.Name, volume, vc.Keep))
 }
 
 // write keeps the volume still and streams it into a snapshot directory.
@@ -305,11 +316,23 @@ func (r *Runner) containersOf(ctx context.Context, stackName string, services []
 	return ids, nil
 }
 
-// retain removes the snapshots the volume's keep policy lets go.
+// retain removes the snapshots the volume's keep policy lets go, except
+// those whose remote copy is still pending: a snapshot must not leave the
+// host before its copy counts. They go at a later run.
 func (r *Runner) retain(ctx context.Context, stackName, volume string, keep policy.Keep) error {
 	good, err := r.Store.Snapshots(ctx, stackName, volume, store.SnapshotOK)
 	if err != nil {
 		return err
+	}
+	copies, err := r.Store.RemoteCopies(ctx, stackName, volume)
+	if err != nil {
+		return err
+	}
+	pending := map[int64]bool{}
+	for _, c := range copies {
+		if c.State == store.CopyPending {
+			pending[c.SnapshotID] = true
+		}
 	}
 	snaps := make([]policy.Snapshot, 0, len(good))
 	byID := map[string]store.Snapshot{}
@@ -322,6 +345,10 @@ func (r *Runner) retain(ctx context.Context, stackName, volume string, keep poli
 	var errs []error
 	for _, p := range remove {
 		sn := byID[p.ID]
+		if pending[sn.ID] {
+			r.Log.Info("snapshot kept until its remote copy counts", "stack", stackName, "volume", volume, "snapshot", sn.ID)
+			continue
+		}
 		if err := os.RemoveAll(sn.Dir); err != nil {
 			errs = append(errs, fmt.Errorf("retention: remove snapshot %d: %w", sn.ID, err))
 			continue

@@ -46,7 +46,20 @@ type VolumeConfig struct {
 	Verify      []string         // level 3: command run against the restored copy
 	VerifyWith  string           // level 3: the service whose image and mount point are used
 	Timeout     time.Duration    // level 3: how long verify may take
+	// Local keeps the volume's snapshots on the host only (remote: false),
+	// even with backup.remote set.
+	Local bool
+	// TestFrom is where scheduled restore tests take their snapshot:
+	// TestFromLocal, or TestFromRemote (the newest copy on the remote,
+	// downloaded: the test that proves the backup outlives the host).
+	TestFrom string
 }
+
+// Where scheduled restore tests take their snapshot from (test_from).
+const (
+	TestFromLocal  = "local"
+	TestFromRemote = "remote"
+)
 
 // Hook is a command exec'd in a running service before and after the read.
 type Hook struct {
@@ -122,7 +135,7 @@ type keyError struct{ key, msg string }
 func (e *keyError) Error() string { return "." + e.key + ": " + e.msg }
 
 func parseVolume(st *stack.Stack, key string, m map[string]any) (VolumeConfig, error) {
-	vc := VolumeConfig{Volume: key, Consistency: ConsistencyNone, Timeout: 5 * time.Minute}
+	vc := VolumeConfig{Volume: key, Consistency: ConsistencyNone, Timeout: 5 * time.Minute, TestFrom: TestFromLocal}
 	bad := func(k, format string, a ...any) error { return &keyError{k, fmt.Sprintf(format, a...)} }
 	service := func(k string, v any) (string, error) {
 		s, ok := v.(string)
@@ -245,8 +258,20 @@ func parseVolume(st *stack.Stack, key string, m map[string]any) (VolumeConfig, e
 				return vc, bad(k, "must be a duration such as 30s or 5m")
 			}
 			vc.Timeout = d
+		case "remote":
+			b, ok := v.(bool)
+			if !ok {
+				return vc, bad(k, "must be true or false (false: keep this volume's snapshots on the host only)")
+			}
+			vc.Local = !b
+		case "test_from":
+			s, _ := v.(string)
+			if s != TestFromLocal && s != TestFromRemote {
+				return vc, bad(k, "must be local or remote")
+			}
+			vc.TestFrom = s
 		default:
-			return vc, bad(k, "unknown key (known: schedule, keep, stop, pause, hook, test, test_level, verify, verify_with, timeout)")
+			return vc, bad(k, "unknown key (known: schedule, keep, stop, pause, hook, test, test_level, test_from, verify, verify_with, timeout, remote)")
 		}
 	}
 	if len(vc.Verify) > 0 && vc.VerifyWith == "" {
@@ -266,6 +291,9 @@ func parseVolume(st *stack.Stack, key string, m map[string]any) (VolumeConfig, e
 		if len(vc.Verify) > 0 {
 			vc.TestLevel = 3
 		}
+	}
+	if vc.TestFrom == TestFromRemote && vc.Local {
+		return vc, bad("test_from", "remote needs the volume's copies on the remote (remove remote: false)")
 	}
 	if vc.TestLevel == 3 && len(vc.Verify) == 0 {
 		return vc, bad("test_level", "3 needs verify")

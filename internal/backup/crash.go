@@ -1,9 +1,12 @@
 package backup
 
 import (
+	"context"
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/gitopsd/gitopsd/internal/backup/remote"
 )
 
 // crashAt names a point where the process kills itself (GITOPSD_CRASH_AT),
@@ -41,4 +44,19 @@ func restoreCrashReader(r io.Reader) io.Reader {
 		return r
 	}
 	return &halfway{r: r}
+}
+
+// crashRemote makes Put kill the process halfway through a file when
+// GITOPSD_CRASH_AT is CrashUploadHalfway.
+func crashRemote(r remote.Remote) remote.Remote {
+	if crashAt != CrashUploadHalfway {
+		return r
+	}
+	return halfwayRemote{r}
+}
+
+type halfwayRemote struct{ remote.Remote }
+
+func (h halfwayRemote) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	return h.Remote.Put(ctx, name, &halfway{r: r}, size)
 }

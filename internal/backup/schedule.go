@@ -18,12 +18,14 @@ type ScheduleStore interface {
 	Stacks(ctx context.Context) ([]store.StackState, error)
 	LastSnapshotStarted(ctx context.Context, stack, volume, trigger string) (time.Time, error)
 	LastRestoreTest(ctx context.Context, stack, volume, trigger string) (store.RestoreTest, bool, error)
+	LastRemoteTest(ctx context.Context, host, stack, volume, name, trigger string) (store.RemoteTest, bool, error)
 }
 
 // Jobs takes snapshots and restore-tests them (Runner).
 type Jobs interface {
 	Snapshot(ctx context.Context, st *stack.Stack, cfg *Config, volume, trigger, revision string) (store.Snapshot, error)
 	Test(ctx context.Context, st *stack.Stack, cfg *Config, volume string, id int64, level int, trigger string) (store.RestoreTest, error)
+	TestRemote(ctx context.Context, st *stack.Stack, cfg *Config, volume string, level int, trigger string) (store.RemoteTest, error)
 }
 
 // Scheduler runs the snapshots and restore tests whose schedule came due.
@@ -74,17 +76,36 @@ func (s *Scheduler) RunDue(ctx context.Context) {
 				}
 			}
 			if vc.Test != nil {
-				var last time.Time
-				if t, ok, err := s.Store.LastRestoreTest(ctx, row.Name, v, TriggerSchedule); err == nil && ok {
-					last = t.StartedAt
-				}
-				if due(*vc.Test, last, s.Since, now, s.Host+"/"+row.Name+"/"+v+"/test") {
-					if _, err := s.Jobs.Test(ctx, st, cfg, v, 0, 0, TriggerSchedule); err != nil {
-						s.Log.Error("scheduled restore test failed", "stack", row.Name, "volume", v, "err", err)
-					}
-				}
+				s.runTest(ctx, st, cfg, v, vc, now)
 			}
 		}
+	}
+}
+
+// runTest runs a volume's scheduled restore test if it came due, on the
+// local snapshot or on the remote copy (test_from).
+func (s *Scheduler) runTest(ctx context.Context, st *stack.Stack, cfg *Config, volume string, vc VolumeConfig, now time.Time) {
+	var last time.Time
+	if vc.TestFrom == TestFromRemote {
+		// Any copy's test counts: a test that found no copy records
+		// nothing, so it is tried again at the next activation.
+		if t, ok, err := s.Store.LastRemoteTest(ctx, s.Host, st.Name, volume, "", TriggerSchedule); err == nil && ok {
+			last = t.StartedAt
+		}
+	} else if t, ok, err := s.Store.LastRestoreTest(ctx, st.Name, volume, TriggerSchedule); err == nil && ok {
+		last = t.StartedAt
+	}
+	if !due(*vc.Test, last, s.Since, now, s.Host+"/"+st.Name+"/"+volume+"/test") {
+		return
+	}
+	var err error
+	if vc.TestFrom == TestFromRemote {
+		_, err = s.Jobs.TestRemote(ctx, st, cfg, volume, 0, TriggerSchedule)
+	} else {
+		_, err = s.Jobs.Test(ctx, st, cfg, volume, 0, 0, TriggerSchedule)
+	}
+	if err != nil {
+		s.Log.Error("scheduled restore test failed", "stack", st.Name, "volume", volume, "from", vc.TestFrom, "err", err)
 	}
 }
 

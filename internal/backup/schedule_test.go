@@ -16,6 +16,7 @@ import (
 // snapshot and a weekly restore test; it remembers the jobs run.
 type scheduleRecord struct {
 	lastSnap, lastTest time.Time
+	lastRemoteTest     time.Time
 	snaps, tests       []string
 }
 
@@ -29,6 +30,15 @@ func (r *scheduleRecord) LastSnapshotStarted(context.Context, string, string, st
 
 func (r *scheduleRecord) LastRestoreTest(context.Context, string, string, string) (store.RestoreTest, bool, error) {
 	return store.RestoreTest{StartedAt: r.lastTest}, !r.lastTest.IsZero(), nil
+}
+
+func (r *scheduleRecord) LastRemoteTest(context.Context, string, string, string, string, string) (store.RemoteTest, bool, error) {
+	return store.RemoteTest{StartedAt: r.lastRemoteTest}, !r.lastRemoteTest.IsZero(), nil
+}
+
+func (r *scheduleRecord) TestRemote(_ context.Context, st *stack.Stack, _ *Config, volume string, _ int, trigger string) (store.RemoteTest, error) {
+	r.tests = append(r.tests, st.Name+"/"+volume+" "+trigger+" remote")
+	return store.RemoteTest{}, nil
 }
 
 func (r *scheduleRecord) Snapshot(_ context.Context, st *stack.Stack, _ *Config, volume, trigger, revision string) (store.Snapshot, error) {
@@ -88,5 +98,35 @@ func TestSchedulerRunsWhatIsDueByItsClock(t *testing.T) {
 	s.RunDue(context.Background())
 	if len(rec.snaps) != 2 || len(rec.tests) != 1 || rec.tests[0] != "shop/data schedule" {
 		t.Fatalf("after three missed days: snapshots %v, tests %v; want one catch-up snapshot and one restore test", rec.snaps, rec.tests)
+	}
+}
+
+// TestSchedulerTestsTheRemoteCopy: with test_from: remote the scheduled
+// restore test is the remote one, and its schedule counts from the last
+// remote test, not from a local one.
+func TestSchedulerTestsTheRemoteCopy(t *testing.T) {
+	weekly, err := policy.ParseSchedule("@weekly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	weekly = weekly.In(time.UTC)
+	cfg := &Config{Volumes: map[string]VolumeConfig{"data": {Test: &weekly, TestFrom: TestFromRemote}}}
+	started := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 3, 9, 4, 0, 0, 0, time.UTC) // the week turned
+	// A local scheduled test ran just now; it does not stand for the remote one.
+	rec := &scheduleRecord{lastTest: now}
+	s := &Scheduler{
+		Store: rec, Jobs: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Host: "edge-01", Since: started,
+		Load: func(context.Context, string) (*stack.Stack, *Config, error) { return &stack.Stack{Name: "shop"}, cfg, nil },
+		Now:  func() time.Time { return now },
+	}
+	s.RunDue(context.Background())
+	if len(rec.tests) != 1 || rec.tests[0] != "shop/data schedule remote" {
+		t.Fatalf("tests %v; want one scheduled test of the remote copy", rec.tests)
+	}
+	rec.lastRemoteTest = now
+	s.RunDue(context.Background())
+	if len(rec.tests) != 1 {
+		t.Fatalf("the remote test ran twice for one activation: %v", rec.tests)
 	}
 }

@@ -255,3 +255,12 @@ func (s *Store) LastRestoreTest(ctx context.Context, stack, volume, trigger stri
 	}
 	return t, true, nil
 }
+
+// SnapshotByName returns a volume's snapshot by its name.
+func (s *Store) SnapshotByName(ctx context.Context, stack, volume, name string) (Snapshot, bool, error) {
+	out, err := s.querySnapshots(ctx, "s.stack = ? AND s.volume = ? AND s.name = ?", stack, volume, name)
+	if err != nil || len(out) == 0 {
+		return Snapshot{}, false, err
+	}
+	return out[0], true, nil
+}
