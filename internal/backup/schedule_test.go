@@ -117,8 +117,10 @@ func TestSchedulerTestsTheRemoteCopy(t *testing.T) {
 	rec := &scheduleRecord{lastTest: now}
 	s := &Scheduler{
 		Store: rec, Jobs: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Host: "edge-01", Since: started,
-		Load: func(context.Context, string) (*stack.Stack, *Config, error) { return &stack.Stack{Name: "shop"}, cfg, nil },
-		Now:  func() time.Time { return now },
+		Load: func(context.Context, string) (*stack.Stack, *Config, error) {
+			return &stack.Stack{Name: "shop"}, cfg, nil
+		},
+		Now: func() time.Time { return now },
 	}
 	s.RunDue(context.Background())
 	if len(rec.tests) != 1 || rec.tests[0] != "shop/data schedule remote" {
