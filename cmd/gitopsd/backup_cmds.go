@@ -31,18 +31,74 @@ archives under state_dir/snapshots, readable without gitopsd.`,
 }
 
 func newBackupListCmd(g *globals) *cobra.Command {
-	return queryCommand(g, &cobra.Command{Use: "list [STACK]", Short: "List snapshots, newest first",
+	var fromRemote, allHosts, asJSON bool
+	cmd := queryCommand(g, &cobra.Command{Use: "list [STACK]", Short: "List snapshots, newest first (--remote: the copies on backup.remote)",
 		Long: `List snapshots of every stack (or STACK), newest first: id, stack, volume, when it was
 taken, status (ok, failed, running, deleted by retention), size, files, and how its last
 restore test went. The id is what backup restore takes.
 
+With --remote, list the copies on backup.remote instead: host, stack, volume, the copy's id
+(its folder there), when the snapshot was taken, its size, its state (committed: marker,
+manifest and size check out; partial: an upload under way or cut short; damaged) and the
+last restore test of it run here (backup test --remote). Only this host's copies are listed
+unless --all-hosts.
+
 A STACK the daemon does not know is an error (exit 1) naming the nearest known stacks.`,
 		Example: `  gitopsd backup list
-  gitopsd backup list web --json | jq '.[] | select(.status == "ok") | .id'`},
+  gitopsd backup list web --json | jq '.[] | select(.status == "ok") | .id'
+  gitopsd backup list --remote
+  gitopsd backup list web --remote --all-hosts --json`},
 		func(ctx context.Context, c *api.Client, stack string) ([]api.Snapshot, error) {
 			return c.Snapshots(ctx, stack)
 		},
 		printSnapshots)
+	local := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		if allHosts && !fromRemote {
+			return usageError{fmt.Errorf("--all-hosts goes with --remote")}
+		}
+		if !fromRemote {
+			return local(cmd, a)
+		}
+		asJSON, _ = cmd.Flags().GetBool("json")
+		return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
+			ss, err := c.RemoteSnapshots(ctx, first(a), allHosts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), ss)
+			}
+			return printRemoteSnapshots(cmd.OutOrStdout(), ss)
+		})
+	}
+	cmd.Flags().BoolVar(&fromRemote, "remote", false, "list the copies on backup.remote (JSON: host, stack, volume, id, created_at, size_bytes, state, test fields)")
+	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "with --remote: every host's copies, not only this host's")
+	return cmd
+}
+
+func printRemoteSnapshots(w io.Writer, ss []api.RemoteSnapshot) error {
+	if len(ss) == 0 {
+		_, err := fmt.Fprintln(w, "no copies on the remote")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tSTACK\tVOLUME\tID\tCREATED\tSIZE\tSTATE\tTESTED\tPROBLEM")
+	for _, s := range ss {
+		tested := "-"
+		switch {
+		case s.TestedAt != "" && s.LastTestOK:
+			tested = fmt.Sprintf("ok (level %d) %s", s.LastTestLevel, s.TestedAt)
+		case s.TestedAt != "":
+			tested = fmt.Sprintf("FAILED (level %d) %s", s.LastTestLevel, s.TestedAt)
+		}
+		msg := s.Problem
+		if msg == "" {
+			msg = s.LastTestError
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Host, s.Stack, s.Volume, s.ID, dash(s.CreatedAt), s.SizeBytes, s.State, tested, dash(flat(msg)))
+	}
+	return tw.Flush()
 }
 
 func printSnapshots(w io.Writer, ss []api.Snapshot) error {
@@ -92,30 +148,40 @@ type BackupTestResult struct {
 	Level  int    `json:"level"`  // as asked; 0: each volume's own
 	OK     bool   `json:"ok"`
 	Error  string `json:"error"`
+	Remote bool   `json:"remote"` // the newest copy on backup.remote was tested
 }
 
 func newBackupTestCmd(g *globals) *cobra.Command {
 	var level int
-	var asJSON bool
+	var asJSON, fromRemote bool
 	cmd := &cobra.Command{Use: "test STACK [VOLUME]", Short: "Restore-test the newest good snapshot now; exit 1 if it fails", Args: args(cobra.RangeArgs(1, 2)),
 		Long: `Restore-test the newest good snapshot of VOLUME of STACK (of every volume it backs up,
 without VOLUME) now. Level 1 checks the archive against its recorded hashes; level 2 also
 restores it into a scratch volume and compares; level 3 also runs the volume's verify
 command against the restored copy. The result is recorded (backup list shows it).
 
+With --remote the newest copy on backup.remote is downloaded (into state_dir/remote/tmp,
+checked against its manifest on the way) and tested instead: the test that proves the
+backup outlives the host (backup list --remote shows the result).
+
 Exit status: 0 the test passed, 1 it failed (the error says why) or STACK is unknown.`,
 		Example: `  gitopsd backup test web
   gitopsd backup test web data --level 3
-  gitopsd backup test web --json`,
+  gitopsd backup test web --json
+  gitopsd backup test web data --remote --level 3`,
 		ValidArgsFunction: completeStacks(g, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if level < 0 || level > 3 {
 				return usageError{fmt.Errorf("--level must be 1, 2 or 3")}
 			}
 			return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
-				err := c.BackupTest(ctx, a[0], second(a), level)
+				test := c.BackupTest
+				if fromRemote {
+					test = c.BackupTestRemote
+				}
+				err := test(ctx, a[0], second(a), level)
 				if asJSON && !api.IsUnreachable(err) {
-					res := BackupTestResult{Stack: a[0], Volume: second(a), Level: level, OK: err == nil}
+					res := BackupTestResult{Stack: a[0], Volume: second(a), Level: level, OK: err == nil, Remote: fromRemote}
 					if err != nil {
 						res.Error = err.Error()
 					}
@@ -135,7 +201,8 @@ Exit status: 0 the test passed, 1 it failed (the error says why) or STACK is unk
 			})
 		}}
 	cmd.Flags().IntVar(&level, "level", 0, "1: hashes; 2: restore into a scratch volume and compare; 3: also run verify (default: the volume's own)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON: {stack, volume, level, ok, error}")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON: {stack, volume, level, ok, error, remote}")
+	cmd.Flags().BoolVar(&fromRemote, "remote", false, "test the newest copy on backup.remote, downloaded, instead of the local snapshot")
 	return cmd
 }
 

@@ -55,6 +55,19 @@ func (c *Client) Snapshots(ctx context.Context, stack string) ([]Snapshot, error
 	return ss, err
 }
 
+// RemoteSnapshots lists the copies on backup.remote of this host (all
+// hosts: every host's) and of a stack ("" for all).
+func (c *Client) RemoteSnapshots(ctx context.Context, stack string, allHosts bool) ([]RemoteSnapshot, error) {
+	var ss []RemoteSnapshot
+	err := c.do(ctx, http.MethodGet, "/v1/backups/remote", url.Values{"stack": {stack}, "all_hosts": {strconv.FormatBool(allHosts)}}, &ss)
+	return ss, err
+}
+
+// BackupTestRemote restore-tests the newest copy on the remote; an error says why it failed.
+func (c *Client) BackupTestRemote(ctx context.Context, stack, volume string, level int) error {
+	return c.act(ctx, "/v1/backup/test", url.Values{"stack": {stack}, "volume": {volume}, "level": {strconv.Itoa(level)}, "remote": {"true"}})
+}
+
 // BackupRun snapshots a stack's volume ("" for all it backs up).
 func (c *Client) BackupRun(ctx context.Context, stack, volume string, wait bool) error {
 	return c.act(ctx, "/v1/backup/run", url.Values{"stack": {stack}, "volume": {volume}, "wait": {strconv.FormatBool(wait)}})

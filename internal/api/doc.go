@@ -11,8 +11,10 @@
 //	GET  /v1/diff[?stack=S]                      []Diff
 //	GET  /v1/drift[?limit=N]                     []Drift: open ones and the N (default 50) newest closed
 //	GET  /v1/backups[?stack=S]                   []Snapshot, newest first
+//	GET  /v1/backups/remote[?stack=S&all_hosts=true] []RemoteSnapshot: copies on backup.remote (this host's, or every host's)
 //	POST /v1/backup/run?stack=S[&volume=V&wait=true]       SyncResult; snapshot now (every volume S backs up by default)
-//	POST /v1/backup/test?stack=S[&volume=V&level=N]        SyncResult; restore-test the newest good snapshot; error says why it failed
+//	POST /v1/backup/test?stack=S[&volume=V&level=N&remote=true] SyncResult; restore-test the newest good snapshot
+//	                                             (remote: the newest copy on backup.remote, downloaded); error says why it failed
 //	POST /v1/backup/restore?stack=S&volume=V[&snapshot=ID] SyncResult; put a snapshot (default: newest good) back
 //	POST /v1/sync[?stack=S&wait=true&retry=true] SyncResult; retry=true (`sync --retry`) also retries a revision
 //	                                             that failed its health gate, which is otherwise held until the stack's folder changes;

@@ -46,6 +46,11 @@ type Backend interface {
 	// newest good one) back. They run one at a time in the daemon's loop.
 	BackupRun(ctx context.Context, stack, volume string, wait bool) error
 	BackupTest(ctx context.Context, stack, volume string, level int) error
+	// RemoteSnapshots lists the copies on backup.remote of this host (or
+	// of every host) and of a stack ("" for all); BackupTestRemote
+	// restore-tests the newest remote copy of a stack's volume.
+	RemoteSnapshots(ctx context.Context, stack string, allHosts bool) ([]RemoteSnapshot, error)
+	BackupTestRemote(ctx context.Context, stack, volume string, level int) error
 	BackupRestore(ctx context.Context, stack, volume string, snapshot int64) error
 	// StateBackup writes a consistent copy of the daemon's database to
 	// path (an absolute path on the daemon's host that does not exist yet).
@@ -100,6 +105,7 @@ func Listen(path string, backend Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("GET /v1/diff", s.diff)
 	mux.HandleFunc("GET /v1/drift", s.drift)
 	mux.HandleFunc("GET /v1/backups", s.snapshots)
+	mux.HandleFunc("GET /v1/backups/remote", s.remoteSnapshots)
 	mux.HandleFunc("POST /v1/backup/run", s.backupRun)
 	mux.HandleFunc("POST /v1/backup/test", s.backupTest)
 	mux.HandleFunc("POST /v1/backup/restore", s.backupRestore)
@@ -174,9 +180,20 @@ func (s *Server) backupRun(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+func (s *Server) remoteSnapshots(w http.ResponseWriter, r *http.Request) {
+	ss, err := s.backend.RemoteSnapshots(r.Context(), r.URL.Query().Get("stack"), flag(r.URL.Query(), "all_hosts"))
+	if ss == nil {
+		ss = []RemoteSnapshot{}
+	}
+	s.reply(w, ss, err)
+}
+
 func (s *Server) backupTest(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func(q url.Values, _ bool) error {
 		level, _ := strconv.Atoi(q.Get("level"))
+		if flag(q, "remote") {
+			return s.backend.BackupTestRemote(r.Context(), q.Get("stack"), q.Get("volume"), level)
+		}
 		return s.backend.BackupTest(r.Context(), q.Get("stack"), q.Get("volume"), level)
 	})
 }

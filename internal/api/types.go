@@ -89,6 +89,13 @@ type BackupBrief struct {
 	LastSuccess string `json:"last_success"`
 	LastTest    string `json:"last_test"`
 	LastTestOK  bool   `json:"last_test_ok"`
+	// With backup.remote: copies waiting to be sent (or retried), when
+	// the last copy was read back whole from the remote, and the last
+	// upload's error when none succeeded since (and when it failed).
+	RemotePending     int    `json:"remote_pending"`
+	RemoteLastSuccess string `json:"remote_last_success"`
+	RemoteLastError   string `json:"remote_last_error"`
+	RemoteLastErrorAt string `json:"remote_last_error_at"`
 }
 
 // Deployment is one element of `history --json`.
@@ -153,6 +160,31 @@ type Snapshot struct {
 	DataBytes     int64  `json:"data_bytes"`
 	Encrypted     bool   `json:"encrypted"`
 	Error         string `json:"error"`
+	LastTestOK    bool   `json:"last_test_ok"`
+	LastTestLevel int    `json:"last_test_level"`
+	LastTestError string `json:"last_test_error"`
+}
+
+// RemoteSnapshot is one element of `backup list --remote --json`: a copy
+// on the remote, newest first within each volume. ID is the copy's folder
+// on the remote (<host>/<stack>/<volume>/<id>). State is verified,
+// committed (marker, manifest and archive size check out; the archive was
+// not read back by this listing), damaged or partial (an upload under way
+// or cut short), Problem why it is not committed. The test fields are
+// those of the newest restore test of this copy run on this host.
+type RemoteSnapshot struct {
+	Host          string `json:"host"`
+	Stack         string `json:"stack"`
+	Volume        string `json:"volume"`
+	ID            string `json:"id"`
+	CreatedAt     string `json:"created_at"`
+	SizeBytes     int64  `json:"size_bytes"`
+	Files         int64  `json:"files"`
+	DataBytes     int64  `json:"data_bytes"`
+	Encrypted     bool   `json:"encrypted"`
+	State         string `json:"state"`
+	Problem       string `json:"problem"`
+	TestedAt      string `json:"tested_at"`
 	LastTestOK    bool   `json:"last_test_ok"`
 	LastTestLevel int    `json:"last_test_level"`
 	LastTestError string `json:"last_test_error"`

@@ -58,10 +58,11 @@ type Offsite struct {
 	wake     chan struct{}
 }
 
-// OffsiteEvent is an upload that finished (Err nil) or failed.
+// OffsiteEvent is a change in a volume's copies: one queued, one that
+// counts (Uploaded: when), or a failed attempt (Err).
 type OffsiteEvent struct {
 	Stack, Volume string
-	At            time.Time
+	Uploaded      time.Time
 	Err           error
 	// Pending is how many copies of the volume wait to be sent, after it.
 	Pending int
@@ -100,7 +101,7 @@ func (o *Offsite) Enqueue(ctx context.Context, sn store.Snapshot, keep policy.Ke
 	if err := o.Store.AddRemoteCopy(ctx, store.RemoteCopy{SnapshotID: sn.ID, Stack: sn.Stack, Volume: sn.Volume, NextAt: time.Now(), Keep: string(k)}); err != nil {
 		return err
 	}
-	o.observe(ctx, sn.Stack, sn.Volume, nil)
+	o.observe(ctx, sn.Stack, sn.Volume, time.Time{}, nil)
 	o.Kick()
 	return nil
 }
@@ -188,14 +189,15 @@ func (o *Offsite) upload(ctx context.Context, r remote.Remote, c store.RemoteCop
 	if _, err := remote.Upload(ctx, r, key, dir); err != nil {
 		return err
 	}
-	if err := o.Store.SetRemoteCopyState(context.WithoutCancel(ctx), c.SnapshotID, store.CopyUploaded, time.Now()); err != nil {
+	done := time.Now()
+	if err := o.Store.SetRemoteCopyState(context.WithoutCancel(ctx), c.SnapshotID, store.CopyUploaded, done); err != nil {
 		return err
 	}
 	if dir != sn.Dir {
 		_ = os.RemoveAll(dir)
 	}
 	log.Info("snapshot copied to the remote", "copy", key.String(), "archive_bytes", sn.SizeBytes, "took", time.Since(began).Round(time.Millisecond))
-	o.observe(ctx, c.Stack, c.Volume, nil)
+	o.observe(ctx, c.Stack, c.Volume, done, nil)
 	var keep policy.Keep
 	if err := json.Unmarshal([]byte(c.Keep), &keep); err != nil {
 		return nil // not the upload's fault; keep everything
@@ -237,7 +239,7 @@ func (o *Offsite) failed(ctx context.Context, c store.RemoteCopy, err error) {
 	if serr := o.Store.RemoteCopyFailed(context.WithoutCancel(ctx), c.SnapshotID, err.Error(), now, next); serr != nil {
 		o.Log.Error("remote copies: record a failure", "err", serr)
 	}
-	o.observe(ctx, c.Stack, c.Volume, err)
+	o.observe(ctx, c.Stack, c.Volume, time.Time{}, err)
 }
 
 // backoff is the wait before attempt n+1: doubling from MinBackoff,
@@ -259,7 +261,7 @@ func (o *Offsite) backoff(n int) time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
-func (o *Offsite) observe(ctx context.Context, stack, volume string, err error) {
+func (o *Offsite) observe(ctx context.Context, stack, volume string, uploaded time.Time, err error) {
 	if o.Observe == nil {
 		return
 	}
@@ -273,23 +275,33 @@ func (o *Offsite) observe(ctx context.Context, stack, volume string, err error) 
 			pending++
 		}
 	}
-	o.Observe(OffsiteEvent{Stack: stack, Volume: volume, At: time.Now(), Err: err, Pending: pending})
+	o.Observe(OffsiteEvent{Stack: stack, Volume: volume, Uploaded: uploaded, Err: err, Pending: pending})
 }
 
 // observePending tells Observe of every volume with copies, at start, so
-// the metrics show what waits from before a restart.
+// the metrics show what waits, and the last copy that counted, from
+// before a restart.
 func (o *Offsite) observePending(ctx context.Context) {
+	if o.Observe == nil {
+		return
+	}
 	cs, err := o.Store.RemoteCopies(ctx, "", "")
 	if err != nil {
 		return
 	}
-	seen := map[[2]string]bool{}
+	type vol struct{ stack, volume string }
+	pending, last := map[vol]int{}, map[vol]time.Time{}
 	for _, c := range cs {
-		k := [2]string{c.Stack, c.Volume}
-		if !seen[k] && c.State == store.CopyPending {
-			seen[k] = true
-			o.observe(ctx, c.Stack, c.Volume, nil)
+		k := vol{c.Stack, c.Volume}
+		if c.State == store.CopyPending {
+			pending[k]++
 		}
+		if c.UploadedAt.After(last[k]) || last[k].IsZero() {
+			last[k] = c.UploadedAt
+		}
+	}
+	for k, at := range last {
+		o.Observe(OffsiteEvent{Stack: k.stack, Volume: k.volume, Uploaded: at, Pending: pending[k]})
 	}
 }
 

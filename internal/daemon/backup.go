@@ -169,12 +169,17 @@ func (d *Daemon) backupBriefs(ctx context.Context, stackName string) ([]api.Back
 			b.LastSuccess = rfc3339(sn.FinishedAt)
 		}
 	}
+	copies, err := d.store.RemoteCopies(ctx, stackName, "")
+	if err != nil {
+		return nil, err
+	}
 	out := []api.BackupBrief{}
 	for _, v := range order {
 		b := by[v]
 		if t, ok, err := d.store.LastRestoreTest(ctx, stackName, v, ""); err == nil && ok {
 			b.LastTest, b.LastTestOK = rfc3339(t.FinishedAt), t.OK
 		}
+		remoteBrief(b, copies)
 		out = append(out, *b)
 	}
 	return out, nil
@@ -194,6 +199,16 @@ func (d *Daemon) BackupTest(ctx context.Context, stackName, volume string, level
 	return d.queue(ctx, nowJob{op: "backup-test", stack: stackName, volume: volume, run: run}, true)
 }
 
+// BackupTestRemote downloads the newest copy on the remote, restore-tests
+// it and waits for the verdict. It runs on the loop like any test: its
+// scratch volume and verify container are the Runner's.
+func (d *Daemon) BackupTestRemote(ctx context.Context, stackName, volume string, level int) error {
+	run := func(ctx context.Context) error {
+		return d.testRemote(ctx, stackName, volume, level, backup.TriggerManual)
+	}
+	return d.queue(ctx, nowJob{op: "backup-test-remote", stack: stackName, volume: volume, run: run}, true)
+}
+
 // BackupRestore puts a snapshot back and waits for it.
 func (d *Daemon) BackupRestore(ctx context.Context, stackName, volume string, snapshot int64) error {
 	run := func(ctx context.Context) error { return d.restoreBackup(ctx, stackName, volume, snapshot) }
@@ -207,6 +222,13 @@ func (d *Daemon) observeBackup(e backup.Event) {
 		d.metrics.Snapshot(e.Stack, e.Volume, e.Snapshot.Status == store.SnapshotOK, e.Snapshot.SizeBytes, e.Snapshot.FinishedAt, e.Took)
 		if e.Snapshot.Status != store.SnapshotOK {
 			d.notifier.Send(notify.BackupFailed, e.Stack, fmt.Sprintf("snapshot of volume %s failed: %s", e.Volume, e.Snapshot.Error))
+		}
+	case e.RemoteTest != nil:
+		// A copy that restores from the remote is as good a proof as a
+		// local one, and a failure as bad.
+		d.metrics.RestoreTest(e.Stack, e.Volume, e.RemoteTest.OK, e.RemoteTest.FinishedAt)
+		if !e.RemoteTest.OK {
+			d.notifier.Send(notify.RestoreTestFailed, e.Stack, fmt.Sprintf("level %d restore test of the remote copy %s of volume %s failed: %s", e.RemoteTest.Level, e.RemoteTest.Name, e.Volume, e.RemoteTest.Error))
 		}
 	case e.Test != nil:
 		d.metrics.RestoreTest(e.Stack, e.Volume, e.Test.OK, e.Test.FinishedAt)

@@ -49,6 +49,8 @@ type Daemon struct {
 	source  *source.Source
 	rec     *sync.Reconciler
 	backups *backup.Runner
+	// offsite copies snapshots to backup.remote (nil: none configured).
+	offsite *backup.Offsite
 	// schedule runs the snapshots and restore tests that came due.
 	schedule *backup.Scheduler
 	host     stack.Host
@@ -195,6 +197,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 			d.Close()
 			return nil, fmt.Errorf("config: backup.identity_file: %w", err)
 		}
+	}
+	if cfg.Backup.Remote.Enabled() {
+		if d.offsite, err = newOffsite(cfg, d.host.Name, st, log, redactor); err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.offsite.Observe = d.observeOffsite
+		d.backups.Offsite = d.offsite
 	}
 	if v := cfg.Source.Verify; v.Enabled() {
 		if d.signers, err = source.LoadSigners(v.AllowedSigners, v.Keyring); err != nil {

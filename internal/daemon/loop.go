@@ -69,6 +69,16 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 		drift.Watch(ctx, d.engine.Client(), d.log, d.poke)
 	}()
 	defer func() { <-watching }()
+	if d.offsite != nil {
+		// Uploads run beside the loop: a slow or absent remote holds
+		// no snapshot, sync or heal.
+		uploading := make(chan struct{})
+		go func() {
+			defer close(uploading)
+			d.offsite.Run(ctx)
+		}()
+		defer func() { <-uploading }()
+	}
 	if repo := source.LocalPath(d.cfg.Source.URL); repo != "" && d.watchLocal {
 		go func() {
 			pushed := func() { d.wantSync(sync.TriggerPoll) }

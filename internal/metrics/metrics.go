@@ -30,6 +30,9 @@ type Metrics struct {
 	backupDuration      prometheus.Histogram
 	restoreLastSuccess  *prometheus.GaugeVec
 	restoreTestFailures *prometheus.CounterVec
+	remoteLastSuccess   *prometheus.GaugeVec
+	remotePending       *prometheus.GaugeVec
+	remoteFailures      *prometheus.CounterVec
 
 	syncs        *prometheus.CounterVec
 	syncDuration prometheus.Histogram
@@ -84,7 +87,17 @@ func New(state State) *Metrics {
 	m.restoreTestFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gitopsd_restore_test_failures_total", Help: "Restore tests that failed, by volume.",
 	}, []string{"stack", "volume"})
-	m.reg.MustRegister(m.backupLastSuccess, m.backupSize, m.backupDuration, m.restoreLastSuccess, m.restoreTestFailures)
+	m.remoteLastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gitopsd_backup_remote_last_success_timestamp_seconds", Help: "When the last copy of a snapshot of the volume was read back whole from backup.remote (Unix time).",
+	}, []string{"stack", "volume"})
+	m.remotePending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gitopsd_backup_remote_pending", Help: "Snapshots of the volume whose copy to backup.remote is not done yet (waiting or retried).",
+	}, []string{"stack", "volume"})
+	m.remoteFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gitopsd_backup_remote_failures_total", Help: "Failed attempts to copy a snapshot of the volume to backup.remote (each is retried).",
+	}, []string{"stack", "volume"})
+	m.reg.MustRegister(m.backupLastSuccess, m.backupSize, m.backupDuration, m.restoreLastSuccess, m.restoreTestFailures,
+		m.remoteLastSuccess, m.remotePending, m.remoteFailures)
 	m.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gitopsd_sync_total", Help: "Syncs of a stack, by result: succeeded (converged to a new revision), unchanged (it ran its revision: drift compared), failed, rolled_back, invalid.",
 	}, []string{"stack", "result"})
@@ -197,6 +210,19 @@ func (m *Metrics) RestoreTest(stack, volume string, ok bool, at time.Time) {
 		return
 	}
 	m.restoreTestFailures.WithLabelValues(stack, volume).Inc()
+}
+
+// RemoteCopy records the copies of a volume waiting for backup.remote,
+// and an upload that counted (uploaded not zero: when) or failed.
+func (m *Metrics) RemoteCopy(stack, volume string, pending int, uploaded time.Time, failed bool) {
+	m.remotePending.WithLabelValues(stack, volume).Set(float64(pending))
+	failures := m.remoteFailures.WithLabelValues(stack, volume) // exists at 0 from the first copy
+	if failed {
+		failures.Inc()
+	}
+	if !uploaded.IsZero() {
+		m.remoteLastSuccess.WithLabelValues(stack, volume).Set(float64(uploaded.UnixNano()) / 1e9)
+	}
 }
 
 // Handler serves /metrics and /healthz.
