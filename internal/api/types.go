@@ -147,7 +147,9 @@ type Drift struct {
 // restore test of it ever passed, TestedAt when the last one ran, and
 // LastTestOK/LastTestError/LastTestLevel how it went.
 type Snapshot struct {
-	ID            int64  `json:"id"`
+	ID int64 `json:"id"`
+	// Name is the snapshot's name on backup.remote (its copy's id there).
+	Name          string `json:"name"`
 	Stack         string `json:"stack"`
 	Volume        string `json:"volume"`
 	CreatedAt     string `json:"created_at"`

@@ -141,7 +141,7 @@ func (d *Daemon) Snapshots(ctx context.Context, stackName string) ([]api.Snapsho
 	out := make([]api.Snapshot, 0, len(ss))
 	for _, sn := range ss {
 		out = append(out, api.Snapshot{
-			ID: sn.ID, Stack: sn.Stack, Volume: sn.Volume, CreatedAt: rfc3339(sn.StartedAt), SizeBytes: sn.SizeBytes,
+			ID: sn.ID, Name: sn.Name, Stack: sn.Stack, Volume: sn.Volume, CreatedAt: rfc3339(sn.StartedAt), SizeBytes: sn.SizeBytes,
 			TestOK: sn.TestedOK, TestedAt: rfc3339(sn.LastTest.FinishedAt), Status: sn.Status, Trigger: sn.Trigger,
 			Files: sn.Files, DataBytes: sn.DataBytes, Encrypted: sn.Encrypted, Error: sn.Error,
 			LastTestOK: sn.LastTest.OK, LastTestLevel: sn.LastTest.Level, LastTestError: sn.LastTest.Error,
