@@ -122,6 +122,9 @@ BENCH_OUT    ?= dist/bench
 BENCH_COUNT  ?= 5
 BENCH_STACKS ?= 50
 BENCH_ENGINE_COUNT ?= 1
+# Round trips of 256 MiB (GITOPSD_BENCH_REMOTE_MIB) to the local S3 server
+# in the remote copies' benchmark.
+BENCH_REMOTE_COUNT ?= 3
 ENGINE_BENCH := ^(BenchmarkFleet|BenchmarkCommitToRunning|BenchmarkDriftHealed|BenchmarkFailedGateToOldServing|BenchmarkRollFailedRequests|BenchmarkComposeRollFailedRequests|BenchmarkSnapshot1GiB)$$
 bench:
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)/sizes
@@ -131,9 +134,10 @@ bench:
 	-$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/stack ./internal/sync ./internal/store ./internal/source ./internal/backup/format ./internal/engine > $(BENCH_OUT)/pure.txt 2>&1
 	-GITOPSD_BENCH_STACKS=$(BENCH_STACKS) $(GO) test -run '^$$' -bench '$(ENGINE_BENCH)' -benchtime 1x -count $(BENCH_ENGINE_COUNT) -timeout 30m ./internal/daemon > $(BENCH_OUT)/engine.txt 2>&1
 	-$(GO) test -run '^$$' -bench '^BenchmarkIdle$$' -benchtime 1x -timeout 5m ./cmd/gitopsd > $(BENCH_OUT)/idle.txt 2>&1
+	-$(GO) test -run '^$$' -bench '^BenchmarkRemoteS3Throughput$$' -benchtime $(BENCH_REMOTE_COUNT)x -timeout 20m ./internal/backup/remote > $(BENCH_OUT)/remote.txt 2>&1
 	-$(MAKE) --no-print-directory soak SOAK_OUT=$(BENCH_OUT)/soak.txt
 	$(GO) run ./tools/benchreport -machine -sizes $(BENCH_OUT)/sizes -ratios tools/benchreport/ratios.txt \
-		-md $(BENCH_OUT)/report.md -json $(BENCH_OUT)/report.json $(BENCH_OUT)/pure.txt $(BENCH_OUT)/engine.txt $(BENCH_OUT)/idle.txt $(BENCH_OUT)/soak.txt
+		-md $(BENCH_OUT)/report.md -json $(BENCH_OUT)/report.json $(BENCH_OUT)/pure.txt $(BENCH_OUT)/engine.txt $(BENCH_OUT)/idle.txt $(BENCH_OUT)/remote.txt $(BENCH_OUT)/soak.txt
 	@echo "report: $(BENCH_OUT)/report.md"
 
 # The soak: the binary under random commits, hand-stopped containers and

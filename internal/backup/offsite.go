@@ -406,8 +406,9 @@ func (o *Offsite) List(ctx context.Context, stackName string, allHosts bool) ([]
 // is an error, never a fallback to an older one, so that a test of the
 // newest copy fails when that copy is damaged. The snapshot it returns is
 // what the Runner tests and restores from (Runner.TestSnapshot): Dir is
-// dir, Name the copy's, ID 0. A volume without a committed copy is an
-// error wrapping ErrNoSnapshot.
+// dir, Name the copy's, ID 0; on a failed download it still names the
+// copy. A volume without a committed copy is an error wrapping
+// ErrNoSnapshot.
 func (o *Offsite) Fetch(ctx context.Context, host, stackName, volume, name, dir string) (store.Snapshot, error) {
 	r, err := o.Open(ctx)
 	if err != nil {
@@ -435,7 +436,8 @@ func (o *Offsite) Fetch(ctx context.Context, host, stackName, volume, name, dir 
 	}
 	got, err := remote.Download(ctx, r, pick.Key, dir)
 	if err != nil {
-		return store.Snapshot{}, err
+		// Named, so that the failure is recorded against this copy.
+		return store.Snapshot{Stack: stackName, Volume: volume, Name: pick.ID}, err
 	}
 	m := got.Manifest
 	return store.Snapshot{Stack: stackName, Volume: volume, Name: pick.ID, StartedAt: m.CreatedAt, FinishedAt: m.CreatedAt,
