@@ -24,6 +24,12 @@
 // Recover, at the next start, puts that copy back and starts what was
 // stopped (Restore explains the steps).
 //
+// Offsite copies good snapshots to backup.remote beside the loop (a copy
+// counts once read back; until then it is pending, retried with backoff,
+// and the local snapshot is kept), applies the keep policy to the remote's
+// own list, and fetches copies back for restore tests (Runner.TestRemote)
+// and restores.
+//
 // Runner does the jobs; Scheduler says which are due (x-gitopsd.backup's
 // schedule and test, each delayed by an offset of its own so a fleet does
 // not snapshot in step) on a clock it is given. The daemon's loop runs

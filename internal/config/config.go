@@ -152,8 +152,7 @@ type Backup struct {
 	// decrypt snapshots a stack encrypts to its recipients, for restore
 	// tests and restores. The public recipients live in the repository.
 	IdentityFile string `yaml:"identity_file"`
-	// Remote is where snapshots are to be copied off the host; accepted
-	// and checked, not used yet.
+	// Remote is where snapshots are copied off the host (backup.Offsite).
 	Remote BackupRemote `yaml:"remote"`
 }
 

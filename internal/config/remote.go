@@ -13,9 +13,8 @@ import (
 	"filippo.io/age"
 )
 
-// BackupRemote is where snapshots are copied off the host (backup.remote).
-// The keys are checked at start; the daemon does not copy yet (see
-// internal/backup/remote).
+// BackupRemote is where snapshots are copied off the host (backup.remote):
+// the keys are checked here, the copies are backup.Offsite's.
 type BackupRemote struct {
 	// URL is s3://host:port/bucket/prefix or sftp://user@host:port/path;
 	// "" means no remote.

@@ -71,12 +71,11 @@
 // unknown key is an error naming its line) and never repeats a value in an
 // error; Credentials does not print its values either.
 //
-// # Not yet wired
+// # Use
 //
-// The daemon does not use this package yet: config's backup.remote is
-// accepted and checked, and the next step uploads after each snapshot,
-// applies retention to the remote's own list, runs restore tests on a
-// downloaded copy and restores a replaced host's volumes from it. Age
-// encryption of copies of unencrypted snapshots (backup.remote.recipients)
-// belongs to that step too: this package uploads a snapshot folder as it is.
+// backup.Offsite drives this package: it uploads each good snapshot under
+// its unique name (store.SnapshotName), retries with backoff, applies the
+// keep policy to List's result, seals copies of unencrypted snapshots to
+// backup.remote.recipients before Upload (format.Seal), and Downloads
+// copies for restore tests and restores.
 package remote
