@@ -60,11 +60,36 @@ func TestParseConfig(t *testing.T) {
 		v.VerifyWith != "db" || v.TestLevel != 3 || v.Timeout.Seconds() != 30 {
 		t.Fatalf("parsed %+v", v)
 	}
+	if v.Local || v.TestFrom != TestFromLocal {
+		t.Fatalf("defaults: copied to the remote and tested locally, got local %v, test_from %q", v.Local, v.TestFrom)
+	}
 	if MountPoint(st, "db", "data") != "/var/lib/db" || MountPoint(st, "web", "data") != "" {
 		t.Fatal("mount points")
 	}
 	if Validate(st) != nil {
 		t.Fatal("a good config is valid")
+	}
+}
+
+// TestParseRemoteKeys: remote: false keeps a volume on the host, and
+// test_from: remote sends its scheduled tests to the remote copy.
+func TestParseRemoteKeys(t *testing.T) {
+	for _, tc := range []struct {
+		yaml     string
+		local    bool
+		testFrom string
+	}{
+		{"data: {test_from: remote}", false, TestFromRemote},
+		{"data: {remote: false}", true, TestFromLocal},
+		{"data: {remote: true, test_from: local}", false, TestFromLocal},
+	} {
+		c, err := ParseConfig(load(t, "    volumes:\n      "+tc.yaml+"\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		if v := c.Volumes["data"]; v.Local != tc.local || v.TestFrom != tc.testFrom {
+			t.Errorf("%s: parsed local %v, test_from %q", tc.yaml, v.Local, v.TestFrom)
+		}
 	}
 }
 
@@ -78,6 +103,9 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"    volumes:\n      data: {test_level: 3}\n", "x-gitopsd.backup.volumes.data.test_level: 3 needs verify"},
 		{"    recipients: [\"not-a-key\"]\n    volumes: {}\n", "x-gitopsd.backup.recipients[0]: not an age public key"},
 		{"    volume: {}\n", "x-gitopsd.backup: unknown key \"volume\""},
+		{"    volumes:\n      data: {remote: \"no\"}\n", "x-gitopsd.backup.volumes.data.remote: must be true or false"},
+		{"    volumes:\n      data: {test_from: cloud}\n", "x-gitopsd.backup.volumes.data.test_from: must be local or remote"},
+		{"    volumes:\n      data: {remote: false, test_from: remote}\n", "x-gitopsd.backup.volumes.data.test_from: remote needs the volume's copies on the remote"},
 	} {
 		_, err := ParseConfig(load(t, tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
