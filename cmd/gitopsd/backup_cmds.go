@@ -85,13 +85,7 @@ func printRemoteSnapshots(w io.Writer, ss []api.RemoteSnapshot) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tSTACK\tVOLUME\tID\tCREATED\tSIZE\tSTATE\tTESTED\tPROBLEM")
 	for _, s := range ss {
-		tested := "-"
-		switch {
-		case s.TestedAt != "" && s.LastTestOK:
-			tested = fmt.Sprintf("ok (level %d) %s", s.LastTestLevel, s.TestedAt)
-		case s.TestedAt != "":
-			tested = fmt.Sprintf("FAILED (level %d) %s", s.LastTestLevel, s.TestedAt)
-		}
+		tested := testedCell(s.TestedAt, s.LastTestOK, s.LastTestLevel)
 		msg := s.Problem
 		if msg == "" {
 			msg = s.LastTestError
@@ -109,13 +103,7 @@ func printSnapshots(w io.Writer, ss []api.Snapshot) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTACK\tVOLUME\tCREATED\tSTATUS\tSIZE\tFILES\tTESTED\tERROR")
 	for _, s := range ss {
-		tested := "-"
-		switch {
-		case s.TestedAt != "" && s.LastTestOK:
-			tested = fmt.Sprintf("ok (level %d) %s", s.LastTestLevel, s.TestedAt)
-		case s.TestedAt != "":
-			tested = fmt.Sprintf("FAILED (level %d) %s", s.LastTestLevel, s.TestedAt)
-		}
+		tested := testedCell(s.TestedAt, s.LastTestOK, s.LastTestLevel)
 		msg := s.Error
 		if msg == "" {
 			msg = s.LastTestError
@@ -123,6 +111,17 @@ func printSnapshots(w io.Writer, ss []api.Snapshot) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.ID, s.Stack, s.Volume, s.CreatedAt, s.Status, s.SizeBytes, s.Files, tested, dash(flat(msg)))
 	}
 	return tw.Flush()
+}
+
+// testedCell is the TESTED column: how the last restore test went.
+func testedCell(at string, ok bool, level int) string {
+	switch {
+	case at != "" && ok:
+		return fmt.Sprintf("ok (level %d) %s", level, at)
+	case at != "":
+		return fmt.Sprintf("FAILED (level %d) %s", level, at)
+	}
+	return "-"
 }
 
 func newBackupRunCmd(g *globals) *cobra.Command {

@@ -101,8 +101,12 @@ func (d *Daemon) runBackup(ctx context.Context, name, volume, trigger string) er
 	return errors.Join(errs...)
 }
 
-// testBackup restore-tests the newest good snapshot of volumes of a stack.
-func (d *Daemon) testBackup(ctx context.Context, name, volume string, level int, trigger string) error {
+// testBackup restore-tests the newest good snapshot of volumes of a stack,
+// or (fromRemote) the newest copy of each on the remote, downloaded.
+func (d *Daemon) testBackup(ctx context.Context, name, volume string, level int, trigger string, fromRemote bool) error {
+	if fromRemote && d.offsite == nil {
+		return fmt.Errorf("backup test --remote: %w", backup.ErrNoRemote)
+	}
 	st, cfg, err := d.loadStack(ctx, name)
 	if err != nil {
 		return err
@@ -113,7 +117,16 @@ func (d *Daemon) testBackup(ctx context.Context, name, volume string, level int,
 	}
 	var errs []error
 	for _, v := range vols {
-		_, err := d.backups.Test(ctx, st, cfg, v, 0, level, trigger)
+		switch {
+		case !fromRemote:
+			_, err = d.backups.Test(ctx, st, cfg, v, 0, level, trigger)
+		case cfg.Volumes[v].Local && volume != "":
+			err = fmt.Errorf("volume %s of stack %s is kept on the host only (remote: false)", v, name)
+		case cfg.Volumes[v].Local:
+			continue
+		default:
+			_, err = d.backups.TestRemote(ctx, st, cfg, v, level, trigger)
+		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -194,7 +207,7 @@ func (d *Daemon) BackupRun(ctx context.Context, stackName, volume string, wait b
 // BackupTest restore-tests the newest good snapshot and waits for the verdict.
 func (d *Daemon) BackupTest(ctx context.Context, stackName, volume string, level int) error {
 	run := func(ctx context.Context) error {
-		return d.testBackup(ctx, stackName, volume, level, backup.TriggerManual)
+		return d.testBackup(ctx, stackName, volume, level, backup.TriggerManual, false)
 	}
 	return d.queue(ctx, nowJob{op: "backup-test", stack: stackName, volume: volume, run: run}, true)
 }
@@ -204,7 +217,7 @@ func (d *Daemon) BackupTest(ctx context.Context, stackName, volume string, level
 // scratch volume and verify container are the Runner's.
 func (d *Daemon) BackupTestRemote(ctx context.Context, stackName, volume string, level int) error {
 	run := func(ctx context.Context) error {
-		return d.testRemote(ctx, stackName, volume, level, backup.TriggerManual)
+		return d.testBackup(ctx, stackName, volume, level, backup.TriggerManual, true)
 	}
 	return d.queue(ctx, nowJob{op: "backup-test-remote", stack: stackName, volume: volume, run: run}, true)
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -106,31 +105,4 @@ func (d *Daemon) RemoteSnapshots(ctx context.Context, stackName string, allHosts
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// testRemote restore-tests the newest remote copy of volumes of a stack.
-func (d *Daemon) testRemote(ctx context.Context, name, volume string, level int, trigger string) error {
-	if d.offsite == nil {
-		return fmt.Errorf("backup test --remote: %w", backup.ErrNoRemote)
-	}
-	st, cfg, err := d.loadStack(ctx, name)
-	if err != nil {
-		return err
-	}
-	vols, err := backupVolumes(st, cfg, volume)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, v := range vols {
-		if cfg.Volumes[v].Local {
-			if volume != "" {
-				errs = append(errs, fmt.Errorf("volume %s of stack %s is kept on the host only (remote: false)", v, name))
-			}
-			continue
-		}
-		_, err := d.backups.TestRemote(ctx, st, cfg, v, level, trigger)
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
