@@ -26,6 +26,9 @@ var designNames = []string{
 	"gitopsd_build_info",
 }
 
+// remoteNames are the metrics of the copies to backup.remote (issue 18).
+var remoteNames = []string{"gitopsd_backup_remote_last_success_timestamp_seconds", "gitopsd_backup_remote_pending", "gitopsd_backup_remote_failures_total"}
+
 // loopNames are the metrics of the loop's own health (issue 16), beyond
 // designNames.
 var loopNames = []string{"gitopsd_reconcile_errors_total", "gitopsd_store_errors_total", "gitopsd_store_writable"}
@@ -52,6 +55,7 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 	m.RestoreTest("web", "data", false, time.Now())
 	m.ReconcileFailed()
 	m.StoreWritable(false)
+	m.RemoteCopy("web", "data", 0, time.Now(), false)
 	families, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +64,7 @@ func TestEveryDesignMetricIsExposed(t *testing.T) {
 	for _, f := range families {
 		have = append(have, f.GetName())
 	}
-	for _, name := range append(designNames, loopNames...) {
+	for _, name := range slices.Concat(designNames, loopNames, remoteNames) {
 		if !slices.Contains(have, name) {
 			t.Errorf("%s is not exposed (have %v)", name, have)
 		}
@@ -162,6 +166,7 @@ func exposedNames(t *testing.T) []string {
 	m.Snapshot("web", "data", true, 1234, time.Now(), time.Second)
 	m.RestoreTest("web", "data", true, time.Now())
 	m.RestoreTest("web", "data", false, time.Now())
+	m.RemoteCopy("web", "data", 1, time.Now(), true)
 	families, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
