@@ -66,6 +66,8 @@ type OffsiteEvent struct {
 	Err           error
 	// Pending is how many copies of the volume wait to be sent, after it.
 	Pending int
+	// Attempt numbers a failed attempt at one copy (1: the first).
+	Attempt int
 }
 
 // Default backoff of failed uploads.
@@ -101,7 +103,7 @@ func (o *Offsite) Enqueue(ctx context.Context, sn store.Snapshot, keep policy.Ke
 	if err := o.Store.AddRemoteCopy(ctx, store.RemoteCopy{SnapshotID: sn.ID, Stack: sn.Stack, Volume: sn.Volume, NextAt: time.Now(), Keep: string(k)}); err != nil {
 		return err
 	}
-	o.observe(ctx, sn.Stack, sn.Volume, time.Time{}, nil)
+	o.observe(ctx, sn.Stack, sn.Volume, time.Time{}, nil, 0)
 	o.Kick()
 	return nil
 }
@@ -197,7 +199,7 @@ func (o *Offsite) upload(ctx context.Context, r remote.Remote, c store.RemoteCop
 		_ = os.RemoveAll(dir)
 	}
 	log.Info("snapshot copied to the remote", "copy", key.String(), "archive_bytes", sn.SizeBytes, "took", time.Since(began).Round(time.Millisecond))
-	o.observe(ctx, c.Stack, c.Volume, done, nil)
+	o.observe(ctx, c.Stack, c.Volume, done, nil, 0)
 	var keep policy.Keep
 	if err := json.Unmarshal([]byte(c.Keep), &keep); err != nil {
 		return nil // not the upload's fault; keep everything
@@ -239,7 +241,7 @@ func (o *Offsite) failed(ctx context.Context, c store.RemoteCopy, err error) {
 	if serr := o.Store.RemoteCopyFailed(context.WithoutCancel(ctx), c.SnapshotID, err.Error(), now, next); serr != nil {
 		o.Log.Error("remote copies: record a failure", "err", serr)
 	}
-	o.observe(ctx, c.Stack, c.Volume, time.Time{}, err)
+	o.observe(ctx, c.Stack, c.Volume, time.Time{}, err, c.Attempts+1)
 }
 
 // backoff is the wait before attempt n+1: doubling from MinBackoff,
@@ -261,7 +263,7 @@ func (o *Offsite) backoff(n int) time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
-func (o *Offsite) observe(ctx context.Context, stack, volume string, uploaded time.Time, err error) {
+func (o *Offsite) observe(ctx context.Context, stack, volume string, uploaded time.Time, err error, attempt int) {
 	if o.Observe == nil {
 		return
 	}
@@ -275,7 +277,7 @@ func (o *Offsite) observe(ctx context.Context, stack, volume string, uploaded ti
 			pending++
 		}
 	}
-	o.Observe(OffsiteEvent{Stack: stack, Volume: volume, Uploaded: uploaded, Err: err, Pending: pending})
+	o.Observe(OffsiteEvent{Stack: stack, Volume: volume, Uploaded: uploaded, Err: err, Pending: pending, Attempt: attempt})
 }
 
 // observePending tells Observe of every volume with copies, at start, so

@@ -50,10 +50,11 @@ func newOffsite(cfg *config.Config, host string, st *store.Store, log *slog.Logg
 }
 
 // observeOffsite puts an upload's outcome into the metrics, and tells
-// people of a failure.
+// people of a copy's first failure (the retries would repeat it every few
+// minutes; the alert covers a copy that stays behind).
 func (d *Daemon) observeOffsite(e backup.OffsiteEvent) {
 	d.metrics.RemoteCopy(e.Stack, e.Volume, e.Pending, e.Uploaded, e.Err != nil)
-	if e.Err != nil {
+	if e.Err != nil && e.Attempt == 1 {
 		d.notifier.Send(notify.BackupFailed, e.Stack, fmt.Sprintf("copy of a snapshot of volume %s to the remote failed (retried later): %s", e.Volume, e.Err))
 	}
 }
