@@ -1,4 +1,4 @@
--- 0009: off-host copies of snapshots.
+-- 0010: off-host copies of snapshots.
 --
 -- snapshots.name is the snapshot's name on a remote: a UTC time stamp and a
 -- random suffix (20261206T061500Z-3f9a1c). The integer id is this
