@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,7 +43,7 @@ func TestKillHalfwayThroughASnapshot(t *testing.T) {
 	if out, errOut, code := gitopsd(t, nil, "backup", "run", name, "--socket", sock); code != 0 {
 		t.Fatalf("backup run: exit %d\n%s%s", code, out, errOut)
 	}
-	waitKilled(t, daemon, "halfway through the snapshot")
+	waitExit(t, daemon, "halfway through the snapshot")
 
 	startDaemon(t, cfgPath, state)
 	waitSynced(t, sock, "")
@@ -64,18 +63,6 @@ func TestKillHalfwayThroughASnapshot(t *testing.T) {
 	snaps = backupList(t, sock, name)
 	if len(snaps) != 2 || snaps[0].Status != "ok" || !snaps[0].TestOK || snaps[1].Status != "failed" {
 		t.Fatalf("after a second run: %+v", snaps)
-	}
-}
-
-// waitKilled waits for a daemon to kill itself at its crash point.
-func waitKilled(t *testing.T, daemon *exec.Cmd, where string) {
-	t.Helper()
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	select {
-	case <-exited:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the daemon did not die " + where)
 	}
 }
 
@@ -133,7 +120,7 @@ func TestKillDuringAnUpload(t *testing.T) {
 	// The upload starts beside the loop once the snapshot is recorded:
 	// the kill may come before or after the answer to this run.
 	gitopsd(t, nil, "backup", "run", name, "--wait", "--socket", sock)
-	waitKilled(t, daemon, "halfway through the upload")
+	waitExit(t, daemon, "halfway through the upload")
 	ctx := context.Background()
 	r, err := remote.Open(ctx, url, creds, remote.DefaultTimeouts)
 	if err != nil {
