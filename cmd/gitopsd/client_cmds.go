@@ -110,7 +110,30 @@ func printStatus(w io.Writer, st api.Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, rev, branchNote(s, head), s.Sync, s.Health, strings.Join(svcs, ", "), dash(strings.Join(drifts, ", ")), why)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printRemoteTrouble(w, st.Stacks)
+	return nil
+}
+
+// printRemoteTrouble names, below the table, the volumes whose off-host
+// copies are failing: a copy that does not leave the host is the backup
+// a dead disk takes with it, so it must not hide in --json alone.
+func printRemoteTrouble(w io.Writer, stacks []api.StackStatus) {
+	for _, s := range stacks {
+		for _, b := range s.Backups {
+			if b.RemoteLastError == "" {
+				continue
+			}
+			last := "never"
+			if b.RemoteLastSuccess != "" {
+				last = b.RemoteLastSuccess
+			}
+			fmt.Fprintf(w, "remote copy of %s/%s failing since %s (%d pending, last copy %s): %s\n",
+				s.Name, b.Volume, b.RemoteLastErrorAt, b.RemotePending, last, oneLine(b.RemoteLastError))
+		}
+	}
 }
 
 // branchNote says where the stack stands against the branch head.

@@ -74,6 +74,22 @@ func TestPrintStatusRolloutHold(t *testing.T) {
 	}
 }
 
+func TestPrintStatusRemoteCopyFailing(t *testing.T) {
+	var b bytes.Buffer
+	if err := printStatus(&b, api.Status{Host: "edge-01", Stacks: []api.StackStatus{
+		{Name: "shop", Sync: "Synced", Backups: []api.BackupBrief{
+			{Volume: "db", RemotePending: 2, RemoteLastError: "dial tcp 127.0.0.1:9: connection refused", RemoteLastErrorAt: "2026-01-02T03:04:05Z"},
+			{Volume: "media", RemotePending: 0, RemoteLastSuccess: "2026-01-02T03:00:00Z"},
+		}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "remote copy of shop/db failing since 2026-01-02T03:04:05Z (2 pending, last copy never): dial tcp 127.0.0.1:9: connection refused\n"
+	if !strings.HasSuffix(b.String(), want) || strings.Contains(b.String(), "shop/media") {
+		t.Errorf("status does not name the failing remote copy alone:\n%s", b.String())
+	}
+}
+
 func TestPrintDriftOpenFirst(t *testing.T) {
 	var b bytes.Buffer
 	err := printDrift(&b, []api.Drift{
