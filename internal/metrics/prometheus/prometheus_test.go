@@ -99,7 +99,9 @@ func TestRegisteringANameTwicePanics(t *testing.T) {
 type failing struct{ d *Desc }
 
 func (f failing) Describe(ch chan<- *Desc) { ch <- f.d }
-func (f failing) Collect(ch chan<- Metric) { ch <- NewInvalidMetric(f.d, errors.New("store is locked")) }
+func (f failing) Collect(ch chan<- Metric) {
+	ch <- NewInvalidMetric(f.d, errors.New("store is locked"))
+}
 
 // TestInvalidMetricFailsTheScrape: a collector that cannot read its
 // source fails the scrape with 500 and the reason, rather than exposing a
