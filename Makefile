@@ -64,7 +64,8 @@ test-engine-restart:
 
 # .deb and .rpm in dist/, with the unit, a default config, completions,
 # gzipped man pages (gitopsd-run(1) carries the configuration reference of
-# internal/config/doc.go), copyright, changelog and the monitoring files.
+# internal/config/doc.go; written by a build with -tags man, as the daemon's
+# binary leaves the generator out), copyright, changelog and the monitoring files.
 # Architectures: amd64, arm64, armv7 and armv6 (Raspberry Pi Zero and 1).
 # Debian has one 32-bit ARM architecture, armhf, for both: its .deb holds
 # the armv6 build, which runs on either (Raspberry Pi OS's armhf is armv6
@@ -85,7 +86,7 @@ package:
 	dist/pkg/amd64/gitopsd completion bash > dist/pkg/completions/gitopsd.bash
 	dist/pkg/amd64/gitopsd completion zsh > dist/pkg/completions/_gitopsd
 	dist/pkg/amd64/gitopsd completion fish > dist/pkg/completions/gitopsd.fish
-	dist/pkg/amd64/gitopsd man --config-doc internal/config/doc.go dist/pkg/man
+	$(GO) run -trimpath -tags man -ldflags '-X main.version=$(VERSION)' ./cmd/gitopsd man --config-doc internal/config/doc.go dist/pkg/man
 	gzip -9n dist/pkg/man/*.1
 	packaging/changelog.sh $(PKG_VERSION)-1 | gzip -9n > dist/pkg/changelog.gz
 	for a in $(PKG_ARCHES); do arch=$${a%%:*}; cp dist/pkg/$$arch/gitopsd dist/pkg/gitopsd && for fmt in $$(echo $${a#*:} | tr , ' '); do \

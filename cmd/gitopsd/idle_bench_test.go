@@ -16,10 +16,18 @@ import (
 // BenchmarkIdle runs the gitopsd binary with GITOPSD_BENCH_IDLE_STACKS
 // stacks (default 20) of one service each, converged, and then leaves it
 // alone for GITOPSD_BENCH_IDLE (default 60s) with the default poll and
-// drift check periods (1m): its resident memory at the end and the CPU it
-// used over that time, per minute, are the figures. Run it once
-// (-benchtime=1x).
+// drift check periods (1m), with the packaged unit's Environment= (GOGC):
+// its resident memory at the end and the CPU it used over that time, per
+// minute, are the figures, resident memory also split into anonymous
+// (heap, stacks) and file pages (mostly the binary's).
+// GITOPSD_BENCH_BINARY runs that binary instead of the test build, e.g.
+// make build's stripped one, or an older build to compare with. Run it
+// once (-benchtime=1x).
 func BenchmarkIdle(b *testing.B) {
+	bin := binary
+	if v := os.Getenv("GITOPSD_BENCH_BINARY"); v != "" {
+		bin = v
+	}
 	stacks := 20
 	if v := os.Getenv("GITOPSD_BENCH_IDLE_STACKS"); v != "" {
 		stacks, _ = strconv.Atoi(v)
@@ -52,7 +60,8 @@ func BenchmarkIdle(b *testing.B) {
 	}
 
 	for b.Loop() {
-		cmd := exec.Command(binary, "run", "--config", cfg)
+		cmd := exec.Command(bin, "run", "--config", cfg)
+		cmd.Env = append(os.Environ(), unitEnvironment(b)...) // as the packaged unit runs it (GOGC)
 		cmd.Stdout, cmd.Stderr = nil, nil
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -69,17 +78,35 @@ func BenchmarkIdle(b *testing.B) {
 			time.Sleep(50 * time.Millisecond) // polling for a file: no event to wait on
 		}
 		// Queued behind the first reconcile: when it returns, all converged.
-		if out, err := exec.Command(binary, "sync", "--wait", "--socket", sock).CombinedOutput(); err != nil {
+		if out, err := exec.Command(bin, "sync", "--wait", "--socket", sock).CombinedOutput(); err != nil {
 			b.Fatalf("sync --wait: %v\n%s", err, out)
 		}
 		cpuBefore := processCPU(b, cmd.Process.Pid)
 		time.Sleep(idle) // the measurement: the daemon left alone
 		cpu := processCPU(b, cmd.Process.Pid) - cpuBefore
-		rss := processRSS(b, cmd.Process.Pid)
+		rss, anon := processRSS(b, cmd.Process.Pid)
 		b.ReportMetric(float64(rss)/(1<<20), "MiB-idle-rss")
+		b.ReportMetric(float64(anon)/(1<<20), "MiB-idle-anon")
+		b.ReportMetric(float64(rss-anon)/(1<<20), "MiB-idle-file")
 		b.ReportMetric(float64(cpu.Milliseconds())/idle.Minutes(), "cpu-ms-per-idle-min")
-		b.Logf("%d stacks: RSS %.1f MiB, %s CPU over %s idle", stacks, float64(rss)/(1<<20), cpu, idle)
+		b.Logf("%d stacks: RSS %.1f MiB (anon %.1f), %s CPU over %s idle", stacks, float64(rss)/(1<<20), float64(anon)/(1<<20), cpu, idle)
 	}
+}
+
+// unitEnvironment is the Environment= settings of the packaged unit
+// (systemd/gitopsd.service), which the daemon's memory depends on.
+func unitEnvironment(b *testing.B) []string {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "systemd", "gitopsd.service"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var env []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "Environment="); ok {
+			env = append(env, strings.Fields(v)...)
+		}
+	}
+	return env
 }
 
 // processCPU is the user and system CPU time of a process (/proc/PID/stat).
@@ -97,18 +124,22 @@ func processCPU(b *testing.B, pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
-// processRSS is a process's resident memory in bytes (VmRSS).
-func processRSS(b *testing.B, pid int) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// processRSS is a process's resident memory in bytes, and its anonymous
+// part (/proc/PID/smaps_rollup); the rest is file pages, the binary's.
+func processRSS(b *testing.B, pid int) (rss, anon int64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
+	kb := func(field string) int64 {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if rest, ok := strings.CutPrefix(line, field+":"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+				return n << 10
+			}
 		}
+		b.Fatalf("no %s in smaps_rollup", field)
+		return 0
 	}
-	b.Fatal("no VmRSS")
-	return 0
+	return kb("Rss"), kb("Anonymous")
 }

@@ -90,9 +90,25 @@ Exit status: 0 ok, 1 failure, 2 usage (an unknown command or flag, a wrong argum
 	root.AddCommand(
 		newRunCmd(g), newStatusCmd(g), newDiffCmd(g), newSyncCmd(g), newHistoryCmd(g), newDriftCmd(g), newBackupCmd(g),
 		newRollbackCmd(g), newUnpinCmd(g), newStateCmd(g),
-		newValidateCmd(), newVersionCmd(g), newManCmd(), newFleetCmd(g),
+		newValidateCmd(), newVersionCmd(g), newFleetCmd(g),
 	)
+	for _, c := range packagerCmds {
+		root.AddCommand(c())
+	}
 	return root
+}
+
+// packagerCmds are the commands only a packaging build carries: `gitopsd
+// man` (man.go, -tags man) links cobra's man page generator and Go's parser,
+// half a megabyte that no daemon needs (make package builds it for itself).
+var packagerCmds []func() *cobra.Command
+
+// longOrShort is a command's description: Long, or Short when it has none.
+func longOrShort(c *cobra.Command) string {
+	if c.Long != "" {
+		return c.Long
+	}
+	return c.Short
 }
 
 // args wraps a cobra argument check so a wrong count is a usage error.

@@ -1,3 +1,8 @@
+//go:build man
+
+// Only a build with -tags man (make package) has `gitopsd man`: cobra's man
+// page generator and Go's parser are no part of the daemon.
+
 package main
 
 import (
@@ -11,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
+
+func init() { packagerCmds = append(packagerCmds, newManCmd) }
 
 // newManCmd writes the man pages of every command into a folder; the
 // packages ship them (make package). Each page is the command's Long
@@ -53,13 +60,6 @@ func newManCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&configDoc, "config-doc", "", "Go file whose package comment is the configuration reference (internal/config/doc.go)")
 	return cmd
-}
-
-func longOrShort(c *cobra.Command) string {
-	if c.Long != "" {
-		return c.Long
-	}
-	return c.Short
 }
 
 // configReference renders the package comment of a Go file (the key

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,16 +10,22 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// TestManPages: `gitopsd man` (what make package ships, gzipped) writes a
+// TestManPages: `gitopsd man` of a build with -tags man (what make package
+// ships, gzipped) writes a
 // page for every command a user can type, each with the command's Long
 // description and its examples, and gitopsd-run(1) carries the
 // configuration reference of internal/config/doc.go, which the packaged
 // config points at.
 func TestManPages(t *testing.T) {
 	dir := t.TempDir()
-	out, errOut, code := gitopsd(t, nil, "man", "--config-doc", filepath.Join("..", "..", "internal", "config", "doc.go"), dir)
-	if code != 0 {
-		t.Fatalf("gitopsd man: exit %d\n%s%s", code, out, errOut)
+	bin := filepath.Join(t.TempDir(), "gitopsd-man")
+	build := exec.Command("go", "build", "-tags", "man", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags man: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "man", "--config-doc", filepath.Join("..", "..", "internal", "config", "doc.go"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("gitopsd man: %v\n%s", err, out)
 	}
 	var visit func(c *cobra.Command)
 	visit = func(c *cobra.Command) {
@@ -59,5 +66,23 @@ func TestManPages(t *testing.T) {
 	}
 	if strings.Contains(string(run), "Package config") {
 		t.Errorf("gitopsd-run.1 speaks to Go programmers (\"Package config ...\")")
+	}
+}
+
+// TestDaemonBinaryLeavesOutTheManGenerator: the binary a host runs (no
+// tags) has no man command, and links neither cobra's man page generator
+// nor its Markdown parser: they are what make package alone needs.
+func TestDaemonBinaryLeavesOutTheManGenerator(t *testing.T) {
+	if _, _, code := gitopsd(t, nil, "man", t.TempDir()); code == 0 {
+		t.Error("gitopsd man ran in the daemon's binary")
+	}
+	out, err := exec.Command("go", "version", "-m", binary).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m: %v\n%s", err, out)
+	}
+	for _, mod := range []string{"github.com/cpuguy83/go-md2man", "github.com/russross/blackfriday"} {
+		if strings.Contains(string(out), mod) {
+			t.Errorf("the daemon's binary links %s:\n%s", mod, out)
+		}
 	}
 }

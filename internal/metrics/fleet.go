@@ -4,8 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/gitopsd/gitopsd/internal/metrics/prometheus"
 	"github.com/gitopsd/gitopsd/internal/store"
 )
 

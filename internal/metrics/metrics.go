@@ -1,6 +1,8 @@
 // Package metrics owns gitopsd's Prometheus metrics (docs/operations.md, "Metrics")
 // and the HTTP endpoint that serves them with /healthz. Label sets stay
 // bounded: stacks, services, kinds and results, never revisions or IDs.
+// The collectors and the exposition are internal/metrics/prometheus, the
+// Go client's API without its weight in the binary.
 package metrics
 
 import (
@@ -12,10 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"github.com/gitopsd/gitopsd/internal/metrics/prometheus"
 	"github.com/gitopsd/gitopsd/internal/store"
 )
 
@@ -135,7 +134,7 @@ func New(state State) *Metrics {
 	m.reg.MustRegister(m.syncs, m.syncDuration, m.rollbacks, m.fetchErrors, m.untrusted, buildInfo, stateCollector{state: state})
 	m.rollouts = &rolloutCollector{}
 	m.reg.MustRegister(m.DriftEvents, driftGauge{open: open}, m.rollouts,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector())
 	if o, ok := state.(outcomes); ok {
 		m.reg.MustRegister(outcomeCollector{state: o})
 	}
@@ -228,7 +227,7 @@ func (m *Metrics) RemoteCopy(stack, volume string, pending int, uploaded time.Ti
 // Handler serves /metrics and /healthz.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", prometheus.HandlerFor(m.reg))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return mux
 }

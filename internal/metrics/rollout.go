@@ -5,9 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/gitopsd/gitopsd/internal/fleet"
+	"github.com/gitopsd/gitopsd/internal/metrics/prometheus"
 )
 
 // The rollout's metrics (docs/fleet.md): what the gate of a later wave on
