@@ -3,7 +3,8 @@
 // failed) posted as JSON to a generic webhook, and as a line of text to chat
 // or mail through shoutrrr URLs (slack://, telegram://, smtp://, ntfy://,
 // ..., as Watchtower users know them), from a bounded queue so a slow or
-// dead receiver never holds up the reconcile loop.
+// dead receiver never holds up the reconcile loop. The URLs are routed
+// here (route.go), not by shoutrrr's router; smtp and generic are our own.
 package notify
 
 import (
@@ -15,9 +16,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/nicholas-fedor/shoutrrr"
-	"github.com/nicholas-fedor/shoutrrr/pkg/router"
 
 	"github.com/gitopsd/gitopsd/internal/secrets"
 )
@@ -48,7 +46,7 @@ const queueSize = 64
 // drops everything, so callers need no check.
 type Notifier struct {
 	url   string
-	chat  *router.ServiceRouter // nil without shoutrrr URLs
+	chat  []sender // one per shoutrrr URL
 	host  string
 	log   *slog.Logger
 	queue chan Event
@@ -58,32 +56,26 @@ type Notifier struct {
 }
 
 // New starts a notifier posting to the webhook url and to the shoutrrr
-// urls until ctx ends; with neither it returns nil. A bad shoutrrr URL is an
-// error naming it.
+// urls until ctx ends; with neither it returns nil. A bad shoutrrr URL, or
+// one of a service gitopsd does not send to (see Schemes), is an error
+// naming it.
 func New(ctx context.Context, url string, urls []string, host string, log *slog.Logger) (*Notifier, error) {
 	if url == "" && len(urls) == 0 {
 		return nil, nil
 	}
 	n := &Notifier{url: url, host: host, log: log, queue: make(chan Event, queueSize), http: &http.Client{Timeout: 10 * time.Second}}
 	if len(urls) > 0 {
-		chat, err := Check(urls)
-		if err != nil {
-			return nil, err
+		for i, u := range urls {
+			s, err := parse(u)
+			if err != nil {
+				// Errors may quote the URL, token and all.
+				return nil, fmt.Errorf("notify.urls[%d] (%s): %s", i, secrets.RedactURL(u), secrets.RedactURLs(err.Error()))
+			}
+			n.chat = append(n.chat, s)
 		}
-		n.chat = chat
 	}
 	go n.run(ctx)
 	return n, nil
-}
-
-// Check parses shoutrrr URLs; the error names the first bad one.
-func Check(urls []string) (*router.ServiceRouter, error) {
-	for i, u := range urls {
-		if _, err := shoutrrr.CreateSender(u); err != nil {
-			return nil, fmt.Errorf("notify.urls[%d] (%s): %s", i, secrets.RedactURL(u), secrets.RedactURLs(err.Error()))
-		}
-	}
-	return shoutrrr.CreateSender(urls...)
 }
 
 // SetRedact makes Send pass every detail through redact first: a detail
@@ -122,12 +114,12 @@ func (n *Notifier) run(ctx context.Context) {
 					n.log.Warn("notification not delivered", "to", secrets.RedactURL(n.url), "event", e.Event, "stack", e.Stack, "err", secrets.RedactURLs(err.Error()))
 				}
 			}
-			if n.chat != nil {
+			if len(n.chat) > 0 {
 				msg := fmt.Sprintf("gitopsd on %s: %s, stack %s: %s", e.Host, strings.ReplaceAll(e.Event, "_", " "), e.Stack, e.Detail)
-				for _, err := range n.chat.Send(msg, nil) {
-					if err != nil {
+				for i, s := range n.chat {
+					if err := s.Send(ctx, msg); err != nil {
 						// shoutrrr's errors quote the service URL, token and all.
-						n.log.Warn("notification not delivered", "to", "shoutrrr", "event", e.Event, "stack", e.Stack, "err", secrets.RedactURLs(err.Error()))
+						n.log.Warn("notification not delivered", "to", fmt.Sprintf("notify.urls[%d]", i), "event", e.Event, "stack", e.Stack, "err", secrets.RedactURLs(err.Error()))
 					}
 				}
 			}
