@@ -142,7 +142,8 @@ type Notify struct {
 	// Webhook receives each event as a JSON POST ("" : none).
 	Webhook string `yaml:"webhook"`
 	// URLs are shoutrrr service URLs (slack://, telegram://, smtp://,
-	// ntfy://, generic+https://, ...) that get each event as a line of text.
+	// ntfy://, generic+https://, ...; docs/configuration.md lists the
+	// schemes) that get each event as a line of text.
 	URLs []string `yaml:"urls"`
 }
 

@@ -188,7 +188,8 @@
 //	# restore_test_failed) is POSTed as JSON ({event, host, stack, detail,
 //	# at}) to this URL. "" (the default): no notifications.
 //	# urls are shoutrrr service URLs (slack://, telegram://, smtp://,
-//	# ntfy://, generic+https://, ...) that get each event as a line of text.
+//	# ntfy://, generic+https://, ...; docs/configuration.md lists the
+//	# schemes) that get each event as a line of text.
 //	notify:
 //	  webhook: https://hooks.example.com/gitopsd
 //	  urls: []
