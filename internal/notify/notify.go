@@ -45,12 +45,14 @@ const queueSize = 64
 // Notifier posts events to a webhook URL. The zero of *Notifier (nil)
 // drops everything, so callers need no check.
 type Notifier struct {
-	url   string
-	chat  []sender // one per shoutrrr URL
-	host  string
-	log   *slog.Logger
-	queue chan Event
-	http  *http.Client
+	url  string
+	chat []sender // one per shoutrrr URL
+	// chatTo names each chat sender in the log: its URL, redacted.
+	chatTo []string
+	host   string
+	log    *slog.Logger
+	queue  chan Event
+	http   *http.Client
 	// redact takes secrets out of an event's detail (nil: none).
 	redact func(string) string
 }
@@ -72,6 +74,7 @@ func New(ctx context.Context, url string, urls []string, host string, log *slog.
 				return nil, fmt.Errorf("notify.urls[%d] (%s): %s", i, secrets.RedactURL(u), secrets.RedactURLs(err.Error()))
 			}
 			n.chat = append(n.chat, s)
+			n.chatTo = append(n.chatTo, secrets.RedactURL(u))
 		}
 	}
 	go n.run(ctx)
@@ -119,7 +122,7 @@ func (n *Notifier) run(ctx context.Context) {
 				for i, s := range n.chat {
 					if err := s.Send(ctx, msg); err != nil {
 						// shoutrrr's errors quote the service URL, token and all.
-						n.log.Warn("notification not delivered", "to", fmt.Sprintf("notify.urls[%d]", i), "event", e.Event, "stack", e.Stack, "err", secrets.RedactURLs(err.Error()))
+						n.log.Warn("notification not delivered", "to", n.chatTo[i], "event", e.Event, "stack", e.Stack, "err", secrets.RedactURLs(err.Error()))
 					}
 				}
 			}
