@@ -114,24 +114,33 @@ func (c *Controller) Check(ctx context.Context, st *stack.Stack, state store.Sta
 	if err != nil {
 		return err
 	}
-	findings := Classify(plan)
-	if err := c.record(ctx, st.Name, findings, ClosedResolved); err != nil {
-		c.noteStore("record drift of stack "+st.Name, err) // a check that changed nothing wrote nothing: only a failure says something
+	findings, seen := Classify(plan), c.now()
+	recordSeen := func() {
+		if err := c.record(ctx, st.Name, findings, ClosedResolved, seen); err != nil {
+			c.noteStore("record drift of stack "+st.Name, err) // a check that changed nothing wrote nothing: only a failure says something
+		}
 	}
 	var healErr error
 	if len(findings) > 0 && st.Options.Drift == stack.DriftHeal {
 		services := c.healable(st.Name, findings)
 		if anyTrue(services) {
+			// The heal goes first and the drift it heals is recorded
+			// after: a stopped service waits for no write.
 			healErr = c.Rec.Heal(ctx, st, state.Revision, services)
+			recordSeen()
 			c.healed(st.Name, services, healErr)
 			if plan, health, err = c.Rec.Compare(ctx, st, state.Revision, sync.ImageDryRun); err != nil {
 				return errors.Join(healErr, err)
 			}
 			findings = Classify(plan)
-			if err := c.record(ctx, st.Name, findings, ClosedHealed); err != nil {
+			if err := c.record(ctx, st.Name, findings, ClosedHealed, c.now()); err != nil {
 				c.noteStore("record drift of stack "+st.Name, err) // a check that changed nothing wrote nothing: only a failure says something
 			}
+		} else {
+			recordSeen()
 		}
+	} else {
+		recordSeen()
 	}
 	// A service in a crash loop makes the stack Degraded even in the
 	// moments its container happens to run.
@@ -233,9 +242,9 @@ func anyTrue(m map[string]bool) bool {
 }
 
 // record makes the stack's open drift rows (all kinds but behind) match
-// findings: new ones are opened and counted, ones no longer seen are
-// closed with closedBy.
-func (c *Controller) record(ctx context.Context, name string, findings []Finding, closedBy string) error {
+// findings, seen at at: new ones are opened and counted, ones no longer
+// seen are closed with closedBy.
+func (c *Controller) record(ctx context.Context, name string, findings []Finding, closedBy string, at time.Time) error {
 	open, err := c.Store.OpenDrifts(ctx, name)
 	if err != nil {
 		return err
@@ -243,7 +252,7 @@ func (c *Controller) record(ctx context.Context, name string, findings []Finding
 	seen := map[string]bool{}
 	for _, f := range findings {
 		seen[f.Key()] = true
-		if err := c.open(ctx, f); err != nil {
+		if err := c.open(ctx, f, at); err != nil {
 			return err
 		}
 	}
@@ -259,8 +268,8 @@ func (c *Controller) record(ctx context.Context, name string, findings []Finding
 	return nil
 }
 
-func (c *Controller) open(ctx context.Context, f Finding) error {
-	_, opened, err := c.Store.OpenDrift(ctx, store.Drift{Stack: f.Stack, Service: f.Service, Container: f.Container, Kind: string(f.Kind), Detail: f.Detail, OpenedAt: c.now()})
+func (c *Controller) open(ctx context.Context, f Finding, at time.Time) error {
+	_, opened, err := c.Store.OpenDrift(ctx, store.Drift{Stack: f.Stack, Service: f.Service, Container: f.Container, Kind: string(f.Kind), Detail: f.Detail, OpenedAt: at})
 	if err != nil {
 		return err
 	}
@@ -297,7 +306,7 @@ func (c *Controller) Settle(ctx context.Context, st *stack.Stack, view string) e
 		}
 		findings = Classify(plan)
 	}
-	return c.record(ctx, st.Name, findings, ClosedSuperseded)
+	return c.record(ctx, st.Name, findings, ClosedSuperseded, c.now())
 }
 
 // CloseAll closes every open drift of a stack that was removed, and
@@ -341,7 +350,7 @@ func (c *Controller) RecordBehind(ctx context.Context, head, only string) error 
 			}
 		}
 		if detail != "" {
-			errs = append(errs, c.open(ctx, Finding{Stack: s.Name, Kind: Behind, Detail: detail}))
+			errs = append(errs, c.open(ctx, Finding{Stack: s.Name, Kind: Behind, Detail: detail}, c.now()))
 		}
 	}
 	return errors.Join(errs...)
