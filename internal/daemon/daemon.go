@@ -106,6 +106,10 @@ type Daemon struct {
 	checkDue chan struct{}   // cap 1: wakes the loop for checks
 	// fullChecks counts the checks of every stack run so far (for tests).
 	fullChecks atomic.Int64
+	// compared holds, per stack, what the periodic check last compared
+	// (its objects' digest, view, revision and state): the same again is
+	// not compared. Only the loop touches it; a reconcile clears it.
+	compared map[string]string
 
 	mu       gosync.Mutex // guards checkout, head and views
 	checkout string       // the live view of the last reconcile
@@ -114,6 +118,9 @@ type Daemon struct {
 	// shows for it: the head, or the revision a held stack runs.
 	views          map[string]string
 	lastImagePrune time.Time // guarded by mu
+	// settled, guarded by mu, is what the last reconcile of every stack
+	// left: a poll that finds its head again does nothing (quiet.go).
+	settled quietHead
 	// loaded caches stacks loaded outside a reconcile (backups), by name.
 	loaded map[string]loadedStack
 	// hold, guarded by mu, says why no stack may be touched: the record
@@ -167,6 +174,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		redactor: redactor,
 		requests: make(chan request, 16),
 		checks:   map[string]bool{},
+		compared: map[string]string{},
 		checkDue: make(chan struct{}, 1),
 		syncDue:  make(chan struct{}, 1),
 		views:    map[string]string{},

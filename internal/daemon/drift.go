@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/drift"
 	"github.com/gitopsd/gitopsd/internal/notify"
+	"github.com/gitopsd/gitopsd/internal/store"
 )
 
 // The drift controller (drift.Controller) decides; the loop here queues
@@ -19,7 +21,12 @@ import (
 // recentClosedDrifts is how many closed drifts `drift` lists by default.
 const recentClosedDrifts = 50
 
-// poke asks the loop to check a stack for drift ("" for every stack).
+// periodicCheck is the poke of drift.check_interval: every stack, from one
+// listing of the engine (see runChecks).
+const periodicCheck = "\x00periodic"
+
+// poke asks the loop to check a stack for drift ("" for every stack, in
+// full; periodicCheck for every stack whose objects changed).
 // It never blocks: pokes that arrive while a check is due merge into it.
 func (d *Daemon) poke(name string) {
 	d.checksMu.Lock()
@@ -31,36 +38,62 @@ func (d *Daemon) poke(name string) {
 	}
 }
 
-// runChecks checks the stacks poked since the last run.
+// runChecks checks the stacks poked since the last run. A stack named by
+// an event, and every stack after a full poke (the engine's events were
+// missed, an image tag moved), is compared with the engine. The periodic
+// check lists the engine once and compares only the stacks whose
+// containers, networks or volumes changed since their last comparison.
 func (d *Daemon) runChecks(ctx context.Context) {
 	d.checksMu.Lock()
 	due := d.checks
 	d.checks = map[string]bool{}
 	d.checksMu.Unlock()
-	var names []string
-	if due[""] {
+	var rows []store.StackState
+	if due[""] || due[periodicCheck] {
 		defer d.fullChecks.Add(1)
-		states, err := d.store.Stacks(ctx)
-		if err != nil {
+		var err error
+		if rows, err = d.store.Stacks(ctx); err != nil {
 			d.log.Error("drift check: read stacks", "err", err)
 			return
 		}
-		for _, s := range states {
-			names = append(names, s.Name)
-		}
-	} else {
-		names = slices.Sorted(maps.Keys(due))
 	}
-	for _, name := range names {
-		if err := d.checkStack(ctx, name); err != nil && ctx.Err() == nil {
-			d.log.Error("drift check failed", "stack", name, "err", err)
+	var digests map[string]string
+	if due[periodicCheck] && !due[""] {
+		var err error
+		if digests, err = d.engine.ProjectDigests(ctx); err != nil {
+			d.log.Warn("drift check: list the engine; comparing every stack", "err", err)
+		}
+	}
+	if rows == nil {
+		for _, name := range slices.Sorted(maps.Keys(due)) {
+			rows = append(rows, store.StackState{Name: name})
+		}
+	}
+	for _, s := range rows {
+		key := ""
+		if digests != nil && !due[s.Name] {
+			key = strings.Join([]string{digests[s.Name], d.viewOf(s.Name), s.Revision, s.Sync}, "\x00")
+			if d.compared[s.Name] == key {
+				continue // nothing of it changed since it was compared
+			}
+		}
+		err := d.checkStack(ctx, s.Name, false)
+		switch {
+		case err == nil && key != "":
+			d.compared[s.Name] = key
+		case err != nil:
+			delete(d.compared, s.Name)
+			if ctx.Err() == nil {
+				d.log.Error("drift check failed", "stack", s.Name, "err", err)
+			}
 		}
 	}
 }
 
 // checkStack looks at one stack between reconciles: it is compared with
 // the revision it runs when the live view shows that revision's files.
-func (d *Daemon) checkStack(ctx context.Context, name string) error {
+// With pull, its images are pulled per pull_policy first (a poll's look).
+func (d *Daemon) checkStack(ctx context.Context, name string, pull bool) error {
 	state, ok, err := d.store.Stack(ctx, name)
 	if err != nil || !ok {
 		return err // a project that is not one of our stacks is none of our business
@@ -75,7 +108,7 @@ func (d *Daemon) checkStack(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("load stack %s: %w", name, err)
 	}
-	return d.drifts.Check(ctx, st, state, false)
+	return d.drifts.Check(ctx, st, state, pull)
 }
 
 // openedDrift counts and tells of a drift the controller opened.

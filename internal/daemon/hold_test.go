@@ -262,7 +262,7 @@ func TestVolumeNotMadeByComposeIsUsedOnce(t *testing.T) {
 	}
 	for i := 0; i < 5; i++ {
 		h.mustReconcile()
-		if err := h.d.checkStack(ctx, a); err != nil {
+		if err := h.d.checkStack(ctx, a, false); err != nil {
 			t.Fatalf("drift check %d: %v", i, err)
 		}
 	}

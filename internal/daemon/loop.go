@@ -142,7 +142,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 			inFlight = nil
 			d.tell("STATUS=" + d.summary(ctx))
 		case <-fullCheck.C:
-			d.poke("")
+			d.poke(periodicCheck)
 		case <-backups.C:
 			d.schedule.RunDue(ctx)
 		case <-d.checkDue:
@@ -153,6 +153,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 				queued = append(queued, req) // it waits for the next fetch
 				continue
 			}
+			d.setQuiet(quietHead{}) // a restore may leave a stack to converge again
 			err := now.run(ctx)
 			if err != nil {
 				d.log.Error("request failed", append(now.logArgs(), "err", err)...)

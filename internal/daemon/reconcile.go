@@ -39,6 +39,11 @@ func (d *Daemon) reconcile(ctx context.Context, trigger sync.Trigger, only strin
 // apply converges every stack of this host (or only the named one) to
 // head, the revision last fetched.
 func (d *Daemon) apply(ctx context.Context, head string, trigger sync.Trigger, only string) error {
+	if q, ok := d.quiet(head); ok && trigger == sync.TriggerPoll && only == "" {
+		return d.quietPoll(ctx, q)
+	}
+	d.setQuiet(quietHead{}) // whatever this does, the next poll looks again
+	clear(d.compared)
 	v, err := d.showView(ctx, head, trigger)
 	if err != nil {
 		return err
@@ -79,7 +84,11 @@ func (d *Daemon) apply(ctx context.Context, head string, trigger sync.Trigger, o
 	d.reportStacks(ctx, only)
 	d.prune(ctx, head)
 	d.pruneImagesDue(ctx)
-	return errors.Join(errs...)
+	err = errors.Join(errs...)
+	if err == nil && only == "" {
+		d.setQuiet(settledBy(head, res.Stacks))
+	}
+	return err
 }
 
 // loadView loads the stacks of the live view that target this host. A

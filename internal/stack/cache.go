@@ -105,6 +105,13 @@ func (c *Cache) load(ctx context.Context, repoDir, name string, host Host, hkey 
 	return st, err
 }
 
+// Loads is how many stacks were loaded, not found in the cache.
+func (c *Cache) Loads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.loads
+}
+
 // content names what the real folder holds.
 func (c *Cache) content(ctx context.Context, real string) string {
 	if c.Trees != nil {
