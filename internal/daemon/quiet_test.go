@@ -16,6 +16,7 @@ import (
 // a poll that finds the same head asks the engine nothing and loads no
 // stack: it is the ref check alone. A new commit is deployed as before.
 func TestNoChangePollReadsNothing(t *testing.T) {
+	testenv.Docker(t)                    // the tests' shared client talks to the engine, not to this test's proxy
 	calls := testenv.CountDockerCalls(t) // before the harness makes its engine client
 	h := newHarness(t, nil)
 	a, b := testenv.Project(t, "quiet-a"), testenv.Project(t, "quiet-b")
@@ -53,6 +54,7 @@ func TestNoChangePollReadsNothing(t *testing.T) {
 // changed since it was last compared: here a container stopped by hand
 // (no event stream runs in this harness), which it heals.
 func TestPeriodicCheckListsOnce(t *testing.T) {
+	testenv.Docker(t)
 	calls := testenv.CountDockerCalls(t)
 	h := newHarness(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
