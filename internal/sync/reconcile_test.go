@@ -291,6 +291,35 @@ func TestRollOrder(t *testing.T) {
 	}
 }
 
+// TestStopFirstFailedGateStartsTheOldFirst: when the new container of a
+// stop-first roll fails its gate, it is killed and the old one starts at
+// once, under its parked name; the failed one's removal and the old one's
+// name follow.
+func TestStopFirstFailedGateStartsTheOldFirst(t *testing.T) {
+	w := newWorld(t)
+	if err := w.rec.Sync(w.ctx, w.load(web("app:1", 1, "{order: stop-first}")), "v1", TriggerPoll); err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := w.rt.Containers(w.ctx, "s")
+	w.rt.ResetCalls()
+	w.rt.Gate = failImage("app:2")
+	if err := w.rec.Sync(w.ctx, w.load(web("app:2", 1, "{order: stop-first}")), "v2", TriggerPoll); !WantsRollback(err) {
+		t.Fatalf("sync v2: %v, want a failed gate", err)
+	}
+	var got []string
+	for _, c := range w.rt.Calls() {
+		got = append(got, strings.ReplaceAll(c, ids.Short(cs[0].ID), "ID"))
+	}
+	want := []string{"rename s-web-1 ID_s-web-1", "create s-web-1", "stop ID_s-web-1", "start s-web-1", "gate s-web-1",
+		"stop s-web-1", "start ID_s-web-1", "remove s-web-1", "rename ID_s-web-1 s-web-1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("calls\n%v\nwant\n%v", got, want)
+	}
+	if got := w.images(); !equalMaps(got, map[string]string{"s-web-1": "app:1 running"}) {
+		t.Errorf("containers %v", got)
+	}
+}
+
 // TestRollbackPaths: after a failed roll the daemon calls Rollback; the
 // stack runs its last healthy revision again and stays Failed with both
 // reasons, also when the rollback's own roll fails.

@@ -37,17 +37,7 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	restore := func(cause error) error {
 		// Best effort, even when ctx is done: the next reconcile converges
 		// from whatever is left.
-		bg := context.WithoutCancel(ctx)
-		var rerr error
-		if oldName != parked {
-			rerr = r.Runtime.RenameContainer(bg, a.ID, oldName)
-		}
-		serr := r.Runtime.StartContainer(bg, a.ID)
-		if rerr == nil && serr == nil {
-			notes.add("old %s restarted", ids.Short(a.ID))
-			return errors.Join(cause, ErrRestored)
-		}
-		return errors.Join(cause, rerr, serr)
+		return r.restart(context.WithoutCancel(ctx), a.ID, oldName, parked, cause, notes)
 	}
 	id, err := r.Runtime.CreateContainer(ctx, spec)
 	if err != nil {
@@ -68,15 +58,56 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	notes.add("new %s started", ids.Short(id))
 	crashPoint(CrashStopFirstNewStarted)
 	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
-		// The new container is removed before the old one gets its name back.
-		rmErr := r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id)
-		return restore(errors.Join(err, rmErr))
+		return r.giveBack(ctx, a.ID, id, oldName, parked, err, notes)
 	}
 	if err := r.Runtime.RemoveContainer(ctx, a.ID); err != nil {
 		return fmt.Errorf("remove old: %w", err)
 	}
 	notes.add("old %s removed", ids.Short(a.ID))
 	return nil
+}
+
+// giveBack puts the old container (parked under parked) back in place of
+// the new one (id), which failed its gate: the clients of a stop-first
+// service wait for nothing else. The failed container is killed, not
+// stopped gracefully, to free its ports; the old one starts under its
+// parked name (a name is nothing to the clients), and only then is the
+// failed one removed and the old one given its name back. A crash in
+// between leaves the old one running and the failed one stopped, which the
+// planner tells apart as after a crash at CrashStopFirstCreated.
+func (r *Reconciler) giveBack(ctx context.Context, old, id, oldName, parked string, cause error, notes *stepNotes) error {
+	bg := context.WithoutCancel(ctx) // best effort: the next reconcile converges from what is left
+	now := 0
+	if err := r.Runtime.StopContainer(bg, id, &now); err != nil {
+		// It may hold the ports still: remove it before the old one starts.
+		rmErr := r.Runtime.RemoveContainer(bg, id)
+		return r.restart(bg, old, oldName, parked, errors.Join(cause, err, rmErr), notes)
+	}
+	serr := r.Runtime.StartContainer(bg, old)
+	rmErr := r.Runtime.RemoveContainer(bg, id)
+	var rerr error
+	if oldName != parked {
+		rerr = r.Runtime.RenameContainer(bg, old, oldName)
+	}
+	if serr == nil && rmErr == nil && rerr == nil {
+		notes.add("new %s killed, old %s restarted", ids.Short(id), ids.Short(old))
+		return errors.Join(cause, ErrRestored)
+	}
+	return errors.Join(cause, serr, rmErr, rerr)
+}
+
+// restart gives a parked old container its name back and starts it.
+func (r *Reconciler) restart(ctx context.Context, old, oldName, parked string, cause error, notes *stepNotes) error {
+	var rerr error
+	if oldName != parked {
+		rerr = r.Runtime.RenameContainer(ctx, old, oldName)
+	}
+	serr := r.Runtime.StartContainer(ctx, old)
+	if rerr == nil && serr == nil {
+		notes.add("old %s restarted", ids.Short(old))
+		return errors.Join(cause, ErrRestored)
+	}
+	return errors.Join(cause, rerr, serr)
 }
 
 // rollConfig reads one of compose's update_config or rollback_config (nil:
