@@ -101,9 +101,11 @@
 //	  listen: ""
 //	  secret_file: ""
 //
-//	# Drift is seen through Docker's events within a second; besides, every
-//	# stack is compared in full with the engine this often (reads only), for
-//	# whatever an event stream can miss. At least 1s. Default: 1m.
+//	# Drift is seen through Docker's events within a second; besides, the
+//	# engine is listed this often (reads only), and every stack whose
+//	# containers, networks or volumes changed since it was last compared is
+//	# compared, for whatever an event stream can miss. At least 1s.
+//	# Default: 1m.
 //	drift:
 //	  check_interval: 1m
 //

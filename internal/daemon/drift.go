@@ -15,8 +15,9 @@ import (
 
 // The drift controller (drift.Controller) decides; the loop here queues
 // the looks: Docker's events poke the stack they concern (drift.Watch),
-// every drift.check_interval pokes every stack, and polls compare the
-// stacks that already run what they should (apply).
+// every drift.check_interval pokes every stack whose objects changed, and
+// reconciles compare the stacks that already run what they should (apply;
+// a poll that finds nothing new does not, see quiet.go).
 
 // recentClosedDrifts is how many closed drifts `drift` lists by default.
 const recentClosedDrifts = 50

@@ -19,9 +19,11 @@ import (
 
 // Drift is seen three ways, all serialized through the daemon's reconcile
 // loop: Docker's events poke the stack they concern (Watch), every
-// drift.check_interval every stack is compared in full, and every poll
-// compares the stacks that already run what they should instead of
-// re-deploying them. Each look runs Controller.Check.
+// drift.check_interval the stacks whose objects changed are compared, and
+// a reconcile compares the stacks that already run what they should
+// instead of re-deploying them (a poll that finds the same head again
+// compares only those whose images it pulls). Each look runs
+// Controller.Check.
 
 // Store is what the controller reads and writes of the record.
 type Store interface {

@@ -1,6 +1,6 @@
 // Package drift owns drift: the differences between what a stack's applied
 // revision declares and what runs on the engine, seen through Docker's
-// event stream within a second and by periodic full comparisons.
+// event stream within a second and by periodic comparisons.
 //
 // It does not decide what a stack should look like: the sync package's
 // planner does. A stack that runs its revision and whose plan is not empty
