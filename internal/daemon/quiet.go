@@ -10,8 +10,8 @@ import (
 )
 
 // A poll that finds the head the last reconcile converged every stack to,
-// without an error, has nothing to deploy: it does nothing but the ref
-// check. Drift is the event stream's and the periodic check's; only the
+// without an error and with no stack held back by the fleet's rollout,
+// has nothing to deploy: it does nothing but the ref check. Drift is the event stream's and the periodic check's; only the
 // stacks whose images are pulled at polls (pull_policy always, daily,
 // weekly, every_<duration>) are still compared, with their pulls.
 
@@ -52,8 +52,26 @@ func (d *Daemon) quietPoll(ctx context.Context, q quietHead) error {
 		}
 		d.metrics.Sync(name, "unchanged", time.Since(began))
 	}
+	// What drift checks changed of the rows since (health) reaches the
+	// commit statuses and the rollout's healthy-since rows as at any
+	// reconcile: reads of the record, and writes only of what changed.
+	d.reportStacks(ctx, "")
+	d.noteRollout(ctx)
 	d.pruneImagesDue(ctx)
 	return errors.Join(errs...)
+}
+
+// rolloutHolding says whether the rollout holds a stack back: its wave may
+// open at any poll, so polls must ask again.
+func (d *Daemon) rolloutHolding() bool {
+	d.rollouts.mu.Lock()
+	defer d.rollouts.mu.Unlock()
+	for _, sr := range d.rollouts.stacks {
+		if sr != nil && sr.held != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // settledBy is what a reconcile of every stack to head, which went

@@ -85,7 +85,7 @@ func (d *Daemon) apply(ctx context.Context, head string, trigger sync.Trigger, o
 	d.prune(ctx, head)
 	d.pruneImagesDue(ctx)
 	err = errors.Join(errs...)
-	if err == nil && only == "" {
+	if err == nil && only == "" && !d.rolloutHolding() {
 		d.setQuiet(settledBy(head, res.Stacks))
 	}
 	return err
