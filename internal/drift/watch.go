@@ -12,12 +12,9 @@ import (
 	"github.com/gitopsd/gitopsd/internal/engine"
 )
 
-// Timing of Watch: the first event of a project pokes it at once, so a
-// `docker stop` is healed without waiting; the rest of its burst (docker rm
-// -f sends kill, die, stop and destroy; a heal sends its own) is coalesced
-// into one more poke once it has been quiet for settle, and at most
-// maxDelay after its first event. Pokes merge in the daemon while a check
-// runs, so a burst costs at most two checks.
+// Timing of Watch: a burst of events of one project (docker rm -f sends
+// kill, die, stop and destroy) is coalesced into one poke once it has been
+// quiet for settle, and at most maxDelay after its first event.
 const (
 	settle   = 150 * time.Millisecond
 	maxDelay = time.Second
@@ -104,36 +101,28 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// coalescer turns bursts of events per project into a call of fire at the
-// first event and, when more came, one more once the burst settled.
+// coalescer turns bursts of events per project into one call of fire.
 type coalescer struct {
 	fire    func(project string)
 	mu      sync.Mutex
 	pending map[string]*burst
 }
 
-// burst is a project's events since its first one, which fired already;
-// more says whether others came after it.
-type burst struct {
-	first, last time.Time
-	more        bool
-}
+type burst struct{ first, last time.Time }
 
 func (c *coalescer) add(project string) {
 	now := time.Now()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if b, ok := c.pending[project]; ok {
-		b.last, b.more = now, true
-		c.mu.Unlock()
+		b.last = now
 		return
 	}
 	c.pending[project] = &burst{first: now, last: now}
-	c.mu.Unlock()
 	time.AfterFunc(settle, func() { c.due(project) })
-	c.fire(project)
 }
 
-// due fires the rest of a project's burst once it settled, or re-arms.
+// due fires a project's burst once it settled, or re-arms for the rest.
 func (c *coalescer) due(project string) {
 	now := time.Now()
 	c.mu.Lock()
@@ -147,7 +136,5 @@ func (c *coalescer) due(project string) {
 	}
 	delete(c.pending, project)
 	c.mu.Unlock()
-	if b.more {
-		c.fire(project)
-	}
+	c.fire(project)
 }
