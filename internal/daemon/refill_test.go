@@ -39,7 +39,24 @@ import (
 func TestHostReplacement(t *testing.T) {
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")
-	url, creds := s3.URL("backups", "fleet"), s3.CredentialsFile(t)
+	hostReplacement(t, replacementRemote{url: s3.URL("backups", "fleet"), creds: s3.CredentialsFile(t), addr: s3.Endpoint, stop: s3.Stop, start: s3.Start})
+}
+
+// TestHostReplacementSFTP is TestHostReplacement with an SSH server as the
+// remote (Debian's sshd, unprivileged, on a high port).
+func TestHostReplacementSFTP(t *testing.T) {
+	s := testenv.StartSFTP(t)
+	hostReplacement(t, replacementRemote{url: s.URL(), creds: s.CredentialsFile(t, s.KnownHosts), addr: s.Host, stop: s.Stop, start: s.Start})
+}
+
+// replacementRemote is the remote server of a host-replacement test.
+type replacementRemote struct {
+	url, creds, addr string // addr: host:port, which errors name
+	stop, start      func()
+}
+
+func hostReplacement(t *testing.T, srv replacementRemote) {
+	url, creds := srv.url, srv.creds
 	repo := testenv.NewGitRepo(t)
 	image := testenv.AppImage(t, "gitopsd-test-daemon:"+strings.ToLower(testenv.UniqueName(t, "v")))
 	name := testenv.Project(t, "replace")
@@ -115,12 +132,12 @@ func TestHostReplacement(t *testing.T) {
 
 	// The remote down: the stack is not started, and says why; back up: restored.
 	c := hostHarness(t, repo, image, "shop-1", url, creds)
-	s3.Stop()
+	srv.stop()
 	if err := c.reconcile(); err == nil {
 		t.Fatal("reconcile with the remote down: want an error")
 	}
 	st := c.stackStatus(name)
-	if st.Sync != string(sync.Failed) || !strings.Contains(st.Error, "restore volume data") || !strings.Contains(st.Error, s3.Endpoint) {
+	if st.Sync != string(sync.Failed) || !strings.Contains(st.Error, "restore volume data") || !strings.Contains(st.Error, srv.addr) {
 		t.Fatalf("status with the remote down: %s %q; want failed, naming the restore and the remote", st.Sync, st.Error)
 	}
 	t.Logf("status with the remote down: %s: %s", st.Sync, st.Error)
@@ -130,7 +147,7 @@ func TestHostReplacement(t *testing.T) {
 	if _, err := c.docker.VolumeInspect(ctx, volume, client.VolumeInspectOptions{}); !cerrdefs.IsNotFound(err) {
 		t.Fatalf("an empty volume was left behind: %v", err)
 	}
-	s3.Start()
+	srv.start()
 	c.mustReconcile()
 	if got := c.volumeContent(volume); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("volume restored after the remote came back differs:\nwant %v\ngot  %v", want, got)
