@@ -40,7 +40,7 @@ func (f filler) Fill(ctx context.Context, st *stack.Stack, key string) (string, 
 			err = errors.Join(err, fmt.Errorf("remove the empty volume %s: %w", name, rerr))
 		}
 		log.Error("the volume could not be restored; the stack is not started", "err", err)
-		return "", fmt.Errorf("restore volume %s from its newest copy (restore: if_empty): %w", key, err)
+		return "", err // the step names the volume and restore: if_empty
 	}
 	if !ok {
 		where := "no local snapshot and no backup.remote"

@@ -137,7 +137,7 @@ func hostReplacement(t *testing.T, srv replacementRemote) {
 		t.Fatal("reconcile with the remote down: want an error")
 	}
 	st := c.stackStatus(name)
-	if st.Sync != string(sync.Failed) || !strings.Contains(st.Error, "restore volume data") || !strings.Contains(st.Error, srv.addr) {
+	if st.Sync != string(sync.Failed) || !strings.Contains(st.Error, "restore-volume data") || !strings.Contains(st.Error, srv.addr) {
 		t.Fatalf("status with the remote down: %s %q; want failed, naming the restore and the remote", st.Sync, st.Error)
 	}
 	t.Logf("status with the remote down: %s: %s", st.Sync, st.Error)
