@@ -33,7 +33,11 @@ func (f filler) Fills(st *stack.Stack, key string) bool {
 func (f filler) Fill(ctx context.Context, st *stack.Stack, key string) (string, error) {
 	d := f.d
 	log := d.log.With("stack", st.Name, "volume", key)
-	found, ok, err := d.backups.Refill(ctx, st, key, d.remoteOf(d.host.Name))
+	rem := d.remoteOf(d.host.Name)
+	if cfg, err := backup.ParseConfig(st); err == nil && cfg != nil && cfg.Volumes[key].Local {
+		rem.Open = nil // remote: false: its copies never leave the host
+	}
+	found, ok, err := d.backups.Refill(ctx, st, key, rem)
 	if err != nil {
 		name := backup.VolumeName(st, key)
 		if rerr := d.engine.RemoveVolume(context.WithoutCancel(ctx), name); rerr != nil {
@@ -43,8 +47,8 @@ func (f filler) Fill(ctx context.Context, st *stack.Stack, key string) (string, 
 		return "", err // the step names the volume and restore: if_empty
 	}
 	if !ok {
-		where := "no local snapshot and no backup.remote"
-		if d.cfg.Backup.Remote.Enabled() {
+		where := "no local snapshot, and no remote to look on"
+		if rem.Open != nil {
 			where = "no local snapshot and no copy on the remote for host " + d.host.Name
 		}
 		log.Warn("no copy of the volume anywhere; starting it empty", "searched", where)
