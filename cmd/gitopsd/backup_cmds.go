@@ -207,19 +207,28 @@ Exit status: 0 the test passed, 1 it failed (the error says why) or STACK is unk
 
 func newBackupRestoreCmd(g *globals) *cobra.Command {
 	var yes bool
+	var fromHost string
 	cmd := &cobra.Command{Use: "restore STACK VOLUME [SNAPSHOT]", Short: "Put a snapshot (default: the newest good one) back into the volume", Args: args(cobra.RangeArgs(2, 3)),
 		Long: `Put SNAPSHOT (an id from backup list; default: the newest good one) back into VOLUME of
 STACK, replacing what the volume holds. The snapshot is verified before anything is
 touched; the services using the volume are stopped while it is put back, and started after.
 
+With --from-host OLD, the newest good copy that host OLD left on the remote
+(backup.remote, under OLD/STACK/VOLUME) is downloaded, recorded as a snapshot of this host,
+verified and put back the same way: how a stack's data moves from a dead host to this one.
+
 On a terminal, restore asks for confirmation unless --yes. When stdin is not a terminal
 (a script, a pipe) it refuses to run without --yes (exit 2): a restore replaces data.`,
 		Example: `  gitopsd backup restore web data
-  gitopsd backup restore web data 42 --yes`,
+  gitopsd backup restore web data 42 --yes
+  gitopsd backup restore shop db --from-host edge-7 --yes`,
 		ValidArgsFunction: completeStacks(g, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			var id int64
 			if len(a) == 3 {
+				if fromHost != "" {
+					return usageError{fmt.Errorf("--from-host takes the newest good remote copy: no SNAPSHOT with it")}
+				}
 				var err error
 				if id, err = strconv.ParseInt(a[2], 10, 64); err != nil {
 					return usageError{fmt.Errorf("snapshot %q: want the ID that backup list shows", a[2])}
@@ -227,7 +236,10 @@ On a terminal, restore asks for confirmation unless --yes. When stdin is not a t
 			}
 			if !yes {
 				what := "the newest good snapshot"
-				if id != 0 {
+				switch {
+				case fromHost != "":
+					what = "the newest good remote copy of host " + fromHost
+				case id != 0:
 					what = "snapshot " + a[2]
 				}
 				question := fmt.Sprintf("Put %s back into volume %s of stack %s? What the volume holds now is replaced.", what, a[1], a[0])
@@ -241,7 +253,7 @@ On a terminal, restore asks for confirmation unless --yes. When stdin is not a t
 				}
 			}
 			return withClient(g, cmd, func(ctx context.Context, c *api.Client) error {
-				if err := c.BackupRestore(ctx, a[0], a[1], id); err != nil {
+				if err := c.BackupRestore(ctx, a[0], a[1], id, fromHost); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "restored")
@@ -249,6 +261,7 @@ On a terminal, restore asks for confirmation unless --yes. When stdin is not a t
 			})
 		}}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation (needed when stdin is not a terminal)")
+	cmd.Flags().StringVar(&fromHost, "from-host", "", "restore the newest good remote copy that this host name (a dead host's) left")
 	return cmd
 }
 

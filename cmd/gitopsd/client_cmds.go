@@ -114,7 +114,21 @@ func printStatus(w io.Writer, st api.Status) error {
 		return err
 	}
 	printRemoteTrouble(w, st.Stacks)
+	printRestored(w, st.Stacks)
 	return nil
+}
+
+// printRestored says, below the table, how each volume a deployment
+// created was filled (restore: if_empty): from which snapshot, or that no
+// copy existed and it started empty.
+func printRestored(w io.Writer, stacks []api.StackStatus) {
+	for _, s := range stacks {
+		for _, b := range s.Backups {
+			if b.Restored != "" {
+				fmt.Fprintf(w, "volume %s of %s, created by a deployment (restore: if_empty): %s\n", b.Volume, s.Name, oneLine(b.Restored))
+			}
+		}
+	}
 }
 
 // printRemoteTrouble names, below the table, the volumes whose off-host

@@ -113,3 +113,22 @@ func TestPrintDriftOpenFirst(t *testing.T) {
 		t.Fatalf("no drift: %q %v", b.String(), err)
 	}
 }
+
+// TestPrintStatusRestored: how a volume a deployment created was filled
+// (restore: if_empty) shows under the table.
+func TestPrintStatusRestored(t *testing.T) {
+	var b bytes.Buffer
+	err := printStatus(&b, api.Status{Host: "shop-1", Stacks: []api.StackStatus{{Name: "shop", Backups: []api.BackupBrief{
+		{Volume: "data", Restored: "2026-12-06T06:00:00Z: restored snapshot 1 (remote s3://s3:9000/b/shop-1/shop/data/x), taken 2026-12-06T03:00:00Z, 3h0m0s old"},
+		{Volume: "cache"},
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "volume data of shop, created by a deployment (restore: if_empty): 2026-12-06T06:00:00Z: restored snapshot 1"; !strings.Contains(b.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, b.String())
+	}
+	if strings.Contains(b.String(), "volume cache") {
+		t.Errorf("status names a volume no deployment filled:\n%s", b.String())
+	}
+}

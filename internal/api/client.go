@@ -78,9 +78,14 @@ func (c *Client) BackupTest(ctx context.Context, stack, volume string, level int
 	return c.act(ctx, "/v1/backup/test", url.Values{"stack": {stack}, "volume": {volume}, "level": {strconv.Itoa(level)}})
 }
 
-// BackupRestore puts a snapshot (0: the newest good one) back into its volume.
-func (c *Client) BackupRestore(ctx context.Context, stack, volume string, snapshot int64) error {
-	return c.act(ctx, "/v1/backup/restore", url.Values{"stack": {stack}, "volume": {volume}, "snapshot": {strconv.FormatInt(snapshot, 10)}})
+// BackupRestore puts a snapshot (0: the newest good one) back into its
+// volume; with fromHost, the newest good remote copy of that host's.
+func (c *Client) BackupRestore(ctx context.Context, stack, volume string, snapshot int64, fromHost string) error {
+	q := url.Values{"stack": {stack}, "volume": {volume}, "snapshot": {strconv.FormatInt(snapshot, 10)}}
+	if fromHost != "" {
+		q.Set("from_host", fromHost)
+	}
+	return c.act(ctx, "/v1/backup/restore", q)
 }
 
 // Drift lists open drifts and up to limit recently closed ones.

@@ -43,7 +43,8 @@ type Backend interface {
 	// BackupRun snapshots a stack's volume ("" for every volume it backs
 	// up); BackupTest restore-tests the newest good snapshot (level 0: the
 	// volume's configured level); BackupRestore puts a snapshot (0: the
-	// newest good one) back. They run one at a time in the daemon's loop.
+	// newest good one) back, or with fromHost the newest good remote copy
+	// of that host's stack volume. They run one at a time in the daemon's loop.
 	BackupRun(ctx context.Context, stack, volume string, wait bool) error
 	BackupTest(ctx context.Context, stack, volume string, level int) error
 	// RemoteSnapshots lists the copies on backup.remote of this host (or
@@ -51,7 +52,7 @@ type Backend interface {
 	// restore-tests the newest remote copy of a stack's volume.
 	RemoteSnapshots(ctx context.Context, stack string, allHosts bool) ([]RemoteSnapshot, error)
 	BackupTestRemote(ctx context.Context, stack, volume string, level int) error
-	BackupRestore(ctx context.Context, stack, volume string, snapshot int64) error
+	BackupRestore(ctx context.Context, stack, volume string, snapshot int64, fromHost string) error
 	// StateBackup writes a consistent copy of the daemon's database to
 	// path (an absolute path on the daemon's host that does not exist yet).
 	StateBackup(ctx context.Context, path string) error
@@ -201,7 +202,7 @@ func (s *Server) backupTest(w http.ResponseWriter, r *http.Request) {
 func (s *Server) backupRestore(w http.ResponseWriter, r *http.Request) {
 	s.act(w, r, func(q url.Values, _ bool) error {
 		id, _ := strconv.ParseInt(q.Get("snapshot"), 10, 64)
-		return s.backend.BackupRestore(r.Context(), q.Get("stack"), q.Get("volume"), id)
+		return s.backend.BackupRestore(r.Context(), q.Get("stack"), q.Get("volume"), id, q.Get("from_host"))
 	})
 }
 

@@ -96,6 +96,10 @@ type BackupBrief struct {
 	RemoteLastSuccess string `json:"remote_last_success"`
 	RemoteLastError   string `json:"remote_last_error"`
 	RemoteLastErrorAt string `json:"remote_last_error_at"`
+	// Restored says how the volume was last filled when a deployment
+	// created it (restore: if_empty): from which snapshot, or that no copy
+	// existed and it started empty; "" when never.
+	Restored string `json:"restored,omitempty"`
 }
 
 // Deployment is one element of `history --json`.

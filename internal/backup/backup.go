@@ -161,7 +161,7 @@ func (r *Runner) write(ctx context.Context, st *stack.Stack, vc VolumeConfig, di
 		return format.Manifest{}, errors.Join(err, resume())
 	}
 	m, err := func() (format.Manifest, error) {
-		rc, err := r.Engine.ReadVolume(ctx, volumeName(st, vc.Volume), r.helperLabels(st.Name))
+		rc, err := r.Engine.ReadVolume(ctx, VolumeName(st, vc.Volume), r.helperLabels(st.Name))
 		if err != nil {
 			return format.Manifest{}, err
 		}
@@ -476,7 +476,8 @@ func (r *Runner) restoreInto(ctx context.Context, sn store.Snapshot, volume stri
 	return r.Engine.WriteVolume(ctx, volume, rc, r.helperLabels(sn.Stack))
 }
 
-func volumeName(st *stack.Stack, key string) string {
+// VolumeName is the engine's name of a stack's volume (compose key key).
+func VolumeName(st *stack.Stack, key string) string {
 	if v, ok := st.Project.Volumes[key]; ok && v.Name != "" {
 		return v.Name
 	}

@@ -53,6 +53,10 @@ type VolumeConfig struct {
 	// TestFromLocal, or TestFromRemote (the newest copy on the remote,
 	// downloaded: the test that proves the backup outlives the host).
 	TestFrom string
+	// IfEmpty (restore: if_empty): a volume that does not exist when the
+	// stack is deployed is created and filled from its newest good copy,
+	// local or remote, before any service starts (RestoreIfEmpty).
+	IfEmpty bool
 }
 
 // Where scheduled restore tests take their snapshot from (test_from).
@@ -270,8 +274,13 @@ func parseVolume(st *stack.Stack, key string, m map[string]any) (VolumeConfig, e
 				return vc, bad(k, "must be local or remote")
 			}
 			vc.TestFrom = s
+		case "restore":
+			if v != "if_empty" {
+				return vc, bad(k, "must be if_empty (fill the volume from its newest copy when it does not exist)")
+			}
+			vc.IfEmpty = true
 		default:
-			return vc, bad(k, "unknown key (known: schedule, keep, stop, pause, hook, test, test_level, test_from, verify, verify_with, timeout, remote)")
+			return vc, bad(k, "unknown key (known: schedule, keep, stop, pause, hook, test, test_level, test_from, verify, verify_with, timeout, remote, restore)")
 		}
 	}
 	if len(vc.Verify) > 0 && vc.VerifyWith == "" {

@@ -49,6 +49,7 @@ func TestParseConfig(t *testing.T) {
         test: "@weekly"
         verify: ["/app", "check", "/var/lib/db"]
         timeout: 30s
+        restore: if_empty
 `)
 	c, err := ParseConfig(st)
 	if err != nil {
@@ -57,7 +58,7 @@ func TestParseConfig(t *testing.T) {
 	v := c.Volumes["data"]
 	if !c.BeforeDeploy || v.Schedule == nil || v.Schedule.String() != "0 3 * * *" || v.Test == nil ||
 		v.Keep.Last != 3 || v.Keep.Daily != 7 || v.Consistency != ConsistencyStop || v.Services[0] != "db" ||
-		v.VerifyWith != "db" || v.TestLevel != 3 || v.Timeout.Seconds() != 30 {
+		v.VerifyWith != "db" || v.TestLevel != 3 || v.Timeout.Seconds() != 30 || !v.IfEmpty {
 		t.Fatalf("parsed %+v", v)
 	}
 	if v.Local || v.TestFrom != TestFromLocal {
@@ -106,6 +107,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"    volumes:\n      data: {remote: \"no\"}\n", "x-gitopsd.backup.volumes.data.remote: must be true or false"},
 		{"    volumes:\n      data: {test_from: cloud}\n", "x-gitopsd.backup.volumes.data.test_from: must be local or remote"},
 		{"    volumes:\n      data: {remote: false, test_from: remote}\n", "x-gitopsd.backup.volumes.data.test_from: remote needs the volume's copies on the remote"},
+		{"    volumes:\n      data: {restore: always}\n", "x-gitopsd.backup.volumes.data.restore: must be if_empty"},
 	} {
 		_, err := ParseConfig(load(t, tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

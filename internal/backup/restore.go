@@ -58,10 +58,10 @@ func (r *Runner) Restore(ctx context.Context, st *stack.Stack, volume string, id
 	if err != nil {
 		return sn, fmt.Errorf("restore snapshot %d into %s/%s: %w", sn.ID, st.Name, volume, err)
 	}
-	if err := r.restorable(ctx, volumeName(st, volume)); err != nil {
+	if err := r.restorable(ctx, VolumeName(st, volume)); err != nil {
 		return sn, fmt.Errorf("restore snapshot %d into %s/%s: refused, the volume was not touched: %w", sn.ID, st.Name, volume, err)
 	}
-	job := store.Restore{Stack: st.Name, Volume: volume, VolumeName: volumeName(st, volume), SnapshotID: sn.ID,
+	job := store.Restore{Stack: st.Name, Volume: volume, VolumeName: VolumeName(st, volume), SnapshotID: sn.ID,
 		SafetyDir: filepath.Join(r.Dir, restoreDir, st.Name, volume), Phase: store.RestoreCopying}
 	if _, err := os.Stat(job.SafetyDir); err == nil {
 		return sn, fmt.Errorf("restore snapshot %d into %s/%s: %s holds the old content of an earlier restore that could not be put back; move it away first", sn.ID, st.Name, volume, job.SafetyDir)

@@ -132,14 +132,21 @@ func (d *Daemon) testBackup(ctx context.Context, name, volume string, level int,
 	return errors.Join(errs...)
 }
 
-// restoreBackup puts a snapshot back into a stack's volume.
-func (d *Daemon) restoreBackup(ctx context.Context, name, volume string, id int64) error {
+// restoreBackup puts a snapshot back into a stack's volume, or, with
+// fromHost, the newest good remote copy of that host's.
+func (d *Daemon) restoreBackup(ctx context.Context, name, volume string, id int64, fromHost string) error {
 	st, cfg, err := d.loadStack(ctx, name)
 	if err != nil {
 		return err
 	}
 	if _, err := backupVolumes(st, cfg, volume); err != nil {
 		return err
+	}
+	if fromHost != "" {
+		if id != 0 {
+			return errors.New("restore --from-host takes the newest good remote copy, not a snapshot id")
+		}
+		return d.restoreFromHost(ctx, st, volume, fromHost)
 	}
 	_, err = d.backups.Restore(ctx, st, volume, id)
 	return err
@@ -186,6 +193,21 @@ func (d *Daemon) backupBriefs(ctx context.Context, stackName string) ([]api.Back
 	if err != nil {
 		return nil, err
 	}
+	fills, err := d.store.LastSteps(ctx, stackName, string(sync.ActRestoreVolume))
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range slices.Sorted(maps.Keys(fills)) {
+		if by[v] == nil { // restored, or started empty, and not snapshotted since
+			by[v] = &api.BackupBrief{Volume: v}
+			order = append(order, v)
+		}
+		f := fills[v]
+		by[v].Restored = rfc3339(f.At) + ": " + f.Detail
+		if f.Error != "" {
+			by[v].Restored = rfc3339(f.At) + ": failed: " + f.Error
+		}
+	}
 	out := []api.BackupBrief{}
 	for _, v := range order {
 		b := by[v]
@@ -222,9 +244,10 @@ func (d *Daemon) BackupTestRemote(ctx context.Context, stackName, volume string,
 	return d.queue(ctx, nowJob{op: "backup-test-remote", stack: stackName, volume: volume, run: run}, true)
 }
 
-// BackupRestore puts a snapshot back and waits for it.
-func (d *Daemon) BackupRestore(ctx context.Context, stackName, volume string, snapshot int64) error {
-	run := func(ctx context.Context) error { return d.restoreBackup(ctx, stackName, volume, snapshot) }
+// BackupRestore puts a snapshot (or another host's remote copy) back and
+// waits for it.
+func (d *Daemon) BackupRestore(ctx context.Context, stackName, volume string, snapshot int64, fromHost string) error {
+	run := func(ctx context.Context) error { return d.restoreBackup(ctx, stackName, volume, snapshot, fromHost) }
 	return d.queue(ctx, nowJob{op: "backup-restore", stack: stackName, volume: volume, run: run}, true)
 }
 

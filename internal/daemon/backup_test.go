@@ -178,7 +178,7 @@ func TestBackupRoundTrip(t *testing.T) {
 	if err := h.d.engine.EmptyVolume(ctx, volume); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.api.BackupRestore(ctx, h.stack, "data", 0); err != nil {
+	if err := h.api.BackupRestore(ctx, h.stack, "data", 0, ""); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	sn, ok, err := h.d.store.Snapshot(ctx, snaps[0].ID)

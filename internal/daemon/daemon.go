@@ -190,6 +190,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	// mounted read-only: stacks are loaded from them.
 	d.rec.CheckoutDirs = []string{filepath.Join(cfg.StateDir, "source"), filepath.Join(cfg.StateDir, "live")}
 	d.rec.StoreFailed = func(what string, err error) { d.noteStore(what, err) }
+	d.rec.Filler = filler{d}
 	d.drifts = &drift.Controller{Store: st, Rec: d.rec, Log: log, Backoff: drift.NewBackoff(), Now: clock,
 		Poke: d.poke, NoteStore: d.noteStore, Opened: d.openedDrift, SameTree: src.SameTree}
 	d.backupEvery, d.watchLocal = backupTick, true

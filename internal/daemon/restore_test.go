@@ -93,7 +93,7 @@ func TestRestoreVerifiesFirst(t *testing.T) {
 		id   int64
 		want string
 	}{{1, format.ArchiveName}, {2, "a.txt"}} {
-		err := h.api.BackupRestore(ctx, h.stack, "data", c.id)
+		err := h.api.BackupRestore(ctx, h.stack, "data", c.id, "")
 		if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("restore of damaged snapshot %d: %v; want a refusal naming %s", c.id, err, c.want)
 		}
@@ -107,7 +107,7 @@ func TestRestoreVerifiesFirst(t *testing.T) {
 	}
 
 	// A good snapshot restores, exactly, and leaves no copy behind.
-	if err := h.api.BackupRestore(ctx, h.stack, "data", 3); err != nil {
+	if err := h.api.BackupRestore(ctx, h.stack, "data", 3, ""); err != nil {
 		t.Fatalf("restore of a good snapshot: %v", err)
 	}
 	h.volumeMatches(volume, snap(3))

@@ -251,19 +251,53 @@ func (s *Store) queryDeployments(ctx context.Context, where string, limit int, a
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var st Step
-		var at sql.NullString
-		var ms int64
-		if err := rows.Scan(&st.ID, &st.DeploymentID, &at, &st.Action, &st.Service, &st.Container, &st.Detail, &st.Error, &ms, &st.Replica); err != nil {
+		st, err := scanStep(rows)
+		if err != nil {
 			return nil, err
-		}
-		st.Duration = time.Duration(ms) * time.Millisecond
-		if st.At, err = parseTime(at); err != nil {
-			return nil, fmt.Errorf("step %d: %w", st.ID, err)
 		}
 		if i, ok := index[st.DeploymentID]; ok {
 			ds[i].Steps = append(ds[i].Steps, st)
 		}
 	}
 	return ds, rows.Err()
+}
+
+// scanStep reads one row of stepCols.
+func scanStep(rows *sql.Rows) (Step, error) {
+	var st Step
+	var at sql.NullString
+	var ms int64
+	if err := rows.Scan(&st.ID, &st.DeploymentID, &at, &st.Action, &st.Service, &st.Container, &st.Detail, &st.Error, &ms, &st.Replica); err != nil {
+		return st, err
+	}
+	st.Duration = time.Duration(ms) * time.Millisecond
+	var err error
+	if st.At, err = parseTime(at); err != nil {
+		return st, fmt.Errorf("step %d: %w", st.ID, err)
+	}
+	return st, nil
+}
+
+// LastSteps returns the newest step of action in the stack's deployments
+// for each name such steps carry (Container): how each volume was last
+// filled, for restore-volume.
+func (s *Store) LastSteps(ctx context.Context, stack, action string) (map[string]Step, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+stepCols+` FROM deployment_steps
+		WHERE action = ? AND deployment_id IN (SELECT id FROM deployments WHERE stack = ?)
+		ORDER BY id DESC`, action, stack)
+	if err != nil {
+		return nil, fmt.Errorf("read %s steps of %s: %w", action, stack, err)
+	}
+	defer rows.Close()
+	out := map[string]Step{}
+	for rows.Next() {
+		st, err := scanStep(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read %s steps of %s: %w", action, stack, err)
+		}
+		if _, ok := out[st.Container]; !ok {
+			out[st.Container] = st
+		}
+	}
+	return out, rows.Err()
 }

@@ -218,3 +218,32 @@ func TestStepsDeletedWithDeployment(t *testing.T) {
 		t.Errorf("%d steps outlived their deployment", n)
 	}
 }
+
+// TestLastSteps: the newest step of an action per name, of one stack only.
+func TestLastSteps(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	add := func(stack string, steps ...Step) {
+		t.Helper()
+		id, err := s.StartDeployment(ctx, Deployment{Stack: stack, To: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range steps {
+			st.DeploymentID = id
+			if _, err := s.AddStep(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add("shop", Step{Action: "restore-volume", Container: "data", Error: "remote down"}, Step{Action: "create", Container: "data"})
+	add("shop", Step{Action: "restore-volume", Container: "data", Detail: "restored snapshot 1"}, Step{Action: "restore-volume", Container: "logs", Detail: "started empty"})
+	add("other", Step{Action: "restore-volume", Container: "data", Detail: "of another stack"})
+	got, err := s.LastSteps(ctx, "shop", "restore-volume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["data"].Detail != "restored snapshot 1" || got["data"].Error != "" || got["logs"].Detail != "started empty" {
+		t.Fatalf("LastSteps = %+v", got)
+	}
+}

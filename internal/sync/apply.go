@@ -139,6 +139,15 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		return err
 	case ActCreateVolume:
 		return r.Runtime.EnsureVolume(ctx, st.Project, a.Key, extra())
+	case ActRestoreVolume:
+		if r.Filler == nil {
+			return errors.New("no filler for volumes")
+		}
+		detail, err := r.Filler.Fill(ctx, st, a.Key)
+		if detail != "" {
+			notes.add("%s", detail)
+		}
+		return err
 	case ActCreate:
 		spec, err := r.specFor(ctx, st, svc, a.Number)
 		if err != nil {

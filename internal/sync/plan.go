@@ -84,6 +84,9 @@ type ActionKind string
 const (
 	ActCreateNetwork ActionKind = "create-network"
 	ActCreateVolume  ActionKind = "create-volume"
+	// ActRestoreVolume fills a volume the plan creates from its newest
+	// copy (Filler); Sync adds it, MakePlan never does.
+	ActRestoreVolume ActionKind = "restore-volume"
 	ActCreate        ActionKind = "create"
 	ActRecreate      ActionKind = "recreate"
 	ActStart         ActionKind = "start"
@@ -116,7 +119,7 @@ func (a Action) String() string {
 	case a.Key != "":
 		fmt.Fprintf(&b, " %s", a.Key)
 	}
-	if a.Name != "" {
+	if a.Name != "" && a.Name != a.Key {
 		fmt.Fprintf(&b, " (%s)", a.Name)
 	}
 	if len(a.Reasons) > 0 {

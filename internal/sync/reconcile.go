@@ -38,8 +38,39 @@ type Reconciler struct {
 	// heal goes on without it (healing must not depend on recording), and
 	// the daemon says so in status, a metric and the log.
 	StoreFailed func(what string, err error)
+	// Filler, if set, fills volumes a sync creates (Filler).
+	Filler Filler
 
 	digests buildDigests
+}
+
+// Filler fills a volume a sync has just created, before any service
+// mounts it: x-gitopsd.backup's restore: if_empty, which the daemon wires
+// to the backup package. It runs as a step of the deployment
+// (ActRestoreVolume), right after the volume's creation; when it fails the
+// rest of the plan does not run, so no service starts on an empty volume.
+type Filler interface {
+	// Fills reports whether volume key of st is filled when a sync creates it.
+	Fills(st *stack.Stack, key string) bool
+	// Fill fills it; detail says from what, for the step's record.
+	Fill(ctx context.Context, st *stack.Stack, key string) (detail string, err error)
+}
+
+// withFills adds, after each volume the plan creates that the Filler
+// fills, the step that fills it.
+func (r *Reconciler) withFills(st *stack.Stack, plan Plan) Plan {
+	if r.Filler == nil {
+		return plan
+	}
+	var actions []Action
+	for _, a := range plan.Actions {
+		actions = append(actions, a)
+		if a.Kind == ActCreateVolume && r.Filler.Fills(st, a.Key) {
+			actions = append(actions, Action{Kind: ActRestoreVolume, Key: a.Key, Name: a.Key, Reasons: []string{"restore: if_empty"}})
+		}
+	}
+	plan.Actions = actions
+	return plan
 }
 
 // Observe reads what runs now for a stack.
@@ -159,6 +190,7 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string,
 	}
 	if derr == nil {
 		plan, derr = MakePlan(desired, observed)
+		plan = r.withFills(st, plan)
 	}
 	if derr != nil {
 		return r.failedBeforeChange(ctx, log, prev, state, revision, trigger, derr)

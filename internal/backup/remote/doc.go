@@ -77,5 +77,7 @@
 // its unique name (store.SnapshotName), retries with backoff, applies the
 // keep policy to List's result, seals copies of unencrypted snapshots to
 // backup.remote.recipients before Upload (format.Seal), and Downloads
-// copies for restore tests and restores.
+// copies for restore tests and restores; backup.Runner.Refill
+// (restore: if_empty) and RestoreFrom (`backup restore --from-host`)
+// restore a host's newest good copy.
 package remote

@@ -94,6 +94,15 @@ type Snapshot struct {
 // Good reports whether the copy counts: committed and read back intact.
 func (s Snapshot) Good() bool { return s.State == StateVerified }
 
+// noMarker is the Problem of a copy whose upload never finished.
+const noMarker = "no commit marker (the upload did not finish)"
+
+// Unfinished reports whether the copy is known to be an upload that never
+// finished (its marker is missing), not one that could not be read: a
+// caller that must tell "no copy" from "a copy it cannot reach" counts only
+// these as absent.
+func (s Snapshot) Unfinished() bool { return s.State == StatePartial && s.Problem == noMarker }
+
 // Check is how much List reads of each copy.
 type Check int
 
@@ -309,7 +318,7 @@ func inspect(ctx context.Context, r Remote, key Key) Snapshot {
 	if _, err := r.Stat(ctx, path.Join(key.dir(), format.CommittedName)); err != nil {
 		s.State = StatePartial
 		if errors.Is(err, ErrNotExist) {
-			s.Problem = "no commit marker (the upload did not finish)"
+			s.Problem = noMarker
 		} else {
 			s.Problem = err.Error()
 		}

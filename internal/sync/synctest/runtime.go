@@ -296,6 +296,14 @@ func (f *Runtime) RemoveNetwork(_ context.Context, id string) error {
 	return nil
 }
 
+// DropVolume removes a volume by name, as an operator (or a lost disk)
+// would.
+func (f *Runtime) DropVolume(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.volumes, name)
+}
+
 // EnsureVolume creates the project's volume key unless it exists.
 func (f *Runtime) EnsureVolume(_ context.Context, p *types.Project, key string, _ map[string]string) error {
 	name := p.Volumes[key].Name
