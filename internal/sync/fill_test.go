@@ -73,3 +73,40 @@ func TestFillBeforeServices(t *testing.T) {
 		t.Fatalf("an existing volume was filled again (%d calls)", f.calls)
 	}
 }
+
+// TestHealFillsAVolumeGoneWithItsContainers: a volume removed with its
+// containers (docker compose down -v) under a stack that runs its revision
+// is filled by the heal that brings it back, before the container starts;
+// a failed fill starts nothing.
+func TestHealFillsAVolumeGoneWithItsContainers(t *testing.T) {
+	w := newWorld(t)
+	f := &fakeFiller{}
+	w.rec.Filler = f
+	st := w.load("services:\n  web:\n    image: app:1\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n")
+	if err := w.rec.Sync(w.ctx, st, "r1", TriggerPoll); err != nil || f.calls != 1 {
+		t.Fatalf("sync: %v (fills %d)", err, f.calls)
+	}
+	w.rt.Vanish("s-web-1")
+	w.rt.DropVolume("s_data")
+	f.err = errors.New("remote down")
+	if err := w.rec.Heal(w.ctx, st, "r1", map[string]bool{"web": true}); err == nil || !strings.Contains(err.Error(), "remote down") {
+		t.Fatalf("heal with a failing fill: %v", err)
+	}
+	if imgs := w.images(); len(imgs) != 0 {
+		t.Fatalf("a container started on an empty volume: %v", imgs)
+	}
+	w.rt.DropVolume("s_data")
+	f.err = nil
+	if err := w.rec.Heal(w.ctx, st, "r1", map[string]bool{"web": true}); err != nil {
+		t.Fatalf("heal: %v", err)
+	}
+	steps := w.lastDeployment().Steps
+	fill := slices.IndexFunc(steps, func(s store.Step) bool { return s.Action == string(ActRestoreVolume) })
+	create := slices.IndexFunc(steps, func(s store.Step) bool { return s.Action == string(ActCreate) })
+	if f.calls != 3 || fill < 0 || create < fill {
+		t.Fatalf("fills %d, steps %+v", f.calls, steps)
+	}
+	if imgs := w.images(); imgs["s-web-1"] != "app:1 running" {
+		t.Fatalf("after the heal: %v", imgs)
+	}
+}

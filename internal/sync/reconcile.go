@@ -317,6 +317,11 @@ func (r *Reconciler) Heal(ctx context.Context, st *stack.Stack, revision string,
 	if plan.Empty() {
 		return nil
 	}
+	// A volume gone with its containers (docker compose down -v) comes back
+	// filled, as at a first deployment: restore: if_empty means whenever the
+	// volume does not exist, and an empty one the app initialises would
+	// become the next snapshot.
+	plan = r.withFills(st, plan)
 	// A full or broken state_dir loses the heal's record, not the heal.
 	applyErr, recErr := r.deploymentMaybeUnrecorded(ctx, log, "heal", store.Deployment{Stack: st.Name, Trigger: string(TriggerHeal), From: revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
 		log.Info("healing drift", "actions", len(plan.Actions))
