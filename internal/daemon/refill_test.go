@@ -85,16 +85,21 @@ func hostReplacement(t *testing.T, srv replacementRemote) {
 		t.Fatalf("snapshots on host A: %+v, %v", snaps, err)
 	}
 	want := a.volumeContent(volume)
+	// Host A's own uploader sends the copy (one pass, as its loop would).
+	id := snaps[0].Name
+	a.d.offsite.Pass(ctx)
 	rem, err := remote.Open(ctx, url, creds, remote.DefaultTimeouts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := time.Now().UTC().Format("20060102T150405Z") + "-1"
-	for _, host := range []string{"shop-1", "old-1"} {
-		key := remote.Key{Volume: remote.Volume{Host: host, Stack: name, Volume: "data"}, ID: id}
-		if _, err := remote.Upload(ctx, rem, key, snaps[0].Dir); err != nil {
-			t.Fatalf("upload host A's snapshot as %s: %v", key, err)
-		}
+	copies, err := remote.List(ctx, rem, remote.Volume{Host: "shop-1", Stack: name, Volume: "data"}, remote.CheckHashes)
+	if err != nil || len(copies) != 1 || copies[0].Key.ID != id || !copies[0].Good() {
+		t.Fatalf("host A's copy on the remote: %+v, %v", copies, err)
+	}
+	// The same data filed under another host, old-1, for --from-host.
+	key := remote.Key{Volume: remote.Volume{Host: "old-1", Stack: name, Volume: "data"}, ID: id}
+	if _, err := remote.Upload(ctx, rem, key, snaps[0].Dir); err != nil {
+		t.Fatalf("upload host A's snapshot as %s: %v", key, err)
 	}
 	rem.Close()
 	a.stop()
