@@ -233,6 +233,23 @@ func TestFleetRolloutThreeHosts(t *testing.T) {
 	if s, _ := canary.status(t); s.Revision != c2 || !strings.Contains(s.Error, "rolled back to") {
 		t.Fatalf("the canary: revision %s, error %q; want c2 after a rollback", s.Revision, s.Error)
 	}
+	// The fleet as Prometheus sees it, during the halted rollout: every
+	// host on c2, the rest held back from c3, and c3 wave by wave.
+	fleetSees(t, promURL, stack, map[string]string{canary.name: c2, rest[0].name: c2, rest[1].name: c2}, func(rows []fleet.HostStack) bool {
+		for _, r := range rows {
+			if r.Host != canary.name && (r.Held == nil || r.Held.Revision != c3 || r.Held.Verdict != "halted" || r.Wave != "rest") {
+				return false
+			}
+		}
+		return true
+	})
+	var progress fleet.RolloutView
+	if out, errOut, code := gitopsd(t, nil, "fleet", "rollout", stack, "--revision", c3, "--json", "--prometheus", promURL); code != 0 || json.Unmarshal([]byte(out), &progress) != nil {
+		t.Fatalf("fleet rollout: exit %d\n%s%s", code, out, errOut)
+	}
+	if len(progress.Waves) != 2 || !slices.Equal(progress.Waves[0].RolledBack, []string{canary.name}) || len(progress.Waves[1].Held) != 2 {
+		t.Errorf("fleet rollout of %s: %+v", c3[:8], progress)
+	}
 	for _, h := range rest {
 		m := h.scrape(t)
 		want := fmt.Sprintf(`gitopsd_rollout_held_info{host=%q,revision=%q,stack=%q,verdict="halted",wave="rest"} 1`, h.name, c3, stack)
@@ -244,6 +261,14 @@ func TestFleetRolloutThreeHosts(t *testing.T) {
 	// A fixing commit flows through both waves.
 	c4 := repo.Commit(t, "v4, fixed", map[string]string{file: compose("v4", "0")})
 	syncedAt(c4, hosts...)
+	fleetSees(t, promURL, stack, map[string]string{canary.name: c4, rest[0].name: c4, rest[1].name: c4}, func(rows []fleet.HostStack) bool {
+		for _, r := range rows {
+			if r.Held != nil || r.Sync != "Synced" || r.Health != "Healthy" {
+				return false
+			}
+		}
+		return true
+	})
 	for i, h := range rest {
 		if got := h.containers(t, stack); mapsEqual(got, before[i]) {
 			t.Errorf("%s runs the containers of %s after %s", h.name, c2[:8], c4[:8])
@@ -322,6 +347,40 @@ func TestFleetRolloutThreeHosts(t *testing.T) {
 				t.Errorf("%s created %s at %s, before the stagger's %s after the commit (%s)", h.name, id[:12], created, soak, time.Unix(committed, 0))
 			}
 		}
+	}
+}
+
+// fleetSees waits until `gitopsd fleet status --json` lists, for stack,
+// exactly the hosts of revs, reporting, each on its revision, and ok
+// holds for their rows.
+func fleetSees(t *testing.T, promURL, stack string, revs map[string]string, ok func([]fleet.HostStack) bool) {
+	t.Helper()
+	var last string
+	waitFor(t, 2*time.Minute, "fleet status to show "+fmt.Sprint(revs), func() bool {
+		out, errOut, code := gitopsd(t, nil, "fleet", "status", "--json", "--prometheus", promURL)
+		last = out + errOut
+		var view fleet.Status
+		if code != 0 || json.Unmarshal([]byte(out), &view) != nil {
+			return false
+		}
+		var rows []fleet.HostStack
+		for _, r := range view.Rows {
+			if r.Stack == stack {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) != len(revs) {
+			return false
+		}
+		for _, r := range rows {
+			if !r.Reporting || revs[r.Host] != r.Revision {
+				return false
+			}
+		}
+		return ok(rows)
+	})
+	if t.Failed() {
+		t.Logf("last fleet status: %s", last)
 	}
 }
 
