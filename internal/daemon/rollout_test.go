@@ -112,7 +112,7 @@ func TestFleetFileThatDoesNotLoadInvalidatesTheRevision(t *testing.T) {
 	}
 	d := &Daemon{host: stack.Host{Name: "edge-00"}}
 	res := stack.Result{Stacks: []*stack.Stack{{Name: "web"}, {Name: "pinned"}}, Invalid: map[string]error{}}
-	d.loadRollouts(&res, liveView{dir: dir, views: map[string]string{"pinned": "abc"}})
+	d.loadRollouts(context.Background(), &res, liveView{dir: dir, views: map[string]string{"pinned": "abc"}})
 	if err := res.Invalid["web"]; err == nil || !strings.Contains(err.Error(), "fleet.yaml:3: rollout.waves.0.percent") {
 		t.Errorf("web: %v, want Invalid naming fleet.yaml:3", err)
 	}
