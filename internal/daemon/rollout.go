@@ -65,7 +65,8 @@ func (s *stackRollout) waveName() string {
 // files). A fleet.yaml that does not load makes every such stack Invalid,
 // naming the file and line; a stack whose x-gitopsd.rollout does not
 // makes that one Invalid, as does a gated stack that does not load at the
-// head.
+// head; a gated stack that no longer targets this host at the head is
+// dropped, so apply removes it.
 func (d *Daemon) loadRollouts(ctx context.Context, res *stack.Result, v liveView) {
 	base, baseErr := fleet.Load(v.dir)
 	host := fleet.Host{Name: d.host.Name, Labels: d.host.Labels}
@@ -80,9 +81,12 @@ func (d *Daemon) loadRollouts(ctx context.Context, res *stack.Result, v liveView
 		atHead := st
 		if v.gated[st.Name] {
 			var err error
-			if atHead, err = d.stacks.Load(ctx, v.dir, st.Name, d.host); err != nil {
+			switch atHead, err = d.heads.LoadForAll(ctx, v.dir, st.Name, d.host); {
+			case err != nil:
 				res.Invalid[st.Name] = err
 				return true
+			case !atHead.Options.Targets.Match(d.host):
+				return true // it left this host: removed, as any stack that leaves
 			}
 		}
 		r, err := fleet.ForStack(atHead, base)
