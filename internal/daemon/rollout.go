@@ -166,9 +166,12 @@ func (d *Daemon) rolloutHolds(ctx context.Context, st *stack.Stack, state store.
 	return true
 }
 
-// rolloutGates says whether the rollout, as the last reconcile read it,
-// may hold the head for a stack (state): it runs another revision and its
-// wave is not the first.
+// rolloutGates says whether the rollout may hold the head for a stack
+// (state): it runs another revision, and the last reconcile read a wave
+// that is not the first for it, or read nothing of it (the first since a
+// start). A rollout that a commit brings in where there was none is not
+// known before it is read: that first hold moves the stack back to its
+// files in checkHeld.
 func (d *Daemon) rolloutGates(state store.StackState, head string) bool {
 	if state.Revision == "" || state.Revision == head {
 		return false
@@ -176,14 +179,14 @@ func (d *Daemon) rolloutGates(state store.StackState, head string) bool {
 	d.rollouts.mu.Lock()
 	defer d.rollouts.mu.Unlock()
 	sr := d.rollouts.stacks[state.Name]
-	return sr != nil && sr.rollout != nil && sr.wave > 0
+	return sr == nil || (sr.rollout != nil && sr.wave > 0)
 }
 
 // checkHeld keeps a stack the rollout holds on the files of the revision
 // it runs (state.Revision) and looks at it for drift against that
 // revision, healed or reported per its policy, as at any poll. st is the
 // stack as converge loaded it: from those files when it was gated, from
-// the head's on the first poll after a start, which knows no rollout yet.
+// the head's when the rollout came with the head.
 func (d *Daemon) checkHeld(ctx context.Context, st *stack.Stack, state store.StackState, v liveView) error {
 	if state.Revision == "" {
 		return nil // nothing runs yet: a new stack held

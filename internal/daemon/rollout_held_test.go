@@ -19,9 +19,9 @@ import (
 // test) keeps the files of the revision it runs in the live view, so a
 // restarted container re-reads its own bind-mounted config, not the held
 // revision's; a stopped container is healed while held, at polls and on
-// the look an event asks for; a restarted daemon, which knows no rollout
-// yet, puts the held stack back on its files at its first poll; the
-// operator's skip-wave moves it to the head's files.
+// the look an event asks for; the live view stays on its files at the
+// next commit and after a restart of the daemon; the operator's skip-wave
+// moves it to the head's files.
 func TestHeldStackKeepsItsFilesAndIsHealed(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := context.Background()
@@ -29,13 +29,8 @@ func TestHeldStackKeepsItsFilesAndIsHealed(t *testing.T) {
 	dir := "stacks/" + name + "/"
 	fleetFile := "rollout:\n  waves:\n    - {name: canary, hosts: {names: [nobody]}}\n    - {name: rest}\n  soak: 1000h\n"
 	compose := simpleStack(h.image, "    volumes:\n      - ./app.conf:/etc/app.conf:ro")
-	h.repo.Commit(t, "v1", map[string]string{"fleet.yaml": fleetFile, dir + "compose.yaml": compose, dir + "app.conf": "conf-v1\n"})
-	// This host is in the later wave: the first revision goes in by the
-	// operator's hand.
-	if err := h.d.reconcile(ctx, sync.TriggerSkipWave, name); err != nil {
-		t.Fatalf("skip-wave of v1: %v", err)
-	}
-	h.mustReconcile() // reads the rollout of the stack as it runs
+	h.repo.Commit(t, "v1", map[string]string{dir + "compose.yaml": compose, dir + "app.conf": "conf-v1\n"})
+	h.mustReconcile() // no rollout yet: v1 goes in at once
 	through := func() string {
 		t.Helper()
 		b, err := os.ReadFile(filepath.Join(h.cfg.StateDir, "live", "stacks", name, "app.conf"))
@@ -67,7 +62,8 @@ func TestHeldStackKeepsItsFilesAndIsHealed(t *testing.T) {
 		t.Fatalf("v1 runs with app.conf %q", got)
 	}
 
-	c2 := h.repo.Commit(t, "v2 of the config", map[string]string{dir + "app.conf": "conf-v2\n"})
+	// v2 brings the rollout, in which this host is in the later wave.
+	c2 := h.repo.Commit(t, "v2 of the config", map[string]string{"fleet.yaml": fleetFile, dir + "app.conf": "conf-v2\n"})
 	h.mustReconcile()
 	s := h.stackStatus(name)
 	if !strings.HasPrefix(s.Hold, "held by rollout") || s.Target != c2 {
@@ -112,24 +108,31 @@ func TestHeldStackKeepsItsFilesAndIsHealed(t *testing.T) {
 		t.Fatalf("the heal ended the hold: %+v", s)
 	}
 
-	// A restarted daemon knows no rollout until its first poll has read it.
+	// Another commit, with a stack held by a daemon that was gated since
+	// the rollout was read, and after a restart, which knows no rollout
+	// until its first poll has read it.
+	c3 := h.repo.Commit(t, "v3, elsewhere", map[string]string{"README.md": "v3\n"})
+	h.mustReconcile()
+	if got := through(); got != "conf-v1" {
+		t.Fatalf("at the next commit, the held stack's live view shows app.conf %q", got)
+	}
 	h.stop()
 	h.start()
 	h.mustReconcile()
 	if got := through(); got != "conf-v1" {
 		t.Fatalf("after a restart, the held stack's live view shows app.conf %q", got)
 	}
-	if s := h.stackStatus(name); !strings.HasPrefix(s.Hold, "held by rollout") {
-		t.Fatalf("after a restart v2 is not held: %+v", s)
+	if s := h.stackStatus(name); !strings.HasPrefix(s.Hold, "held by rollout") || s.Target != c3 {
+		t.Fatalf("after a restart v3 is not held: %+v", s)
 	}
 
-	// The operator lets v2 through: its files, for the stack and its containers.
+	// The operator lets v3 (and so v2's config) through: its files, for the stack and its containers.
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := h.d.reconcile(waitCtx, sync.TriggerSkipWave, name); err != nil {
 		t.Fatalf("skip-wave of v2: %v", err)
 	}
-	if s := h.stackStatus(name); s.Revision != c2 || s.Hold != "" {
+	if s := h.stackStatus(name); s.Revision != c3 || s.Hold != "" {
 		t.Fatalf("after skip-wave: %+v", s)
 	}
 	if got := through(); got != "conf-v2" {
