@@ -97,7 +97,7 @@ func TestHeldStackKeepsItsFilesAndIsHealed(t *testing.T) {
 		}
 	}
 	stopped()
-	if err := h.d.checkStack(ctx, name); err != nil {
+	if err := h.d.checkStack(ctx, name, false); err != nil {
 		t.Fatalf("drift check of the held stack: %v", err)
 	}
 	running("event")
