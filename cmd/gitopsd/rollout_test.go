@@ -172,6 +172,10 @@ func TestFleetRolloutThreeHosts(t *testing.T) {
 
 	// The first revision goes through the waves too.
 	syncedAt(c1, hosts...)
+	// A wave Prometheus has not seen yet is one with no host running the
+	// stack, which the gate skips: the next commit waits until the canary
+	// has been scraped.
+	healthySince(t, promURL, stack, c1, canary.name)
 
 	// A good commit: canary first; the rest after the soak, once
 	// Prometheus shows the canary healthy on it.

@@ -60,6 +60,10 @@ type Daemon struct {
 	// nothing new and drift checks load nothing again, and a push loads
 	// only the stacks it changed.
 	stacks stack.Cache
+	// heads caches the head's load of the stacks the rollout gates
+	// (loadRollouts), which stacks has loaded from the files they run:
+	// one cache each, so neither load evicts the other at every poll.
+	heads stack.Cache
 	// signers are the keys a head must be signed by (nil: any head);
 	// refusedHead is the last head refused for its signature or because
 	// it does not descend from the applied one.
@@ -181,7 +185,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		loaded:   map[string]loadedStack{},
 		now:      time.Now,
 	}
-	d.stacks.Trees = src
+	d.stacks.Trees, d.heads.Trees = src, src
 	clock := func() time.Time { return d.now() }
 	d.metrics = metrics.New(st)
 	d.metrics.SetHost(cfg.Host.Name)

@@ -18,8 +18,9 @@ import (
 // user who runs `git pull && docker compose up -d` in one folder.
 //
 // pinned maps a stack to another checkout to link instead: a stack whose
-// head failed its gate stays on the files of the revision it runs, so bind
-// mounts never show a running container the files of a revision it refused.
+// head failed its gate, or that the fleet's rollout holds, stays on the
+// files of the revision it runs, so bind mounts never show a running
+// container the files of a revision it refused or has not taken yet.
 func linkLive(stateDir, checkout string, pinned map[string]string) (string, error) {
 	live := filepath.Join(stateDir, "live")
 	links := filepath.Join(live, "stacks")
@@ -53,19 +54,34 @@ func linkLive(stateDir, checkout string, pinned map[string]string) (string, erro
 		}
 	}
 	for name, target := range want {
-		link := filepath.Join(links, name)
-		if cur, err := os.Readlink(link); err == nil && cur == target {
-			continue
-		}
-		// Replace atomically: a crash leaves the old link or the new one.
-		tmp := link + ".tmp"
-		_ = os.Remove(tmp)
-		if err := os.Symlink(target, tmp); err != nil {
-			return "", fmt.Errorf("live view: %w", err)
-		}
-		if err := os.Rename(tmp, link); err != nil {
-			return "", fmt.Errorf("live view: %w", err)
+		if err := pointLink(filepath.Join(links, name), target); err != nil {
+			return "", err
 		}
 	}
 	return live, nil
+}
+
+// relinkLive points the live view of one stack at its folder in checkout,
+// leaving every other stack's link alone: a reconcile moves a stack to
+// another revision's files (a rollback, the rollout's hold and release)
+// without undoing what it decided for the others.
+func relinkLive(stateDir, checkout, name string) error {
+	return pointLink(filepath.Join(stateDir, "live", "stacks", name), filepath.Join(checkout, "stacks", name))
+}
+
+// pointLink points link at target, atomically: a crash, or a container
+// that starts meanwhile, sees the old link or the new one.
+func pointLink(link, target string) error {
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	tmp := link + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("live view: %w", err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		return fmt.Errorf("live view: %w", err)
+	}
+	return nil
 }

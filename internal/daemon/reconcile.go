@@ -100,8 +100,12 @@ func (d *Daemon) loadView(ctx context.Context, head string, v liveView) (stack.R
 		// Not knowing which stacks the revision has is not "it has none".
 		return res, fmt.Errorf("load revision %s: %w", head, res.Err)
 	}
-	d.refuseLeftOut(&res, head, v.views)
-	d.loadRollouts(&res, v)
+	shown := maps.Clone(v.views)
+	for name := range v.gated {
+		delete(shown, name) // the head is what the rollout is asked about
+	}
+	d.refuseLeftOut(&res, head, shown)
+	d.loadRollouts(ctx, &res, v)
 	res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
 		if err := backup.Validate(st); err != nil {
 			res.Invalid[st.Name] = err
@@ -125,10 +129,16 @@ func (d *Daemon) converge(ctx context.Context, st *stack.Stack, state store.Stac
 	d.metrics.SeeStack(st.Name)
 	steady := known && drift.Steady(state, rev, d.viewOf(st.Name), trigger)
 	if d.rolloutHolds(ctx, st, state, !steady, rev, head, trigger) {
-		return nil // what runs stays; the rollout says why
+		// What runs stays, on its files, and is healed; the rollout says why.
+		return d.checkHeld(ctx, st, state, v)
+	}
+	var err error
+	if v.gated[st.Name] {
+		if st, err = d.releaseView(ctx, st.Name, head, state, v); err != nil {
+			return err
+		}
 	}
 	defer d.noteRollout(ctx)
-	var err error
 	began, result := time.Now(), "succeeded"
 	if steady {
 		// Nothing to deploy: what differs is drift, healed or reported
@@ -142,7 +152,7 @@ func (d *Daemon) converge(ctx context.Context, st *stack.Stack, state store.Stac
 		err = d.rec.Sync(ctx, st, rev, trigger)
 		if err != nil && sync.WantsRollback(err) && rev == head {
 			result = "rolled_back"
-			err = errors.Join(err, d.rollback(ctx, st.Name, head, v.dir, v.held, err))
+			err = errors.Join(err, d.rollback(ctx, st.Name, head, v.live, err))
 		}
 		err = errors.Join(err, d.drifts.Settle(ctx, st, d.viewOf(st.Name)))
 	}
@@ -208,8 +218,9 @@ func (d *Daemon) prune(ctx context.Context, head string) {
 // rollback returns a stack whose roll to failed did not pass its health
 // gate to its last healthy revision, through the same gated roll, so
 // services rolled before the failing one go back too.
-// headDir and held are what the live view was made of for this reconcile.
-func (d *Daemon) rollback(ctx context.Context, name, failed, headDir string, held map[string]string, cause error) error {
+// live is the live view: only the stack's own link moves, so what this
+// reconcile decided for the others stays.
+func (d *Daemon) rollback(ctx context.Context, name, failed, live string, cause error) error {
 	state, ok, err := d.store.Stack(ctx, name)
 	if err != nil || !ok {
 		return err
@@ -222,14 +233,7 @@ func (d *Daemon) rollback(ctx context.Context, name, failed, headDir string, hel
 	if err != nil {
 		return fmt.Errorf("rollback %s: check out %s: %w", name, good, err)
 	}
-	pinned := map[string]string{name: dir}
-	for k, v := range held {
-		if k != name {
-			pinned[k] = v
-		}
-	}
-	live, err := linkLive(d.cfg.StateDir, headDir, pinned)
-	if err != nil {
+	if err := relinkLive(d.cfg.StateDir, dir, name); err != nil {
 		return fmt.Errorf("rollback %s: %w", name, err)
 	}
 	st, err := d.stacks.Load(ctx, live, name, d.host)
@@ -238,8 +242,6 @@ func (d *Daemon) rollback(ctx context.Context, name, failed, headDir string, hel
 	}
 	d.log.Warn("rolling back", "stack", name, "from", failed, "to", good, "reason", cause)
 	d.metrics.Rollback(name, "health_gate")
-	d.mu.Lock()
-	d.views[name] = good
-	d.mu.Unlock()
+	d.setView(name, good)
 	return d.rec.Rollback(ctx, st, good, failed, cause)
 }

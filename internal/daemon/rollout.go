@@ -8,6 +8,7 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/gitopsd/gitopsd/internal/drift"
 	"github.com/gitopsd/gitopsd/internal/fleet"
 	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/metrics"
@@ -20,8 +21,15 @@ import (
 // reconcile reads fleet.yaml and the stacks' x-gitopsd.rollout
 // (loadRollouts), and before a stack's new revision is synced,
 // rolloutHolds asks fleet.Decide whether this host's wave may take it.
-// A held stack keeps what runs; status, history, the log and the metrics
-// say why.
+// A held stack keeps what runs, and the files it runs: the live view
+// shows it the revision it runs (heldStacks keeps a stack whose wave is
+// not the first there until the rollout has been asked, releaseView moves
+// it to the head's files once the rollout lets the head through), so a
+// container that restarts re-reads the bind-mounted files of its own
+// revision. It is checked for drift against that revision, at polls
+// (checkHeld) and on Docker's events, and healed or reported per its
+// policy like any steady stack. status, history, the log and the metrics
+// say why it is held.
 
 // rollouts is what the daemon knows of the rollout of each stack that
 // targets this host, from the last reconcile. Memory only: every
@@ -53,20 +61,35 @@ func (s *stackRollout) waveName() string {
 
 // loadRollouts reads the rollout of each stack res loaded from the head
 // (v.views lists those that show another revision, which no rollout
-// gates). A fleet.yaml that does not load makes every such stack Invalid,
+// gates, but for the gated ones: their rollout is read from the head's
+// files). A fleet.yaml that does not load makes every such stack Invalid,
 // naming the file and line; a stack whose x-gitopsd.rollout does not
-// makes that one Invalid.
-func (d *Daemon) loadRollouts(res *stack.Result, v liveView) {
+// makes that one Invalid, as does a gated stack that does not load at the
+// head; a gated stack that no longer targets this host at the head is
+// dropped, so apply removes it.
+func (d *Daemon) loadRollouts(ctx context.Context, res *stack.Result, v liveView) {
 	base, baseErr := fleet.Load(v.dir)
 	host := fleet.Host{Name: d.host.Name, Labels: d.host.Labels}
 	fresh, keep := map[string]*stackRollout{}, map[string]bool{}
 	res.Stacks = slices.DeleteFunc(res.Stacks, func(st *stack.Stack) bool {
 		_, other := v.views[st.Name]
+		other = other && !v.gated[st.Name]
 		if baseErr != nil && !other {
 			res.Invalid[st.Name] = fmt.Errorf("rollout: %w", baseErr)
 			return true
 		}
-		r, err := fleet.ForStack(st, base)
+		atHead := st
+		if v.gated[st.Name] {
+			var err error
+			switch atHead, err = d.heads.LoadForAll(ctx, v.dir, st.Name, d.host); {
+			case err != nil:
+				res.Invalid[st.Name] = err
+				return true
+			case !atHead.Options.Targets.Match(d.host):
+				return true // it left this host: removed, as any stack that leaves
+			}
+		}
+		r, err := fleet.ForStack(atHead, base)
 		switch {
 		case err != nil && other:
 			keep[st.Name] = true // not gated now: it keeps the wave it had
@@ -141,6 +164,68 @@ func (d *Daemon) rolloutHolds(ctx context.Context, st *stack.Stack, state store.
 		d.log.Error("record the rollout's hold", "stack", st.Name, "err", err)
 	}
 	return true
+}
+
+// rolloutGates says whether the rollout may hold the head for a stack
+// (state): it runs another revision, and the last reconcile read a wave
+// that is not the first for it, or read nothing of it (the first since a
+// start). A rollout that a commit brings in where there was none is not
+// known before it is read: that first hold moves the stack back to its
+// files in checkHeld.
+func (d *Daemon) rolloutGates(state store.StackState, head string) bool {
+	if state.Revision == "" || state.Revision == head {
+		return false
+	}
+	d.rollouts.mu.Lock()
+	defer d.rollouts.mu.Unlock()
+	sr := d.rollouts.stacks[state.Name]
+	return sr == nil || (sr.rollout != nil && sr.wave > 0)
+}
+
+// checkHeld keeps a stack the rollout holds on the files of the revision
+// it runs (state.Revision) and looks at it for drift against that
+// revision, healed or reported per its policy, as at any poll. st is the
+// stack as converge loaded it: from those files when it was gated, from
+// the head's when the rollout came with the head.
+func (d *Daemon) checkHeld(ctx context.Context, st *stack.Stack, state store.StackState, v liveView) error {
+	if state.Revision == "" {
+		return nil // nothing runs yet: a new stack held
+	}
+	if !v.gated[st.Name] {
+		dir, err := d.source.Checkout(ctx, state.Revision)
+		if err != nil {
+			return fmt.Errorf("check out %s for held stack %s: %w", ids.Short(state.Revision), st.Name, err)
+		}
+		if err := relinkLive(d.cfg.StateDir, dir, st.Name); err != nil {
+			return fmt.Errorf("held stack %s: %w", st.Name, err)
+		}
+		d.setView(st.Name, state.Revision)
+		if st, err = d.stacks.Load(ctx, v.live, st.Name, d.host); err != nil {
+			return fmt.Errorf("load held stack %s at %s: %w", state.Name, ids.Short(state.Revision), err)
+		}
+	}
+	if !drift.RunsItsView(state, state.Revision) {
+		return nil // a sync of it did not end: the next one that is let through will
+	}
+	return d.drifts.Check(ctx, st, state, true)
+}
+
+// releaseView moves a gated stack that the rollout lets through to the
+// head's files and loads it from them. If it does not load, its link
+// goes back to the revision it runs.
+func (d *Daemon) releaseView(ctx context.Context, name, head string, state store.StackState, v liveView) (*stack.Stack, error) {
+	if err := relinkLive(d.cfg.StateDir, v.dir, name); err != nil {
+		return nil, fmt.Errorf("stack %s: %w", name, err)
+	}
+	d.setView(name, head)
+	st, err := d.stacks.Load(ctx, v.live, name, d.host)
+	if err != nil {
+		if back := relinkLive(d.cfg.StateDir, v.held[name], name); back == nil {
+			d.setView(name, state.Revision)
+		}
+		return nil, fmt.Errorf("load stack %s: %w", name, err)
+	}
+	return st, nil
 }
 
 // decide asks fleet.Decide about rev for a stack whose wave is not the

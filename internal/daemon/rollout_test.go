@@ -102,6 +102,60 @@ func TestRolloutMetricsSayWaveRollbackAndHold(t *testing.T) {
 	}
 }
 
+// TestGatedStackIsJudgedAtTheHead: a stack the rollout may hold is
+// loaded from the files it runs, but its rollout, validity and targets
+// are the head's: a head whose fleet.yaml does not load makes it Invalid,
+// its rollout is read from the head's fleet.yaml, and one the head no
+// longer targets at this host is dropped, so apply removes it.
+func TestGatedStackIsJudgedAtTheHead(t *testing.T) {
+	ctx := context.Background()
+	write := func(dir string, files map[string]string) {
+		t.Helper()
+		for name, body := range files {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	app := "services:\n  app:\n    image: busybox\n"
+	head := t.TempDir()
+	write(head, map[string]string{
+		"fleet.yaml":                 "rollout:\n  waves:\n    - {name: canary, hosts: {names: [nobody]}}\n    - {name: rest}\n  soak: 1h\n",
+		"stacks/web/compose.yaml":    app,
+		"stacks/gone/compose.yaml":   app + "x-gitopsd:\n  targets: {hosts: [other]}\n",
+		"stacks/pinned/compose.yaml": app,
+		"stacks/broken/compose.yaml": "services: [\n",
+	})
+	d := &Daemon{host: stack.Host{Name: "edge-00"}}
+	old := []*stack.Stack{{Name: "web"}, {Name: "gone"}, {Name: "pinned"}, {Name: "broken"}} // as loaded from the files they run
+	res := stack.Result{Stacks: old, Invalid: map[string]error{}}
+	views := map[string]string{"web": "abc", "gone": "abc", "pinned": "abc", "broken": "abc"}
+	d.loadRollouts(ctx, &res, liveView{dir: head, views: views, gated: map[string]bool{"web": true, "gone": true, "broken": true}})
+	var left []string
+	for _, st := range res.Stacks {
+		left = append(left, st.Name)
+	}
+	if strings.Join(left, ",") != "web,pinned" {
+		t.Errorf("stacks left: %v, want web and pinned", left)
+	}
+	if res.Invalid["broken"] == nil || len(res.Invalid) != 1 {
+		t.Errorf("invalid: %v, want broken alone", res.Invalid)
+	}
+	if sr := d.rollouts.stacks["web"]; sr == nil || sr.rollout == nil || sr.waveName() != "rest" {
+		t.Errorf("web's rollout: %+v, want the head's, wave rest", sr)
+	}
+
+	write(head, map[string]string{"fleet.yaml": "rollout:\n  waves:\n    - {name: a, percent: 110}\n"})
+	res = stack.Result{Stacks: []*stack.Stack{{Name: "web"}}, Invalid: map[string]error{}}
+	d.loadRollouts(ctx, &res, liveView{dir: head, views: map[string]string{"web": "abc"}, gated: map[string]bool{"web": true}})
+	if err := res.Invalid["web"]; err == nil || !strings.Contains(err.Error(), "fleet.yaml:3") {
+		t.Errorf("web under a head whose fleet.yaml does not load: %v, want Invalid", err)
+	}
+}
+
 // TestFleetFileThatDoesNotLoadInvalidatesTheRevision: a fleet.yaml that
 // does not load makes every stack of the revision Invalid, naming the file
 // and line; a stack shown at another revision (pinned) is left alone.
@@ -112,7 +166,7 @@ func TestFleetFileThatDoesNotLoadInvalidatesTheRevision(t *testing.T) {
 	}
 	d := &Daemon{host: stack.Host{Name: "edge-00"}}
 	res := stack.Result{Stacks: []*stack.Stack{{Name: "web"}, {Name: "pinned"}}, Invalid: map[string]error{}}
-	d.loadRollouts(&res, liveView{dir: dir, views: map[string]string{"pinned": "abc"}})
+	d.loadRollouts(context.Background(), &res, liveView{dir: dir, views: map[string]string{"pinned": "abc"}})
 	if err := res.Invalid["web"]; err == nil || !strings.Contains(err.Error(), "fleet.yaml:3: rollout.waves.0.percent") {
 		t.Errorf("web: %v, want Invalid naming fleet.yaml:3", err)
 	}

@@ -14,11 +14,15 @@ import (
 // liveView is what showView made: the head's checkout (dir), the live
 // view (live), the stacks' rows, and what heldStacks said of the held
 // stacks (their checkouts, the revisions they converge to, the revisions
-// of those checkouts).
+// of those checkouts, and which of them the fleet's rollout may hold).
 type liveView struct {
 	dir, live         string
 	rows              []store.StackState
 	held, pins, views map[string]string
+	// gated are the stacks shown at the revision they run until converge
+	// asks the rollout about the head (rollout.go): loaded from those
+	// files, but judged (rollout, validity) on the head's.
+	gated map[string]bool
 }
 
 // showView checks out head and makes the live view of it that drift checks
@@ -33,7 +37,7 @@ func (d *Daemon) showView(ctx context.Context, head string, trigger sync.Trigger
 	if err != nil {
 		return liveView{}, err
 	}
-	held, pins, views, err := d.heldStacks(ctx, rows, head, trigger)
+	held, pins, views, gated, err := d.heldStacks(ctx, rows, head, trigger)
 	if err != nil {
 		return liveView{}, err
 	}
@@ -55,7 +59,7 @@ func (d *Daemon) showView(ctx context.Context, head string, trigger sync.Trigger
 		d.views[name] = rev
 	}
 	d.mu.Unlock()
-	return liveView{dir: dir, live: live, rows: rows, held: held, pins: pins, views: views}, nil
+	return liveView{dir: dir, live: live, rows: rows, held: held, pins: pins, views: views, gated: gated}, nil
 }
 
 // heldStacks are the stacks that do not follow the head: pinned ones (by
@@ -63,36 +67,43 @@ func (d *Daemon) showView(ctx context.Context, head string, trigger sync.Trigger
 // folder has not changed since a revision of it failed its health gate stay,
 // for polls, on the revision they run. It returns the checkouts of the live
 // view that are not the head's, the revision each held stack converges to
-// (the pin, or the failed revision, which Sync leaves alone), and the
-// revision of each of those checkouts. states are the stacks' rows.
-func (d *Daemon) heldStacks(ctx context.Context, states []store.StackState, head string, trigger sync.Trigger) (held, pins, views map[string]string, err error) {
-	held, pins, views = map[string]string{}, map[string]string{}, map[string]string{}
+// (the pin, or the failed revision, which Sync leaves alone), the
+// revision of each of those checkouts, and the stacks whose later wave of
+// the fleet's rollout may hold the head: they stay on the files of the
+// revision they run until converge has asked the rollout (releaseView
+// moves one to the head's files), so a container that restarts meanwhile
+// never reads the files of a revision its wave has not taken. states are
+// the stacks' rows.
+func (d *Daemon) heldStacks(ctx context.Context, states []store.StackState, head string, trigger sync.Trigger) (held, pins, views map[string]string, gated map[string]bool, err error) {
+	held, pins, views, gated = map[string]string{}, map[string]string{}, map[string]string{}, map[string]bool{}
 	for _, s := range states {
 		rev := ""
 		switch {
 		case s.Pinned && s.Target != "":
 			rev = s.Target
 			pins[s.Name] = rev
-		case trigger == sync.TriggerRetry:
-			continue // `sync --retry` retries a failed revision
-		case d.failedUnchanged(ctx, s, head):
+		case trigger != sync.TriggerRetry && d.failedUnchanged(ctx, s, head):
 			// Sync leaves the failed revision alone, and the live view
-			// stays on the revision the stack runs.
+			// stays on the revision the stack runs. (`sync --retry`
+			// retries a failed revision.)
 			pins[s.Name] = s.FailedRevision
 			if s.Revision == "" || s.Revision == s.FailedRevision {
 				continue // pause/continue kept it on the failed revision's files
 			}
 			rev = s.Revision
+		case d.rolloutGates(s, head):
+			rev = s.Revision
+			gated[s.Name] = true
 		default:
 			continue
 		}
 		dir, err := d.source.Checkout(ctx, rev)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("check out %s for stack %s: %w", rev, s.Name, err)
+			return nil, nil, nil, nil, fmt.Errorf("check out %s for stack %s: %w", rev, s.Name, err)
 		}
 		held[s.Name], views[s.Name] = dir, rev
 	}
-	return held, pins, views, nil
+	return held, pins, views, gated, nil
 }
 
 // viewOf is the revision whose files the live view shows for a stack.
@@ -100,6 +111,13 @@ func (d *Daemon) viewOf(name string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.views[name]
+}
+
+// setView says the live view shows revision rev's files for a stack.
+func (d *Daemon) setView(name, rev string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.views[name] = rev
 }
 
 // failedUnchanged says whether a stack's folder is the same at head as at

@@ -64,6 +64,13 @@ func (c *Cache) Load(ctx context.Context, repoDir, name string, host Host) (*Sta
 	return c.load(ctx, repoDir, name, host, hostKey(host), true)
 }
 
+// LoadForAll is Load as LoadAll loads each stack, through the cache: a
+// stack whose compose files say, as written, that it runs on other hosts
+// comes back with its targets only, its other files unread.
+func (c *Cache) LoadForAll(ctx context.Context, repoDir, name string, host Host) (*Stack, error) {
+	return c.load(ctx, repoDir, name, host, hostKey(host), false)
+}
+
 // load loads a stack whole, or as loadForAll does; a stack loadForAll
 // passed over is no answer to a caller that wants it whole.
 func (c *Cache) load(ctx context.Context, repoDir, name string, host Host, hkey string, whole bool) (*Stack, error) {
