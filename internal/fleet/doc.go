@@ -79,7 +79,7 @@
 //	gitopsd_rollout_rolled_back_info{stack,revision,wave,host} 1
 //	gitopsd_rollout_held_info{stack,revision,wave,host,verdict} 1 (not read by the gate)
 //
-//	count by (wave) (gitopsd_rollout_info{stack="web"})
+//	count by (wave) (max by (host, wave) (last_over_time(gitopsd_rollout_info{stack="web"}[1h])))
 //	max by (host, wave) (gitopsd_rollout_healthy_since_timestamp_seconds{stack="web",revision="R"})
 //	max by (host, wave) (gitopsd_rollout_rolled_back_info{stack="web",revision="R"})
 //

@@ -44,11 +44,20 @@ type Queries struct {
 	RolledBack   string // hosts that rolled the revision back
 }
 
+// TargetingLookback is how long a host that stopped reporting still counts
+// among its wave's hosts (healthy it does not count, so it holds the
+// waves after it).
+const TargetingLookback = "1h"
+
 // QueriesFor builds the gate's queries for a stack and a revision.
 func QueriesFor(stackName, revision string) Queries {
 	s, r := promQuote(stackName), promQuote(revision)
 	return Queries{
-		Targeting:    fmt.Sprintf(`count by (wave) (%s{stack=%s})`, MetricRolloutInfo, s),
+		// Hosts seen in the last hour, not only those that answer now: a
+		// canary that went down (or whose gitopsd died) must hold the
+		// next wave, not vanish from the count and let it through. A
+		// host taken out of the fleet counts for that hour.
+		Targeting:    fmt.Sprintf(`count by (wave) (max by (host, wave) (last_over_time(%s{stack=%s}[%s])))`, MetricRolloutInfo, s, TargetingLookback),
 		HealthySince: fmt.Sprintf(`max by (host, wave) (%s{stack=%s,revision=%s})`, MetricHealthySince, s, r),
 		RolledBack:   fmt.Sprintf(`max by (host, wave) (%s{stack=%s,revision=%s})`, MetricRolledBack, s, r),
 	}

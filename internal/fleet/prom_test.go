@@ -127,6 +127,21 @@ func TestGateReadsRealPrometheus(t *testing.T) {
 		t.Errorf("fleet rollout web --revision %s: %+v, %v", good[:12], v, err)
 	}
 
+	// The canary stops reporting (its gitopsd died): it still counts in
+	// its wave, not healthy, so the next wave waits instead of finding an
+	// empty wave and going ahead.
+	h0.Store("")
+	waitFor(t, time.Minute, "the canary's series to go stale", func() bool {
+		obs = Observe(ctx, client, "web", good)
+		return obs.Err == nil && len(obs.Waves["canary"].HealthySince) == 0
+	})
+	if obs.Waves["canary"].Targeting != 1 {
+		t.Errorf("a canary that stopped reporting left its wave's count: %+v", obs)
+	}
+	if d := Decide(Input{Rollout: rollout, Wave: 1, Revision: good, Now: now, Observed: obs}); d.Verdict != Wait {
+		t.Errorf("the canary stopped reporting: %s %q, want the rest to wait", d.Verdict, d.Reason)
+	}
+
 	stopProm()
 	if _, err := ReadRollout(ctx, client, "web", ""); err == nil || !strings.Contains(err.Error(), promURL) {
 		t.Errorf("fleet rollout with Prometheus stopped: %v, want an error naming %s", err, promURL)
