@@ -20,6 +20,7 @@ func WriteMarkdown(w io.Writer, r Report) error {
 	b.WriteString("# gitopsd benchmark report\n\n")
 	writeMachine(&b, r.Machine)
 	b.WriteString("\n" + absoluteTimesNote + "\n")
+	writeRows(&b, r.Rows)
 	writeBenchmarks(&b, r.Benchmarks)
 	writeSizes(&b, r.Sizes)
 	writeRatios(&b, r.Ratios)
@@ -87,6 +88,31 @@ func writeBenchmarks(b *strings.Builder, benchmarks []BenchmarkReport) {
 	}
 	if !seen {
 		b.WriteString("\nNo benchmark results.\n")
+	}
+}
+
+// writeRows is the comparison table, first: the figures the report exists
+// for, each column measured in this run.
+func writeRows(b *strings.Builder, rows []Row) {
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\n## Comparison\n\n")
+	b.WriteString("Median, with the minimum and maximum over n runs, each column measured in this run.\n\n")
+	cols := columns(rows)
+	table(b, append(append([]string{"Figure"}, cols...), "goal")...)
+	for _, r := range rows {
+		cells := []string{cell(r.Label)}
+		for _, col := range cols {
+			text := "–"
+			for _, c := range r.Cells {
+				if c.Column == col {
+					text = formatCell(c)
+				}
+			}
+			cells = append(cells, text)
+		}
+		tableRow(b, append(cells, cell(orDefault(r.Goal, "–")))...)
 	}
 }
 

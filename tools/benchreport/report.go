@@ -21,6 +21,8 @@ type Report struct {
 	Benchmarks []BenchmarkReport `json:"benchmarks"`
 	Sizes      []Size            `json:"sizes"`
 	Ratios     []Ratio           `json:"ratios"`
+	// Rows is the comparison table (-rows): one figure per row and column.
+	Rows []Row `json:"rows"`
 }
 
 // BenchmarkReport is one benchmark with its figures.
@@ -49,6 +51,7 @@ func BuildReport(c *Collection, m Machine, sizes []Size, ratios []RatioSpec) Rep
 		Benchmarks: benchmarkReports(c),
 		Sizes:      sizes,
 		Ratios:     []Ratio{},
+		Rows:       []Row{},
 	}
 	if r.Sizes == nil {
 		r.Sizes = []Size{}
