@@ -142,8 +142,8 @@ bench:
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BENCH_OUT)/sizes/gitopsd-linux-armv7 ./cmd/gitopsd
 	-$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/stack ./internal/sync ./internal/store ./internal/source ./internal/backup/format ./internal/engine > $(BENCH_OUT)/pure.txt 2>&1
 	-$(GO) test -v -run '^$$' -bench '^BenchmarkDocoCD$$' -benchtime 1x -timeout 30m ./internal/daemon > $(BENCH_OUT)/doco.txt 2>&1
-	-GITOPSD_BENCH_SAMPLES=$(CURDIR)/$(BENCH_OUT)/samples.txt GITOPSD_BENCH_STACKS=$(BENCH_STACKS) $(GO) test -run '^$$' -bench '$(ENGINE_BENCH)' -benchtime 1x -count $(BENCH_ENGINE_COUNT) -timeout 30m ./internal/daemon > $(BENCH_OUT)/engine.txt 2>&1
-	-GITOPSD_BENCH_SAMPLES=$(CURDIR)/$(BENCH_OUT)/samples.txt GITOPSD_BENCH_STACKS=$(BENCH_STACKS) $(GO) test -run '^$$' -bench '$(RUNS_BENCH)' -benchtime 1x -count $(BENCH_RUNS) -timeout 60m ./internal/daemon > $(BENCH_OUT)/runs.txt 2>&1
+	-GITOPSD_BENCH_SAMPLES=$(abspath $(BENCH_OUT))/samples.txt GITOPSD_BENCH_STACKS=$(BENCH_STACKS) $(GO) test -run '^$$' -bench '$(ENGINE_BENCH)' -benchtime 1x -count $(BENCH_ENGINE_COUNT) -timeout 30m ./internal/daemon > $(BENCH_OUT)/engine.txt 2>&1
+	-GITOPSD_BENCH_SAMPLES=$(abspath $(BENCH_OUT))/samples.txt GITOPSD_BENCH_STACKS=$(BENCH_STACKS) $(GO) test -run '^$$' -bench '$(RUNS_BENCH)' -benchtime 1x -count $(BENCH_RUNS) -timeout 60m ./internal/daemon > $(BENCH_OUT)/runs.txt 2>&1
 	-GITOPSD_BENCH_IDLE_STACKS=5 GITOPSD_BENCH_IDLE_SERVICES=2 GITOPSD_BENCH_IDLE=$(BENCH_IDLE) $(GO) test -run '^$$' -bench '^BenchmarkIdle$$' -benchtime 1x -count $(BENCH_RUNS) -timeout 20m ./cmd/gitopsd > $(BENCH_OUT)/idle.txt 2>&1
 	@# The compose plugin the engine benchmarks ran, stripped as gitopsd is: its size beside gitopsd's.
 	-@for p in $${DOCKER_CONFIG:-$$HOME/.docker}/cli-plugins/docker-compose /usr/local/lib/docker/cli-plugins/docker-compose /usr/libexec/docker/cli-plugins/docker-compose /usr/lib/docker/cli-plugins/docker-compose; do \
