@@ -140,3 +140,30 @@ func childrenCPU(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestNoChangeFetchIsOneRefAdvertisement: a fetch that finds the head it
+// already has costs a smart-HTTP server one ref advertisement and no
+// upload-pack POST (no negotiation, no pack); a fetch of a new commit
+// needs the POST. A fleet of hosts polling one server depends on the
+// first (BenchmarkGitServerNoChangePoll measures its cost).
+func TestNoChangeFetchIsOneRefAdvertisement(t *testing.T) {
+	repo := testenv.NewGitRepo(t)
+	repo.Commit(t, "one", map[string]string{"stacks/web/compose.yaml": "services: {}\n"})
+	s := newSource(t, Options{URL: repo.ServeHTTP(t, "")})
+	mustFetch(t, s)
+
+	before := repo.Served()
+	mustFetch(t, s)
+	if got := repo.Served().Sub(before); got.RefAdverts != 1 || got.UploadPackPOST != 0 {
+		t.Errorf("a no-change fetch was served %+v, want one ref advertisement and no upload-pack POST", got)
+	}
+
+	head := repo.Commit(t, "two", map[string]string{"stacks/web/compose.yaml": "services: {web: {image: x}}\n"})
+	before = repo.Served()
+	if rev := mustFetch(t, s); rev.SHA != head {
+		t.Fatalf("fetched %s, want %s", rev.SHA, head)
+	}
+	if got := repo.Served().Sub(before); got.RefAdverts != 1 || got.UploadPackPOST != 1 {
+		t.Errorf("a fetch of a new commit was served %+v, want one ref advertisement and one upload-pack POST", got)
+	}
+}
