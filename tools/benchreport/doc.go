@@ -93,14 +93,16 @@
 // doco-cd), one row per line; blank lines and "#" lines are ignored:
 //
 //	# LABEL | GOAL | COLUMN=REF [| COLUMN=REF...]
+//	columns: doco-cd | compose | gitopsd
 //	local push → new container running | ≤ compose | compose=daemon.BenchmarkCommitToRunning/runs:ms-compose-up-to-start | gitopsd=daemon.BenchmarkCommitToRunning/runs:ms-push-to-start-watch
 //	stripped binary, amd64 | ≤ 20 MiB | gitopsd=size:gitopsd-linux-amd64
 //
 // Fields are separated by " | ". A REF is an operand as in the ratios file,
-// or size:NAME for a file of -sizes. The columns are the COLUMN names in
-// the order they first appear. Each cell shows the median with the minimum
-// and maximum over its runs; a cell without a figure says why, and for a
-// benchmark that skipped or failed, in the benchmark's own words.
+// or size:NAME for a file of -sizes. The "columns:" line orders the
+// columns; columns it does not name follow in the order they first appear.
+// Each cell shows the median with the minimum and maximum over its runs; a
+// cell without a figure says why, and a benchmark that skipped or failed
+// is listed once under the table with its reason, in its own words.
 //
 // A benchmark that repeats a measurement inside one run records each
 // repeat as a result line of its own, named NAME/runs, in the file
@@ -148,12 +150,16 @@
 //	    "missing": [],                  // refs of the operands not found
 //	    "reason": ""                    // why value is null
 //	  }],
-//	  "rows": [{                        // the -rows table, in the file's order
-//	    "label": "idle RSS", "goal": "≤ 20 MiB",
-//	    "cells": [{"column": "gitopsd", "ref": "...", "unit": "MiB-idle-rss",
-//	      "n": 5, "median": 33.1, "min": 32.8, "max": 34,  // null without a figure
-//	      "status": "ok",               // the benchmark's; "" for a size or a missing one
-//	      "reason": ""}]                // why there is no figure
-//	  }]
+//	  "comparison": {                   // the -rows table; empty lists without -rows
+//	    "columns": ["doco-cd", "compose", "gitopsd"],
+//	    "rows": [{                      // in the file's order
+//	      "label": "idle RSS", "goal": "≤ 20 MiB",
+//	      "cells": [{"column": "gitopsd", "ref": "...", "unit": "MiB-idle-rss",
+//	        "n": 5, "median": 33.1, "min": 32.8, "max": 34,  // null without a figure
+//	        "status": "ok",             // the benchmark's; "" for a size or a missing one
+//	        "reason": ""}]              // why there is no figure
+//	    }],
+//	    "not_measured": [{"benchmark": "BenchmarkDocoCD", "status": "skipped", "reason": "..."}]
+//	  }
 //	}
 package main

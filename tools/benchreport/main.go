@@ -111,7 +111,7 @@ func build(ctx context.Context, o options, stdin io.Reader, probe Probe) (Report
 			return Report{}, c.Warnings, err
 		}
 	}
-	var rows []RowSpec
+	var rows RowsFile
 	if o.rowsPath != "" {
 		data, err := os.ReadFile(o.rowsPath)
 		if err != nil {
@@ -131,7 +131,7 @@ func build(ctx context.Context, o options, stdin io.Reader, probe Probe) (Report
 	machine, machineWarnings := DescribeMachine(ctx, probe, c, o.machine)
 	warnings := append(c.Warnings, machineWarnings...)
 	r := BuildReport(c, machine, sizes, ratios)
-	r.Rows = ComputeRows(rows, r.Benchmarks, r.Sizes)
+	r.Comparison = ComputeTable(rows, r.Benchmarks, r.Sizes)
 	return r, warnings, nil
 }
 

@@ -24,27 +24,39 @@ type ColumnRef struct {
 	Size    string
 }
 
+// RowsFile is what a rows file holds: the columns' order, and the rows.
+type RowsFile struct {
+	Columns []string // from the "columns:" line; others follow as they appear
+	Rows    []RowSpec
+}
+
 // ParseRows reads a rows file (see the package comment). Like the ratios
 // file it is written by hand, so a malformed line is an error naming the
 // file and line.
-func ParseRows(r io.Reader, source string) ([]RowSpec, error) {
-	var specs []RowSpec
+func ParseRows(r io.Reader, source string) (RowsFile, error) {
+	var f RowsFile
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		if cols, ok := strings.CutPrefix(line, "columns:"); ok {
+			for _, c := range strings.Split(cols, " | ") {
+				f.Columns = append(f.Columns, strings.TrimSpace(c))
+			}
+			continue
+		}
 		spec, err := parseRowLine(line)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", source, n, err)
+			return RowsFile{}, fmt.Errorf("%s:%d: %w", source, n, err)
 		}
-		specs = append(specs, spec)
+		f.Rows = append(f.Rows, spec)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", source, err)
+		return RowsFile{}, fmt.Errorf("read %s: %w", source, err)
 	}
-	return specs, nil
+	return f, nil
 }
 
 func parseRowLine(line string) (RowSpec, error) {
@@ -80,6 +92,22 @@ func parseRowLine(line string) (RowSpec, error) {
 	return spec, nil
 }
 
+// Table is the comparison table as the report shows it.
+type Table struct {
+	Columns []string `json:"columns"`
+	Rows    []Row    `json:"rows"`
+	// NotMeasured says once, per benchmark that skipped or failed, why a
+	// cell naming it has no figure.
+	NotMeasured []NotMeasured `json:"not_measured"`
+}
+
+// NotMeasured is a benchmark a cell names that skipped or failed.
+type NotMeasured struct {
+	Benchmark string `json:"benchmark"`
+	Status    Status `json:"status"`
+	Reason    string `json:"reason"`
+}
+
 // Row is one row of the comparison table as the report shows it.
 type Row struct {
 	Label string `json:"label"`
@@ -101,17 +129,30 @@ type Cell struct {
 	Reason string   `json:"reason"` // why there is no figure
 }
 
-// ComputeRows resolves every cell against the benchmarks and sizes.
-func ComputeRows(specs []RowSpec, benchmarks []BenchmarkReport, sizes []Size) []Row {
-	rows := []Row{}
-	for _, spec := range specs {
+// ComputeTable resolves every cell against the benchmarks and sizes.
+func ComputeTable(f RowsFile, benchmarks []BenchmarkReport, sizes []Size) Table {
+	t := Table{Columns: slices.Clone(f.Columns), Rows: []Row{}, NotMeasured: []NotMeasured{}}
+	for _, spec := range f.Rows {
 		row := Row{Label: spec.Label, Goal: spec.Goal, Cells: []Cell{}}
 		for _, c := range spec.Columns {
-			row.Cells = append(row.Cells, computeCell(c, benchmarks, sizes))
+			cell := computeCell(c, benchmarks, sizes)
+			row.Cells = append(row.Cells, cell)
+			if !slices.Contains(t.Columns, c.Column) {
+				t.Columns = append(t.Columns, c.Column)
+			}
+			if cell.Status == StatusSkipped || cell.Status == StatusFailed {
+				nm := NotMeasured{Benchmark: c.Operand.Name, Status: cell.Status, Reason: cell.Reason}
+				if !slices.Contains(t.NotMeasured, nm) {
+					t.NotMeasured = append(t.NotMeasured, nm)
+				}
+			}
 		}
-		rows = append(rows, row)
+		t.Rows = append(t.Rows, row)
 	}
-	return rows
+	if t.Columns == nil {
+		t.Columns = []string{}
+	}
+	return t
 }
 
 func computeCell(c ColumnRef, benchmarks []BenchmarkReport, sizes []Size) Cell {
@@ -135,7 +176,7 @@ func computeCell(c ColumnRef, benchmarks []BenchmarkReport, sizes []Size) Cell {
 		for _, b := range benchmarks {
 			if b.Name == c.Operand.Name && packageMatches(b.Package, c.Operand.Package) && b.Status != StatusOK {
 				cell.Status = b.Status
-				cell.Reason = string(b.Status) + ": " + orDefault(b.Reason, "(no reason printed)")
+				cell.Reason = orDefault(b.Reason, "(no reason printed)")
 			}
 		}
 		return cell
@@ -146,22 +187,12 @@ func computeCell(c ColumnRef, benchmarks []BenchmarkReport, sizes []Size) Cell {
 	return cell
 }
 
-// columns lists the rows' column names in the order they first appear.
-func columns(rows []Row) []string {
-	var names []string
-	for _, r := range rows {
-		for _, c := range r.Cells {
-			if !slices.Contains(names, c.Column) {
-				names = append(names, c.Column)
-			}
-		}
-	}
-	return names
-}
-
 // formatCell is "0.71 (0.65–0.8, n=5) ms-unit"; one run shows no range.
 func formatCell(c Cell) string {
-	if c.Median == nil {
+	switch {
+	case c.Median == nil && c.Status != "":
+		return "n/a (" + c.Operand() + " " + string(c.Status) + ", see below)"
+	case c.Median == nil:
 		return "n/a (" + cell(c.Reason) + ")"
 	}
 	s := Summary{Unit: c.Unit, N: c.N, Median: *c.Median, Min: *c.Min, Max: *c.Max}
@@ -169,4 +200,14 @@ func formatCell(c Cell) string {
 		return formatMedian(s) + " " + cell(metricLabel(c.Unit)) + " (one run)"
 	}
 	return formatMedian(s) + " " + cell(metricLabel(c.Unit)) + " (min " + formatNumber(s.Min) + ", max " + formatNumber(s.Max) + ", n=" + fmt.Sprint(s.N) + ")"
+}
+
+// Operand is the benchmark name of the cell's reference, without package
+// and unit.
+func (c Cell) Operand() string {
+	ref, _, _ := cutLast(c.Ref, ":")
+	if i := strings.Index(ref, ".Benchmark"); i >= 0 {
+		ref = ref[i+1:]
+	}
+	return ref
 }
