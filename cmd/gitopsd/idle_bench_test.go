@@ -14,15 +14,16 @@ import (
 )
 
 // BenchmarkIdle runs the gitopsd binary with GITOPSD_BENCH_IDLE_STACKS
-// stacks (default 20) of one service each, converged, and then leaves it
-// alone for GITOPSD_BENCH_IDLE (default 60s) with the default poll and
+// stacks (default 20) of GITOPSD_BENCH_IDLE_SERVICES services each
+// (default 1), converged, and then leaves it alone for GITOPSD_BENCH_IDLE
+// (default 60s) with the default poll and
 // drift check periods (1m), with the packaged unit's Environment= (GOGC):
 // its resident memory at the end and the CPU it used over that time, per
 // minute, are the figures, resident memory also split into anonymous
 // (heap, stacks) and file pages (mostly the binary's).
 // GITOPSD_BENCH_BINARY runs that binary instead of the test build, e.g.
 // make build's stripped one, or an older build to compare with. Run it
-// once (-benchtime=1x).
+// once (-benchtime=1x); make bench repeats it with -count.
 func BenchmarkIdle(b *testing.B) {
 	bin := binary
 	if v := os.Getenv("GITOPSD_BENCH_BINARY"); v != "" {
@@ -31,6 +32,10 @@ func BenchmarkIdle(b *testing.B) {
 	stacks := 20
 	if v := os.Getenv("GITOPSD_BENCH_IDLE_STACKS"); v != "" {
 		stacks, _ = strconv.Atoi(v)
+	}
+	services := 1
+	if v := os.Getenv("GITOPSD_BENCH_IDLE_SERVICES"); v != "" {
+		services, _ = strconv.Atoi(v)
 	}
 	idle := time.Minute
 	if v := os.Getenv("GITOPSD_BENCH_IDLE"); v != "" {
@@ -47,8 +52,12 @@ func BenchmarkIdle(b *testing.B) {
 	for i := range stacks {
 		name := fmt.Sprintf("%s-%02d", prefix, i)
 		names = append(names, name)
-		files["stacks/"+name+"/compose.yaml"] = fmt.Sprintf("services:\n  web:\n    image: %s\n    pull_policy: never\n    environment: {VERSION: v1}\n    deploy: {update_config: {monitor: 100ms}}\n    labels: {%s: \"1\"}\nnetworks:\n  default:\n    labels: {%s: \"1\"}\n",
-			image, testenv.TestLabel, testenv.TestLabel)
+		compose := "services:\n"
+		for j := range services {
+			compose += fmt.Sprintf("  web%d:\n    image: %s\n    pull_policy: never\n    environment: {VERSION: v1}\n    deploy: {update_config: {monitor: 100ms}}\n    labels: {%s: \"1\"}\n",
+				j, image, testenv.TestLabel)
+		}
+		files["stacks/"+name+"/compose.yaml"] = compose + fmt.Sprintf("networks:\n  default:\n    labels: {%s: \"1\"}\n", testenv.TestLabel)
 	}
 	testenv.CleanupProjects(b, names...)
 	repo.Commit(b, "idle fleet", files)
@@ -86,10 +95,10 @@ func BenchmarkIdle(b *testing.B) {
 		cpu := processCPU(b, cmd.Process.Pid) - cpuBefore
 		rss, anon := processRSS(b, cmd.Process.Pid)
 		b.ReportMetric(float64(rss)/(1<<20), "MiB-idle-rss")
-		b.ReportMetric(float64(anon)/(1<<20), "MiB-idle-anon")
-		b.ReportMetric(float64(rss-anon)/(1<<20), "MiB-idle-file")
+		b.ReportMetric(float64(anon)/(1<<20), "MiB-idle-rss-anon")
+		b.ReportMetric(float64(rss-anon)/(1<<20), "MiB-idle-rss-file")
 		b.ReportMetric(float64(cpu.Milliseconds())/idle.Minutes(), "cpu-ms-per-idle-min")
-		b.Logf("%d stacks: RSS %.1f MiB (anon %.1f), %s CPU over %s idle", stacks, float64(rss)/(1<<20), float64(anon)/(1<<20), cpu, idle)
+		b.Logf("%d stacks of %d services: RSS %.1f MiB (anon %.1f), %s CPU over %s idle", stacks, services, float64(rss)/(1<<20), float64(anon)/(1<<20), cpu, idle)
 	}
 }
 

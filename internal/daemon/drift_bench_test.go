@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
 // driftSamples is how many drifts one run of BenchmarkDriftHealed times.
@@ -35,6 +37,8 @@ func BenchmarkDriftHealed(b *testing.B) {
 			b.Log("no drift was healed: nothing to report")
 			return
 		}
+		testenv.BenchSamples(b, "ms-event-to-serving", msEach(toServing)...)
+		testenv.BenchSamples(b, "ms-event-to-healed", msEach(toClosed)...)
 		slices.Sort(toServing)
 		slices.Sort(toClosed)
 		b.ReportMetric(ms(toServing[len(toServing)/2]), "ms-event-to-serving")

@@ -136,6 +136,8 @@ func BenchmarkFleet(b *testing.B) {
 		}
 		composeFirst := time.Since(began)
 
+		testenv.BenchSamples(b, "ms-noop-reconcile", msEach(walls)...)
+		testenv.BenchSamples(b, "cpu-ms-noop-reconcile", msEach(cpus)...)
 		b.ReportMetric(first.Seconds(), "s-first-convergence")
 		b.ReportMetric(composeFirst.Seconds(), "s-compose-first-convergence")
 		b.ReportMetric(first.Seconds()/composeFirst.Seconds(), "first-convergence/compose")

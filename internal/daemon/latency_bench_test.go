@@ -28,6 +28,9 @@ func BenchmarkCommitToRunning(b *testing.B) {
 		hook := timeHook(b, runs)
 		watch := timeWatch(b, runs)
 		composed := timeCompose(b, compose, runs)
+		testenv.BenchSamples(b, "ms-webhook-to-start", msEach(hook)...)
+		testenv.BenchSamples(b, "ms-push-to-start-watch", msEach(watch)...)
+		testenv.BenchSamples(b, "ms-compose-up-to-start", msEach(composed)...)
 		b.ReportMetric(ms(medianOf(hook)), "ms-webhook-to-start")
 		b.ReportMetric(ms(medianOf(watch)), "ms-push-to-start-watch")
 		b.ReportMetric(ms(medianOf(composed)), "ms-compose-up-to-start")
@@ -35,6 +38,15 @@ func BenchmarkCommitToRunning(b *testing.B) {
 		b.ReportMetric(ms(medianOf(watch))/ms(medianOf(composed)), "watch/compose")
 		b.Logf("webhook %v; local watch %v; compose up -d %v", hook, watch, composed)
 	}
+}
+
+// msEach is each duration in milliseconds, for testenv.BenchSamples.
+func msEach(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = ms(d)
+	}
+	return out
 }
 
 // oneService is the change measured: one service, a new VERSION.

@@ -24,11 +24,63 @@ type GitRepo struct {
 	home string // HOME for every git run, so the host's config never applies
 
 	served atomic.Int64 // response bytes ServeHTTP wrote
+	wire   atomic.Int64 // bytes ServeHTTP's connections wrote, headers included
+	refAds atomic.Int64 // GET info/refs: ref advertisements
+	packs  atomic.Int64 // POST git-upload-pack: negotiations that may send a pack
 }
 
 // ServedBytes is how many response bytes the ServeHTTP server has sent:
 // what clients fetched over the network.
 func (r *GitRepo) ServedBytes() int64 { return r.served.Load() }
+
+// Served is what the ServeHTTP server has answered so far.
+type Served struct {
+	WireBytes      int64 // written to the connections: status lines, headers and bodies
+	BodyBytes      int64 // response bodies only (ServedBytes)
+	RefAdverts     int64 // GET .../info/refs?service=git-upload-pack
+	UploadPackPOST int64 // POST .../git-upload-pack: a want/have negotiation, and a pack unless nothing is wanted
+}
+
+// Served reads the ServeHTTP server's counters.
+func (r *GitRepo) Served() Served {
+	return Served{WireBytes: r.wire.Load(), BodyBytes: r.served.Load(), RefAdverts: r.refAds.Load(), UploadPackPOST: r.packs.Load()}
+}
+
+// Sub is what was served between before and s.
+func (s Served) Sub(before Served) Served {
+	return Served{
+		WireBytes:      s.WireBytes - before.WireBytes,
+		BodyBytes:      s.BodyBytes - before.BodyBytes,
+		RefAdverts:     s.RefAdverts - before.RefAdverts,
+		UploadPackPOST: s.UploadPackPOST - before.UploadPackPOST,
+	}
+}
+
+// countingListener counts what its connections write, so a server's bytes
+// sent include what HTTP adds around the bodies.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
 
 // countingWriter counts the bytes of a response body.
 type countingWriter struct {
@@ -157,11 +209,17 @@ func (r *GitRepo) ServeHTTP(t testing.TB, token string) string {
 		t.Fatalf("listen for git http server: %v", err)
 	}
 	counted := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch {
+		case req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/info/refs"):
+			r.refAds.Add(1)
+		case req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-upload-pack"):
+			r.packs.Add(1)
+		}
 		handler.ServeHTTP(countingWriter{w, &r.served}, req)
 	})
 	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve(countingListener{ln, &r.wire}) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

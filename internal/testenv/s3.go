@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -212,33 +211,7 @@ func ensureSeaweed(t testing.TB) (string, error) {
 
 // buildSeaweed builds weed inside its own module, as downloaded from the
 // proxy: its go.mod has replace directives, which `go install pkg@version`
-// refuses, so the module is downloaded and built in place, with its own
-// go.mod and go.sum, outside this repository's module and workspace.
+// refuses (buildFromProxy).
 func buildSeaweed(dir, bin string) error {
-	work, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		return fmt.Errorf("create build folder: %w", err)
-	}
-	defer os.RemoveAll(work)
-	env := append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=", "GO111MODULE=on")
-	dl := exec.Command("go", "mod", "download", "-json", seaweedModule+"@"+seaweedVersion)
-	dl.Dir, dl.Env = work, env
-	out, err := dl.Output()
-	if err != nil {
-		return fmt.Errorf("go mod download %s@%s: %w\n%s", seaweedModule, seaweedVersion, err, out)
-	}
-	var mod struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return fmt.Errorf("go mod download %s@%s: %v %s", seaweedModule, seaweedVersion, err, mod.Error)
-	}
-	tmp := filepath.Join(work, "weed")
-	build := exec.Command("go", "build", "-trimpath", "-o", tmp, "./weed")
-	build.Dir, build.Env = mod.Dir, env
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s/weed@%s: %w\n%s", seaweedModule, seaweedVersion, err, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		return fmt.Errorf("install weed: %w", err)
-	}
-	return nil
+	return buildFromProxy(dir, bin, seaweedModule, seaweedVersion, "./weed")
 }

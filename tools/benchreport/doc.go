@@ -10,13 +10,14 @@
 //
 // # Usage
 //
-//	go run ./tools/benchreport -md PATH -json PATH [-sizes DIR] [-ratios FILE] [-machine] RAW...
+//	go run ./tools/benchreport -md PATH -json PATH [-sizes DIR] [-ratios FILE] [-rows FILE] [-machine] RAW...
 //
 //	-md PATH      write the Markdown report to PATH (required)
 //	-json PATH    write the JSON report to PATH (required)
 //	-sizes DIR    each regular file in DIR (dist/gitopsd-linux-amd64, ...)
 //	              becomes a figure "binary size NAME" in MiB: one run, no spread
 //	-ratios FILE  derived ratios to compute, see below
+//	-rows FILE    the comparison table that leads the report, see below
 //	-machine      probe the host: CPUs, memory, kernel, Go, the Docker engine
 //	              (`docker version`), `git describe --always --dirty`
 //	RAW...        files of raw `go test -bench` output; "-" reads stdin
@@ -86,6 +87,28 @@
 // median has no value and says why: "n/a (missing
 // daemon.BenchmarkX:heal-s)".
 //
+// # Rows file
+//
+// The comparison table (issue 20's: gitopsd beside docker compose and
+// doco-cd), one row per line; blank lines and "#" lines are ignored:
+//
+//	# LABEL | GOAL | COLUMN=REF [| COLUMN=REF...]
+//	columns: doco-cd | compose | gitopsd
+//	local push → new container running | ≤ compose | compose=daemon.BenchmarkCommitToRunning/runs:ms-compose-up-to-start | gitopsd=daemon.BenchmarkCommitToRunning/runs:ms-push-to-start-watch
+//	stripped binary, amd64 | ≤ 20 MiB | gitopsd=size:gitopsd-linux-amd64
+//
+// Fields are separated by " | ". A REF is an operand as in the ratios file,
+// or size:NAME for a file of -sizes. The "columns:" line orders the
+// columns; columns it does not name follow in the order they first appear.
+// Each cell shows the median with the minimum and maximum over its runs; a
+// cell without a figure says why, and a benchmark that skipped or failed
+// is listed once under the table with its reason, in its own words.
+//
+// A benchmark that repeats a measurement inside one run records each
+// repeat as a result line of its own, named NAME/runs, in the file
+// $GITOPSD_BENCH_SAMPLES (testenv.BenchSamples); make bench passes that
+// file as one more RAW, so those figures have one value per repeat.
+//
 // # JSON report
 //
 // Field names are stable; a field that does not apply is null, "" or [],
@@ -126,6 +149,17 @@
 //	    "denominator": {...},           // package "", n 0 and median null when missing
 //	    "missing": [],                  // refs of the operands not found
 //	    "reason": ""                    // why value is null
-//	  }]
+//	  }],
+//	  "comparison": {                   // the -rows table; empty lists without -rows
+//	    "columns": ["doco-cd", "compose", "gitopsd"],
+//	    "rows": [{                      // in the file's order
+//	      "label": "idle RSS", "goal": "≤ 20 MiB",
+//	      "cells": [{"column": "gitopsd", "ref": "...", "unit": "MiB-idle-rss",
+//	        "n": 5, "median": 33.1, "min": 32.8, "max": 34,  // null without a figure
+//	        "status": "ok",             // the benchmark's; "" for a size or a missing one
+//	        "reason": ""}]              // why there is no figure
+//	    }],
+//	    "not_measured": [{"benchmark": "BenchmarkDocoCD", "status": "skipped", "reason": "..."}]
+//	  }
 //	}
 package main

@@ -28,6 +28,7 @@ type options struct {
 	jsonPath   string
 	sizesDir   string
 	ratiosPath string
+	rowsPath   string
 	machine    bool
 	raws       []string
 }
@@ -70,9 +71,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "write the JSON report to `PATH` (required)")
 	fs.StringVar(&o.sizesDir, "sizes", "", "report the size of each regular file in `DIR` (the release binaries)")
 	fs.StringVar(&o.ratiosPath, "ratios", "", "compute the ratios listed in `FILE` (LABEL = PKG.BenchmarkA:unit / PKG.BenchmarkB:unit)")
+	fs.StringVar(&o.rowsPath, "rows", "", "put the comparison table listed in `FILE` first (LABEL | GOAL | COLUMN=REF...)")
 	fs.BoolVar(&o.machine, "machine", false, "probe the host: CPUs, memory, kernel, Go, Docker engine, git describe")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: benchreport -md PATH -json PATH [-sizes DIR] [-ratios FILE] [-machine] RAW...")
+		fmt.Fprintln(fs.Output(), "usage: benchreport -md PATH -json PATH [-sizes DIR] [-ratios FILE] [-rows FILE] [-machine] RAW...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -109,6 +111,16 @@ func build(ctx context.Context, o options, stdin io.Reader, probe Probe) (Report
 			return Report{}, c.Warnings, err
 		}
 	}
+	var rows RowsFile
+	if o.rowsPath != "" {
+		data, err := os.ReadFile(o.rowsPath)
+		if err != nil {
+			return Report{}, c.Warnings, fmt.Errorf("read rows: %w", err)
+		}
+		if rows, err = ParseRows(bytes.NewReader(data), o.rowsPath); err != nil {
+			return Report{}, c.Warnings, err
+		}
+	}
 	var sizes []Size
 	if o.sizesDir != "" {
 		var err error
@@ -118,7 +130,9 @@ func build(ctx context.Context, o options, stdin io.Reader, probe Probe) (Report
 	}
 	machine, machineWarnings := DescribeMachine(ctx, probe, c, o.machine)
 	warnings := append(c.Warnings, machineWarnings...)
-	return BuildReport(c, machine, sizes, ratios), warnings, nil
+	r := BuildReport(c, machine, sizes, ratios)
+	r.Comparison = ComputeTable(rows, r.Benchmarks, r.Sizes)
+	return r, warnings, nil
 }
 
 func parseRaw(c *Collection, path string, stdin io.Reader) error {

@@ -20,6 +20,7 @@ func WriteMarkdown(w io.Writer, r Report) error {
 	b.WriteString("# gitopsd benchmark report\n\n")
 	writeMachine(&b, r.Machine)
 	b.WriteString("\n" + absoluteTimesNote + "\n")
+	writeComparison(&b, r.Comparison)
 	writeBenchmarks(&b, r.Benchmarks)
 	writeSizes(&b, r.Sizes)
 	writeRatios(&b, r.Ratios)
@@ -87,6 +88,36 @@ func writeBenchmarks(b *strings.Builder, benchmarks []BenchmarkReport) {
 	}
 	if !seen {
 		b.WriteString("\nNo benchmark results.\n")
+	}
+}
+
+// writeComparison is the comparison table, first: the figures the report
+// exists for, each column measured in this run.
+func writeComparison(b *strings.Builder, t Table) {
+	if len(t.Rows) == 0 {
+		return
+	}
+	b.WriteString("\n## Comparison\n\n")
+	b.WriteString("Median, with the minimum and maximum over n runs, each column measured in this run.\n\n")
+	table(b, append(append([]string{"Figure"}, t.Columns...), "goal")...)
+	for _, r := range t.Rows {
+		cells := []string{cell(r.Label)}
+		for _, col := range t.Columns {
+			text := "–"
+			for _, c := range r.Cells {
+				if c.Column == col {
+					text = formatCell(c)
+				}
+			}
+			cells = append(cells, text)
+		}
+		tableRow(b, append(cells, cell(orDefault(r.Goal, "–")))...)
+	}
+	if len(t.NotMeasured) > 0 {
+		b.WriteString("\n")
+	}
+	for _, nm := range t.NotMeasured {
+		fmt.Fprintf(b, "- %s %s: %s\n", code(nm.Benchmark), nm.Status, strings.ReplaceAll(nm.Reason, "\n", " "))
 	}
 }
 

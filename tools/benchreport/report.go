@@ -21,6 +21,9 @@ type Report struct {
 	Benchmarks []BenchmarkReport `json:"benchmarks"`
 	Sizes      []Size            `json:"sizes"`
 	Ratios     []Ratio           `json:"ratios"`
+	// Comparison is the comparison table (-rows): one figure per row and
+	// column.
+	Comparison Table `json:"comparison"`
 }
 
 // BenchmarkReport is one benchmark with its figures.
@@ -49,6 +52,7 @@ func BuildReport(c *Collection, m Machine, sizes []Size, ratios []RatioSpec) Rep
 		Benchmarks: benchmarkReports(c),
 		Sizes:      sizes,
 		Ratios:     []Ratio{},
+		Comparison: Table{Columns: []string{}, Rows: []Row{}, NotMeasured: []NotMeasured{}},
 	}
 	if r.Sizes == nil {
 		r.Sizes = []Size{}

@@ -217,7 +217,7 @@ func TestJSONFieldNames(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	checkKeys(t, "report", doc, "version", "machine", "benchmarks", "sizes", "ratios")
+	checkKeys(t, "report", doc, "version", "machine", "benchmarks", "sizes", "ratios", "comparison")
 	checkKeys(t, "machine", doc["machine"], "probed", "date", "goos", "goarch", "cpu_model", "cpus", "mem_total_bytes",
 		"kernel", "go_version", "engine_version", "engine_api_version", "engine_error", "git_describe")
 	benchmarks := doc["benchmarks"].([]any)
