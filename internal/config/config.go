@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ type Config struct {
 	Metrics  string  `yaml:"metrics"`
 	Webhook  Webhook `yaml:"webhook"`
 	Drift    Drift   `yaml:"drift"`
+	Sync     Sync    `yaml:"sync"`
 	Backup   Backup  `yaml:"backup"`
 	Notify   Notify  `yaml:"notify"`
 	Secrets  Secrets `yaml:"secrets"`
@@ -166,6 +168,26 @@ type Drift struct {
 
 // DefaultDriftCheckInterval is how often every stack is compared in full.
 const DefaultDriftCheckInterval = time.Minute
+
+// Sync is how a reconcile goes about many stacks.
+type Sync struct {
+	// Parallel is how many stacks a reconcile converges at once (and
+	// prepares images for). 0: DefaultSyncParallel.
+	Parallel int `yaml:"parallel"`
+}
+
+// DefaultSyncParallel is sync.parallel when unset: two stacks per CPU, at
+// most four, so a fleet's first convergence overlaps the waits of health
+// gates while a small board keeps a CPU for what it serves.
+func DefaultSyncParallel() int { return min(4, 2*runtime.NumCPU()) }
+
+// Stacks is how many stacks a reconcile converges at once.
+func (s Sync) Stacks() int {
+	if s.Parallel > 0 {
+		return s.Parallel
+	}
+	return DefaultSyncParallel()
+}
 
 type Source struct {
 	URL      string        `yaml:"url"`

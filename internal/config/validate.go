@@ -80,6 +80,9 @@ func (c *Config) Validate() error {
 	if c.Images.PruneAfter < 0 {
 		return bad("images.prune_after", "must not be negative (0 never prunes)")
 	}
+	if c.Sync.Parallel < 0 {
+		return bad("sync.parallel", "must not be negative (0 takes the default)")
+	}
 	if c.Drift.CheckInterval < time.Second {
 		return bad("drift.check_interval", "must be at least 1s")
 	}

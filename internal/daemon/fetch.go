@@ -9,22 +9,38 @@ import (
 	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/source"
 	"github.com/gitopsd/gitopsd/internal/store"
+	"github.com/gitopsd/gitopsd/internal/sync"
 )
 
 // fetchResult is what one fetch of the source found.
 type fetchResult struct {
 	rev source.Revision
 	err error
+	// fetch is the fetch as a phase of the deployments it leads to.
+	fetch sync.Phase
+}
+
+// withFetch is ctx carrying the fetch of res as the first phase of the
+// deployments that follow, when it fetched.
+func withFetch(ctx context.Context, res fetchResult) context.Context {
+	if res.err != nil {
+		return ctx
+	}
+	return sync.WithPhases(ctx, res.fetch)
+}
+
+// fetch fetches the source, timed.
+func (d *Daemon) fetch(ctx context.Context) fetchResult {
+	began := time.Now()
+	rev, err := d.source.Fetch(ctx)
+	return fetchResult{rev: rev, err: err, fetch: sync.Phase{Name: sync.PhaseFetch, At: began, Took: time.Since(began), Detail: ids.Short(rev.SHA)}}
 }
 
 // startFetch fetches the source beside the loop and sends the result to
 // out. The source bounds the fetch (source.timeout).
 func (d *Daemon) startFetch(ctx context.Context, out chan<- fetchResult) {
 	d.loop.fetchStarted(time.Now())
-	go func() {
-		rev, err := d.source.Fetch(ctx)
-		out <- fetchResult{rev: rev, err: err}
-	}()
+	go func() { out <- d.fetch(ctx) }()
 }
 
 // settleFetch records what a fetch found (rev, or ferr) and says which

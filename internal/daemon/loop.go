@@ -207,6 +207,7 @@ func (d *Daemon) runJobs(ctx context.Context, reqs []request, res fetchResult) {
 		}
 		return
 	}
+	ctx = withFetch(ctx, res)
 	// Syncs asked for alike (50 CLI calls at once) run once and share
 	// the result.
 	synced := map[syncJob]error{}

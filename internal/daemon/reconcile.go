@@ -10,6 +10,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/internal/backup"
 	"github.com/gitopsd/gitopsd/internal/drift"
+	"github.com/gitopsd/gitopsd/internal/ids"
 	"github.com/gitopsd/gitopsd/internal/notify"
 	"github.com/gitopsd/gitopsd/internal/stack"
 	"github.com/gitopsd/gitopsd/internal/store"
@@ -25,15 +26,15 @@ func (d *Daemon) reconcile(ctx context.Context, trigger sync.Trigger, only strin
 	if err := d.errHeld(); err != nil {
 		return err
 	}
-	rev, ferr := d.source.Fetch(ctx)
-	head, fetchErr, err := d.settleFetch(ctx, rev, ferr)
+	res := d.fetch(ctx)
+	head, fetchErr, err := d.settleFetch(ctx, res.rev, res.err)
 	if err != nil {
 		return err
 	}
 	if head == "" {
 		return fetchErr
 	}
-	return d.apply(ctx, head, trigger, only)
+	return d.apply(withFetch(ctx, res), head, trigger, only)
 }
 
 // apply converges every stack of this host (or only the named one) to
@@ -44,30 +45,31 @@ func (d *Daemon) apply(ctx context.Context, head string, trigger sync.Trigger, o
 	}
 	d.setQuiet(quietHead{}) // whatever this does, the next poll looks again
 	clear(d.compared)
+	began := time.Now()
 	v, err := d.showView(ctx, head, trigger)
 	if err != nil {
 		return err
 	}
+	ctx = sync.WithPhases(ctx, sync.Phase{Name: sync.PhaseCheckout, At: began, Took: time.Since(began), Detail: ids.Short(head)})
+	began = time.Now()
 	res, err := d.loadView(ctx, head, v)
 	if err != nil {
 		return err
 	}
+	ctx = sync.WithPhases(ctx, sync.Phase{Name: sync.PhaseLoad, At: began, Took: time.Since(began), Detail: fmt.Sprintf("%d stacks", len(res.Stacks)+len(res.Invalid))})
 	states := make(map[string]store.StackState, len(v.rows))
 	for _, s := range v.rows {
 		states[s.Name] = s
 	}
-	var errs []error
 	present := map[string]bool{}
+	var todo []*stack.Stack
 	for _, st := range res.Stacks {
 		present[st.Name] = true
-		if only != "" && st.Name != only {
-			continue
-		}
-		state, known := states[st.Name]
-		if err := d.converge(ctx, st, state, known, head, trigger, v); err != nil {
-			errs = append(errs, &stackError{fmt.Errorf("stack %s: %w", st.Name, err)})
+		if only == "" || st.Name == only {
+			todo = append(todo, st)
 		}
 	}
+	errs := d.convergeAll(ctx, todo, states, head, trigger, v)
 	for _, name := range slices.Sorted(maps.Keys(res.Invalid)) {
 		present[name] = true
 		if only != "" && name != only {
@@ -116,18 +118,30 @@ func (d *Daemon) loadView(ctx context.Context, head string, v liveView) (stack.R
 	return res, nil
 }
 
+// target is the revision a stack converges to: head, or its pin.
+func target(name, head string, v liveView) string {
+	if pin, ok := v.pins[name]; ok {
+		return pin // converge to the pinned revision, whatever the branch says
+	}
+	return head
+}
+
+// steady says whether a stack runs the revision it converges to (rev)
+// already, so only drift can differ. known says whether it has a row.
+func (d *Daemon) steady(name string, state store.StackState, known bool, rev string, trigger sync.Trigger) bool {
+	return known && drift.Steady(state, rev, d.viewOf(name), trigger)
+}
+
 // converge brings one stack to the revision it converges to (head, or its
 // pin): a stack that runs it already is only checked for drift, any other
 // is synced, and rolled back when its new revision fails its gate, unless
 // the fleet's rollout holds it (rollout.go). known says whether the stack
-// has a row (state).
-func (d *Daemon) converge(ctx context.Context, st *stack.Stack, state store.StackState, known bool, head string, trigger sync.Trigger, v liveView) error {
-	rev := head
-	if pin, ok := v.pins[st.Name]; ok {
-		rev = pin // converge to the pinned revision, whatever the branch says
-	}
+// has a row (state). prep is its image phase run ahead (nil: the sync
+// runs it).
+func (d *Daemon) converge(ctx context.Context, st *stack.Stack, state store.StackState, known bool, head string, trigger sync.Trigger, v liveView, prep *sync.Prepared) error {
+	rev := target(st.Name, head, v)
 	d.metrics.SeeStack(st.Name)
-	steady := known && drift.Steady(state, rev, d.viewOf(st.Name), trigger)
+	steady := d.steady(st.Name, state, known, rev, trigger)
 	if d.rolloutHolds(ctx, st, state, !steady, rev, head, trigger) {
 		// What runs stays, on its files, and is healed; the rollout says why.
 		return d.checkHeld(ctx, st, state, v)
@@ -149,7 +163,7 @@ func (d *Daemon) converge(ctx context.Context, st *stack.Stack, state store.Stac
 			d.snapshotBeforeDeploy(ctx, st, state, rev, trigger)
 		}
 		d.reportRolling(st.Name, rev)
-		err = d.rec.Sync(ctx, st, rev, trigger)
+		err = d.rec.SyncPrepared(ctx, st, rev, trigger, prep)
 		if err != nil && sync.WantsRollback(err) && rev == head {
 			result = "rolled_back"
 			err = errors.Join(err, d.rollback(ctx, st.Name, head, v.live, err))

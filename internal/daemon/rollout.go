@@ -38,6 +38,9 @@ type rollouts struct {
 	mu     gosync.Mutex
 	stacks map[string]*stackRollout
 	proms  map[string]*fleet.PromClient // by Prometheus URL
+	// noting: one noteRollout at a time, as stacks converge side by side
+	// and each reads and writes every stack's healthy-since row.
+	noting gosync.Mutex
 }
 
 // stackRollout is one stack's rollout on this host.
@@ -374,6 +377,8 @@ func (d *Daemon) noteHealthy(ctx context.Context, rows []store.StackState) (map[
 // so the soak of a revision starts when it was applied, not at the next
 // scrape.
 func (d *Daemon) noteRollout(ctx context.Context) {
+	d.rollouts.noting.Lock()
+	defer d.rollouts.noting.Unlock()
 	rows, err := d.store.Stacks(ctx)
 	if err == nil {
 		_, err = d.noteHealthy(ctx, rows)

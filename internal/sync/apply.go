@@ -153,10 +153,12 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 		if err != nil {
 			return err
 		}
+		began := time.Now()
 		id, err := r.Runtime.CreateContainer(ctx, spec)
 		if err != nil {
 			return startFailed(spec.Name, err)
 		}
+		created, began := took(began), time.Now()
 		if err := r.Runtime.StartContainer(ctx, id); err != nil {
 			// Nothing half made is left behind: a created container that
 			// never ran would only be planned again as a start.
@@ -166,7 +168,7 @@ func (r *Reconciler) do(ctx context.Context, st *stack.Stack, services map[strin
 			notes.add("new %s removed: it could not start", ids.Short(id))
 			return startFailed(spec.Name, err)
 		}
-		notes.add("started %s", ids.Short(id))
+		notes.add("started %s (create %s, start %s)", ids.Short(id), created, took(began))
 		return r.startedGate(ctx, id, spec, gate, notes)
 	case ActRecreate:
 		spec, err := r.specFor(ctx, st, svc, a.Number)
@@ -264,6 +266,9 @@ func (r *Reconciler) preStop(ctx context.Context, id string, spec engine.Contain
 		}
 	}
 }
+
+// took is the time since began, as a step's notes say it.
+func took(began time.Time) time.Duration { return time.Since(began).Round(time.Millisecond) }
 
 // gate waits for a container's health gate and notes how long it took.
 func (r *Reconciler) gate(ctx context.Context, id string, g health.Gate, notes *stepNotes) error {

@@ -130,6 +130,11 @@ func (r *Reconciler) resolve(ctx context.Context, st *stack.Stack, revision stri
 	if err != nil {
 		return Desired{}, Observed{}, err
 	}
+	return r.desire(ctx, st, revision, mode, images)
+}
+
+// desire is resolve after the image phase: images are the IDs it found.
+func (r *Reconciler) desire(ctx context.Context, st *stack.Stack, revision string, mode ImageMode, images Images) (Desired, Observed, error) {
 	if mode != ImageDryRun {
 		if err := r.checkExternalNetworks(ctx, st); err != nil {
 			return Desired{}, Observed{}, err
@@ -156,6 +161,13 @@ func (r *Reconciler) Diff(ctx context.Context, st *stack.Stack, revision string)
 // when there is something to do; either way the stack's row ends with a
 // status and, on failure, the reason.
 func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string, trigger Trigger) error {
+	return r.SyncPrepared(ctx, st, revision, trigger, nil)
+}
+
+// SyncPrepared is Sync with its image phase run ahead (PrepareSync; nil:
+// run here). The deployment records the phases ctx carries (WithPhases),
+// then this sync's images and plan, as its first steps.
+func (r *Reconciler) SyncPrepared(ctx context.Context, st *stack.Stack, revision string, trigger Trigger, prep *Prepared) error {
 	log := r.Log.With("stack", st.Name, "revision", ids.Short(revision))
 	prev, _, err := r.Store.Stack(ctx, st.Name)
 	if err != nil {
@@ -179,21 +191,33 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string,
 	var desired Desired
 	var observed Observed
 	var plan Plan
-	if derr == nil {
-		desired, observed, derr = r.resolve(ctx, st, revision, mode, pinned)
+	var images Images
+	phases := phasesOf(ctx)
+	if prep != nil && prep.revision == revision && mode == ImageDeploy {
+		images, derr = prep.images, prep.err
+		phases = append(phases, prep.phase)
+	} else if derr == nil {
+		began := time.Now()
+		images, derr = r.prepareImages(ctx, st, revision, mode, pinned)
+		phases = append(phases, timed(PhaseImages, began, ""))
 	}
-	if trigger == TriggerRollback {
-		// A rollback rolls by deploy.rollback_config.
-		for i := range desired.Services {
-			desired.Services[i].Roll = desired.Services[i].RollbackRoll
+	if derr == nil {
+		began := time.Now()
+		desired, observed, derr = r.desire(ctx, st, revision, mode, images)
+		if trigger == TriggerRollback {
+			// A rollback rolls by deploy.rollback_config.
+			for i := range desired.Services {
+				desired.Services[i].Roll = desired.Services[i].RollbackRoll
+			}
 		}
-	}
-	if derr == nil {
-		plan, derr = MakePlan(desired, observed)
-		plan = r.withFills(st, plan)
+		if derr == nil {
+			plan, derr = MakePlan(desired, observed)
+			plan = r.withFills(st, plan)
+		}
+		phases = append(phases, timed(PhasePlan, began, ""))
 	}
 	if derr != nil {
-		return r.failedBeforeChange(ctx, log, prev, state, revision, trigger, derr)
+		return r.failedBeforeChange(ctx, log, prev, state, revision, trigger, phases, derr)
 	}
 
 	if plan.Empty() && prev.Sync == string(Progressing) {
@@ -212,6 +236,7 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string,
 
 	var unrecorded error // the row could not say Progressing: nothing ran
 	applyErr, recErr := r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
+		r.recordPhases(ctx, log, id, phases)
 		markProgressing(&state)
 		if unrecorded = r.putStack(ctx, state); unrecorded != nil {
 			return OutcomeFailed, unrecorded
@@ -233,11 +258,12 @@ func (r *Reconciler) Sync(ctx context.Context, st *stack.Stack, revision string,
 
 // failedBeforeChange records a sync of revision that failed (derr) before
 // it changed anything.
-func (r *Reconciler) failedBeforeChange(ctx context.Context, log *slog.Logger, prev, state store.StackState, revision string, trigger Trigger, derr error) error {
+func (r *Reconciler) failedBeforeChange(ctx context.Context, log *slog.Logger, prev, state store.StackState, revision string, trigger Trigger, phases []Phase, derr error) error {
 	// Record the failed attempt once per revision and error, so history
 	// says why without filling up at every poll.
 	if prev.Sync != string(Failed) || prev.Target != revision || prev.Error != derr.Error() {
-		_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: state.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(*slog.Logger, int64) (Outcome, error) {
+		_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: state.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
+			r.recordPhases(ctx, log, id, phases)
 			return OutcomeFailed, derr
 		})
 	}
@@ -384,6 +410,8 @@ func withSharers(desired Desired, services map[string]bool) map[string]bool {
 // to failed did not pass the health gate. The stack stays marked Failed with
 // the reason, and failed is remembered so polls do not retry it.
 func (r *Reconciler) Rollback(ctx context.Context, st *stack.Stack, good, failed string, cause error) error {
+	// The phases ctx carries led to the failed roll, not to this one.
+	ctx = context.WithValue(ctx, phasesKey{}, []Phase(nil))
 	err := r.Sync(ctx, st, good, TriggerRollback)
 	state, _, serr := r.Store.Stack(ctx, st.Name)
 	if serr != nil {

@@ -39,10 +39,12 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 		// from whatever is left.
 		return r.restart(context.WithoutCancel(ctx), a.ID, oldName, parked, cause, notes)
 	}
+	began := time.Now()
 	id, err := r.Runtime.CreateContainer(ctx, spec)
 	if err != nil {
 		return restore(startFailed(spec.Name, fmt.Errorf("create: %w", err)))
 	}
+	created := took(began)
 	crashPoint(CrashStopFirstCreated)
 	r.preStop(ctx, a.ID, spec, notes)
 	if err := r.Runtime.StopContainer(ctx, a.ID, nil); err != nil {
@@ -51,11 +53,12 @@ func (r *Reconciler) recreate(ctx context.Context, a Action, spec engine.Contain
 	}
 	notes.add("old %s stopped and kept", ids.Short(a.ID))
 	crashPoint(CrashStopFirstOldStopped)
+	began = time.Now()
 	if err := r.Runtime.StartContainer(ctx, id); err != nil {
 		_ = r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id)
 		return restore(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
-	notes.add("new %s started", ids.Short(id))
+	notes.add("new %s started (create %s, start %s)", ids.Short(id), created, took(began))
 	crashPoint(CrashStopFirstNewStarted)
 	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
 		return r.giveBack(ctx, a.ID, id, oldName, parked, err, notes)
@@ -154,11 +157,13 @@ func rollConfig(svc types.ServiceConfig, c *types.UpdateConfig, defaultAction st
 func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engine.ContainerSpec, gate health.Gate, notes *stepNotes) error {
 	next := spec
 	next.Name = fmt.Sprintf("%s_next_%s", ids.Short(a.ID), spec.Name)
+	began := time.Now()
 	id, err := r.Runtime.CreateContainer(ctx, next)
 	if err != nil {
 		// Nothing was stopped: the old container serves on.
 		return errors.Join(startFailed(spec.Name, fmt.Errorf("create: %w", err)), ErrRestored)
 	}
+	created, began := took(began), time.Now()
 	discard := func(cause error) error {
 		rmErr := r.Runtime.RemoveContainer(context.WithoutCancel(ctx), id)
 		if rmErr != nil {
@@ -170,7 +175,7 @@ func (r *Reconciler) recreateStartFirst(ctx context.Context, a Action, spec engi
 	if err := r.Runtime.StartContainer(ctx, id); err != nil {
 		return discard(startFailed(spec.Name, fmt.Errorf("start: %w", err)))
 	}
-	notes.add("new %s started beside old %s", ids.Short(id), ids.Short(a.ID))
+	notes.add("new %s started beside old %s (create %s, start %s)", ids.Short(id), ids.Short(a.ID), created, took(began))
 	crashPoint(CrashStartFirstNewStarted)
 	if err := r.startedGate(ctx, id, spec, gate, notes); err != nil {
 		return discard(err)
