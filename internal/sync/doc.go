@@ -104,6 +104,8 @@
 //	state.go       every transition of a stack's row
 //	reconcile.go   the entry points: Sync, Diff, Compare, Heal, Rollback, MarkInvalid, Remove
 //	images.go      the image phase (ImageMode, PrepareImages); build.go, building from the checkout
+//	phases.go      the timed phases a deployment records as its first steps (WithPhases), and
+//	               the image phase run ahead of a sync (PrepareSync, SyncPrepared)
 //	desire.go      Desire: a loaded stack, given its images, into the containers it wants
 //	plan.go        MakePlan: desired and observed into ordered actions (pure)
 //	apply.go       the executor: batches, failure_action, one step per action
