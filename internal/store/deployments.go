@@ -48,7 +48,8 @@ const (
 
 // StartDeployment records a running deployment and returns its ID. An empty
 // Outcome is stored as "running" and a zero StartedAt as the current time;
-// d.ID and d.Steps are ignored.
+// d.ID is ignored. d.Steps, when given, are its first steps, written with
+// it: what led to a sync (its phases) costs no write of its own.
 func (s *Store) StartDeployment(ctx context.Context, d Deployment) (int64, error) {
 	if d.Stack == "" {
 		return 0, errors.New("start deployment: empty stack")
@@ -59,7 +60,12 @@ func (s *Store) StartDeployment(ctx context.Context, d Deployment) (int64, error
 	if d.StartedAt.IsZero() {
 		d.StartedAt = time.Now()
 	}
-	res, err := s.db.ExecContext(ctx, `
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("start deployment of %s: %w", d.Stack, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `
 		INSERT INTO deployments (stack, "trigger", from_rev, to_rev, started_at, finished_at, outcome, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Stack, d.Trigger, d.From, d.To, timeArg(d.StartedAt), timeArg(d.FinishedAt), d.Outcome, s.text(d.Error))
@@ -70,16 +76,34 @@ func (s *Store) StartDeployment(ctx context.Context, d Deployment) (int64, error
 	if err != nil {
 		return 0, fmt.Errorf("start deployment of %s: %w", d.Stack, err)
 	}
+	for _, st := range d.Steps {
+		st.DeploymentID = id
+		if _, err := s.addStep(ctx, tx, st); err != nil {
+			return 0, fmt.Errorf("start deployment of %s: %w", d.Stack, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("start deployment of %s: %w", d.Stack, err)
+	}
 	return id, nil
 }
 
 // AddStep appends a step to its deployment (which must exist) and returns the
 // step's ID. A zero At is stored as the current time.
 func (s *Store) AddStep(ctx context.Context, st Step) (int64, error) {
+	return s.addStep(ctx, s.db, st)
+}
+
+// execer is the writer pool or one of its transactions.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *Store) addStep(ctx context.Context, db execer, st Step) (int64, error) {
 	if st.At.IsZero() {
 		st.At = time.Now()
 	}
-	res, err := s.db.ExecContext(ctx, `
+	res, err := db.ExecContext(ctx, `
 		INSERT INTO deployment_steps (deployment_id, at, action, service, container, detail, error, duration_ms, replica)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		st.DeploymentID, timeArg(st.At), st.Action, st.Service, st.Container, s.text(st.Detail), s.text(st.Error), st.Duration.Milliseconds(), st.Replica)

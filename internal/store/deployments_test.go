@@ -247,3 +247,33 @@ func TestLastSteps(t *testing.T) {
 		t.Fatalf("LastSteps = %+v", got)
 	}
 }
+
+// TestStartDeploymentWithSteps: the steps given with a deployment (a
+// sync's phases) are written with it, first and in order, before the
+// steps added while it runs.
+func TestStartDeploymentWithSteps(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	id, err := s.StartDeployment(ctx, Deployment{Stack: "web", Trigger: "poll", StartedAt: at(1), Steps: []Step{
+		{At: at(0), Action: "fetch", Detail: "abc", Duration: 40 * time.Millisecond},
+		{At: at(1), Action: "plan", Duration: 3 * time.Millisecond},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddStep(ctx, Step{DeploymentID: id, Action: "create", Service: "app", Replica: 1}); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := s.Deployment(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range d.Steps {
+		got = append(got, fmt.Sprintf("%s %s %s", st.Action, st.Detail, st.Duration))
+	}
+	want := []string{"fetch abc 40ms", "plan  3ms", "create  0s"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("steps %q, want %q", got, want)
+	}
+}

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"time"
 
@@ -52,17 +51,13 @@ func phasesOf(ctx context.Context) []Phase {
 	return ps
 }
 
-// recordPhases adds the phases as the first steps of a deployment. A phase
-// that cannot be recorded is logged: the deployment goes on.
-func (r *Reconciler) recordPhases(ctx context.Context, log *slog.Logger, deployment int64, phases []Phase) {
-	if deployment == 0 {
-		return
-	}
+// phaseSteps are the phases as a deployment's first steps.
+func phaseSteps(phases []Phase) []store.Step {
+	steps := make([]store.Step, 0, len(phases))
 	for _, p := range phases {
-		if _, err := r.Store.AddStep(ctx, store.Step{DeploymentID: deployment, At: p.At, Action: p.Name, Detail: p.Detail, Duration: p.Took}); err != nil {
-			log.Error("record step", "err", err)
-		}
+		steps = append(steps, store.Step{At: p.At, Action: p.Name, Detail: p.Detail, Duration: p.Took})
 	}
+	return steps
 }
 
 // Prepared is the image phase of a sync run ahead of it (PrepareSync):

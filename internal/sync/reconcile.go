@@ -235,8 +235,7 @@ func (r *Reconciler) SyncPrepared(ctx context.Context, st *stack.Stack, revision
 	}
 
 	var unrecorded error // the row could not say Progressing: nothing ran
-	applyErr, recErr := r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
-		r.recordPhases(ctx, log, id, phases)
+	applyErr, recErr := r.deployment(ctx, log, "sync", store.Deployment{Stack: st.Name, Trigger: string(trigger), From: prev.Revision, To: revision, Steps: phaseSteps(phases)}, func(log *slog.Logger, id int64) (Outcome, error) {
 		markProgressing(&state)
 		if unrecorded = r.putStack(ctx, state); unrecorded != nil {
 			return OutcomeFailed, unrecorded
@@ -262,8 +261,7 @@ func (r *Reconciler) failedBeforeChange(ctx context.Context, log *slog.Logger, p
 	// Record the failed attempt once per revision and error, so history
 	// says why without filling up at every poll.
 	if prev.Sync != string(Failed) || prev.Target != revision || prev.Error != derr.Error() {
-		_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: state.Name, Trigger: string(trigger), From: prev.Revision, To: revision}, func(log *slog.Logger, id int64) (Outcome, error) {
-			r.recordPhases(ctx, log, id, phases)
+		_, _ = r.deployment(ctx, log, "sync", store.Deployment{Stack: state.Name, Trigger: string(trigger), From: prev.Revision, To: revision, Steps: phaseSteps(phases)}, func(*slog.Logger, int64) (Outcome, error) {
 			return OutcomeFailed, derr
 		})
 	}
