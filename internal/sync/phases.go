@@ -43,12 +43,14 @@ type phasesKey struct{}
 // the daemon's phases (fetch, checkout, load) reach the deployments a
 // reconcile opens this way, whatever entry point opens them.
 func WithPhases(ctx context.Context, ps ...Phase) context.Context {
-	return context.WithValue(ctx, phasesKey{}, append(slices.Clip(phasesOf(ctx)), ps...))
+	return context.WithValue(ctx, phasesKey{}, append(phasesOf(ctx), ps...))
 }
 
+// phasesOf is what ctx carries, clipped: stacks synced side by side share
+// it, and each appends its own phases.
 func phasesOf(ctx context.Context) []Phase {
 	ps, _ := ctx.Value(phasesKey{}).([]Phase)
-	return ps
+	return slices.Clip(ps)
 }
 
 // phaseSteps are the phases as a deployment's first steps.
