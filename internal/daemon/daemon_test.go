@@ -18,6 +18,7 @@ import (
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/config"
 	"github.com/gitopsd/gitopsd/internal/engine"
+	"github.com/gitopsd/gitopsd/internal/sync"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
@@ -89,6 +90,18 @@ func (h *harness) mustReconcile() {
 	h.t.Helper()
 	if err := h.reconcile(); err != nil {
 		h.t.Fatalf("reconcile: %v", err)
+	}
+}
+
+// mustSyncNow is `gitopsd sync`: a full reconcile even when the head has
+// not moved (a poll that finds the same head only checks the ref, and
+// leaves what changed by hand to the drift checks).
+func (h *harness) mustSyncNow() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := h.d.reconcile(ctx, sync.TriggerManual, ""); err != nil {
+		h.t.Fatalf("sync: %v", err)
 	}
 }
 

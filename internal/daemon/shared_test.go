@@ -141,7 +141,7 @@ func TestServicesSharingAContainer(t *testing.T) {
 
 	// vpn removed by hand: the next reconcile brings it back and app with it.
 	run(t, "docker", "rm", "-f", second["vpn#1"])
-	h.mustReconcile()
+	h.mustSyncNow()
 	third := check("2")
 	if third["app#1"] == second["app#1"] {
 		t.Fatalf("app still runs in the removed vpn's namespace: %v -> %v", second, third)

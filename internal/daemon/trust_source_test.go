@@ -295,7 +295,7 @@ func TestReadOnlyBindAndDockerCompose(t *testing.T) {
 	if byCompose == before["app#1"] || !writable(byCompose) {
 		t.Fatalf("compose did not recreate the container with the bind writable (%s)", byCompose)
 	}
-	h.mustReconcile()
+	h.mustSyncNow()
 	now := h.containers(name)["app#1"]
 	if now == byCompose || writable(now) {
 		t.Fatalf("the container compose made with a writable bind of the checkout was kept (%s -> %s)", byCompose, now)
