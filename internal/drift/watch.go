@@ -45,9 +45,10 @@ type Handlers struct {
 	// events and after each connection.
 	Poke func(project string)
 	// Down gets a container stopped, killed or paused through the API (a
-	// `docker stop`, `kill` or `pause`) at once: its die after a kill, its
-	// stop, its pause. A crash (a die with no kill before it) is not
-	// told. Nil: not told.
+	// `docker stop`, `kill` or `pause`) at once: its die after a kill (a
+	// stop sends kill first; its stop event, after the die, adds
+	// nothing), its pause. A crash (a die with no kill before it) is not
+	// told, nor is a die after a start that followed a kill. Nil: not told.
 	Down func(project, id string)
 	// Changed gets the project of a container created, removed, renamed
 	// or updated, at once. Nil: not told.
@@ -142,7 +143,7 @@ func tell(h Handlers, killed map[string]time.Time, p string, m events.Message) {
 		if ok && time.Since(at) <= killedFor && h.Down != nil {
 			h.Down(p, id)
 		}
-	case m.Action == events.ActionStop, m.Action == events.ActionPause:
+	case m.Action == events.ActionPause:
 		if h.Down != nil {
 			h.Down(p, id)
 		}
