@@ -74,7 +74,7 @@ type Controller struct {
 
 	quickMu     gosync.Mutex
 	known       map[string]known // by stack: what its last clean look saw
-	generation  map[string]int64 // by stack: bumped by Forget
+	listed      map[string]bool  // by stack: listed for a look, and not changed since
 	quickHealed map[string]bool  // keys of drifts the quick heal put back, closed as healed
 	quickHeals  atomic.Int64
 }

@@ -54,11 +54,9 @@ type known struct {
 	containers map[string]QuickContainer // by ID
 }
 
-// listing is the containers of a stack listed before a look compares it,
-// and the stack's generation then (see Forget).
+// listing is the containers of a stack listed before a look compares it.
 type listing struct {
 	revision   string
-	generation int64
 	containers []QuickContainer
 }
 
@@ -74,7 +72,12 @@ func (c *Controller) listBefore(ctx context.Context, st *stack.Stack, revision s
 	}
 	c.quickMu.Lock()
 	k, ok := c.known[st.Name]
-	gen := c.generation[st.Name]
+	if !ok || k.revision != revision {
+		if c.listed == nil {
+			c.listed = map[string]bool{}
+		}
+		c.listed[st.Name] = true // until Forget says the stack changed
+	}
 	c.quickMu.Unlock()
 	if ok && k.revision == revision {
 		return nil
@@ -84,7 +87,7 @@ func (c *Controller) listBefore(ctx context.Context, st *stack.Stack, revision s
 		c.Log.Debug("quick heal: list the stack's containers; its stops wait for the settled check", "stack", st.Name, "err", err)
 		return nil
 	}
-	return &listing{revision: revision, generation: gen, containers: listed}
+	return &listing{revision: revision, containers: listed}
 }
 
 // learn remembers what a clean look saw, unless the stack changed since
@@ -96,7 +99,9 @@ func (c *Controller) learn(name string, l *listing) {
 	}
 	c.quickMu.Lock()
 	defer c.quickMu.Unlock()
-	if c.generation[name] != l.generation {
+	fresh := c.listed[name]
+	delete(c.listed, name)
+	if !fresh {
 		return
 	}
 	if c.known == nil {
@@ -112,10 +117,9 @@ func (c *Controller) Forget(name string) {
 	c.quickMu.Lock()
 	defer c.quickMu.Unlock()
 	delete(c.known, name)
-	if c.generation == nil {
-		c.generation = map[string]int64{}
+	if c.listed[name] {
+		c.listed[name] = false // a listing under way is stale
 	}
-	c.generation[name]++
 }
 
 // QuickReady says whether a stop of the stack's containers can be healed
@@ -181,7 +185,7 @@ func (c *Controller) QuickHeal(ctx context.Context, state store.StackState, view
 		return false
 	}
 	c.quickHeals.Add(1)
-	log.Info("started a stopped container at once", "was", now.State, "id", ids.Short(id))
+	log.Info("started a stopped container at once", "was", now.State, "id", ids.Short(id), "took", c.now().Sub(began).Round(time.Millisecond))
 	// Recorded after the start, as every heal: the service waits for no
 	// write. The settled check that follows closes the drift as healed.
 	f := Finding{Stack: state.Name, Service: was.Service, Container: was.Name, Kind: Stopped, Detail: "container " + now.State}
