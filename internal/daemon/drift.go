@@ -82,6 +82,11 @@ func (d *Daemon) quickHeals(ctx context.Context) {
 // containers, networks or volumes changed since their last comparison.
 func (d *Daemon) runChecks(ctx context.Context) {
 	d.quickHeals(ctx)
+	// While a write to the store has failed, the periodic check compares
+	// every stack as it did before it learned to skip unchanged ones: the
+	// records it writes are what failed, and the first that goes through
+	// clears the error (status, gitopsd_store_writable).
+	storeFailing := d.loop.storeFailing()
 	d.checksMu.Lock()
 	due := d.checks
 	d.checks = map[string]bool{}
@@ -109,7 +114,7 @@ func (d *Daemon) runChecks(ctx context.Context) {
 	}
 	for _, s := range rows {
 		key := ""
-		if digests != nil && !due[s.Name] {
+		if digests != nil && !due[s.Name] && !storeFailing {
 			key = strings.Join([]string{digests[s.Name], d.viewOf(s.Name), s.Revision, s.Sync}, "\x00")
 			if d.compared[s.Name] == key {
 				continue // nothing of it changed since it was compared

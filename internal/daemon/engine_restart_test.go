@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
@@ -77,10 +78,21 @@ func TestEngineRestart(t *testing.T) {
 	h.waitDrift("web stopped, healed", 30*time.Second, func(d api.Drift) bool {
 		return d.Kind == "stopped" && d.Service == "web" && d.ClosedBy == "healed"
 	})
-	cs, err := h.d.engine.Containers(context.Background(), h.stack)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// web may be started at once by the quick heal and worker by the check
+	// after the event stream is back: wait for both, then look.
+	var cs []engine.Container
+	waitFor30s(t, "web and worker running again", func() bool {
+		var err error
+		if cs, err = h.d.engine.Containers(context.Background(), h.stack); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if c.State != "running" {
+				return false
+			}
+		}
+		return true
+	})
 	if len(cs) != 2 {
 		t.Fatalf("want exactly one web and one worker after the restart, got %d: %+v", len(cs), cs)
 	}

@@ -89,6 +89,13 @@ func (l *loopState) storeFailed(err error, now time.Time) (log bool) {
 	return false
 }
 
+// storeFailing says whether the last write to the store failed.
+func (l *loopState) storeFailing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.storeErr != ""
+}
+
 // storeWrote clears a store error once a write works again, and says
 // whether there was one.
 func (l *loopState) storeWrote() (recovered bool) {
