@@ -106,9 +106,8 @@ type Daemon struct {
 	drifts *drift.Controller
 
 	checksMu gosync.Mutex
-	checks   map[string]bool   // stacks poked for a drift check; "" is every stack
-	downs    map[string]string // containers stopped by hand, for the quick heal: ID to project
-	checkDue chan struct{}     // cap 1: wakes the loop for checks
+	checks   map[string]bool // stacks poked for a drift check; "" is every stack
+	checkDue chan struct{}   // cap 1: wakes the loop for checks
 	// fullChecks counts the checks of every stack run so far (for tests).
 	fullChecks atomic.Int64
 	// compared holds, per stack, what the periodic check last compared
@@ -179,7 +178,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		redactor: redactor,
 		requests: make(chan request, 16),
 		checks:   map[string]bool{},
-		downs:    map[string]string{},
 		compared: map[string]string{},
 		checkDue: make(chan struct{}, 1),
 		syncDue:  make(chan struct{}, 1),
@@ -198,7 +196,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	d.rec.StoreFailed = func(what string, err error) { d.noteStore(what, err) }
 	d.rec.Filler = filler{d}
 	d.drifts = &drift.Controller{Store: st, Rec: d.rec, Log: log, Backoff: drift.NewBackoff(), Now: clock,
-		Poke: d.poke, NoteStore: d.noteStore, Opened: d.openedDrift, SameTree: src.SameTree, Quick: quickEngine{d}}
+		Poke: d.poke, NoteStore: d.noteStore, Opened: d.openedDrift, SameTree: src.SameTree}
 	d.backupEvery, d.watchLocal = backupTick, true
 	d.backups = &backup.Runner{Engine: eng, Store: st, Log: log, Dir: filepath.Join(cfg.StateDir, "snapshots"), Observe: d.observeBackup,
 		Owner: fmt.Sprintf("%x", sha256.Sum256([]byte(cfg.StateDir)))[:16]}

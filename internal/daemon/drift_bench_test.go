@@ -24,7 +24,6 @@ func BenchmarkDriftHealed(b *testing.B) {
 	skipWithoutTime(b)
 	for range b.N {
 		h := newDriftHarness(b, "heal", false)
-		quick := h.d.drifts.QuickHeals()
 		var toServing, toClosed []time.Duration
 		for range driftSamples {
 			serving, closed, ok := h.stopAndTime(b)
@@ -44,7 +43,6 @@ func BenchmarkDriftHealed(b *testing.B) {
 		slices.Sort(toClosed)
 		b.ReportMetric(ms(toServing[len(toServing)/2]), "ms-event-to-serving")
 		b.ReportMetric(ms(toClosed[len(toClosed)/2]), "ms-event-to-healed")
-		b.Logf("quick heals (started at the event, no load or plan): %d of %d", h.d.drifts.QuickHeals()-quick, len(toServing))
 		b.Logf("docker stop healed %d/%d times; event to serving %v (min %v, max %v); event to drift closed %v (min %v, max %v)",
 			len(toServing), driftSamples, toServing[len(toServing)/2], toServing[0], toServing[len(toServing)-1],
 			toClosed[len(toClosed)/2], toClosed[0], toClosed[len(toClosed)-1])

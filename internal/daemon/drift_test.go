@@ -17,7 +17,6 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/gitopsd/gitopsd/internal/api"
-	"github.com/gitopsd/gitopsd/internal/store"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
@@ -469,81 +468,5 @@ func (h *driftHarness) recreateByHand(net string) time.Time {
 		if _, err := waitServes(h.port, "v1", 10*time.Second); err != nil {
 			h.t.Fatal(err)
 		}
-	}
-}
-
-// TestDriftQuickHeal: a `docker stop` of a container of a steady stack is
-// healed at its event by the quick heal (no load, no plan), recorded as a
-// stopped drift closed as healed and a heal deployment; a container a
-// backup job's consistency stop holds (its record says so) is left to the
-// settled check.
-func TestDriftQuickHeal(t *testing.T) {
-	h := newDriftHarness(t, "heal", false)
-	ctx := context.Background()
-	waitUntil(t, "the stack's clean look", 10*time.Second, func() bool { return h.d.drifts.QuickReady(h.stack) })
-
-	quick, loads := h.d.drifts.QuickHeals(), h.d.stacks.Loads()
-	id := h.web()
-	if _, err := h.docker.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "a quick heal", 10*time.Second, func() bool { return h.d.drifts.QuickHeals() > quick })
-	if !h.inspect(id).State.Running {
-		t.Fatal("the quick heal did not start the container")
-	}
-	t.Logf("stack loads meanwhile: %d (the settled check's)", h.d.stacks.Loads()-loads)
-	d := h.waitDrift("stopped, healed", 10*time.Second, closedAs("stopped", "healed"))
-	if d.Container != h.stack+"-web-1" || d.Service != "web" {
-		t.Fatalf("drift %+v", d)
-	}
-	heals := 0
-	for _, dep := range h.history(h.stack) {
-		if dep.Trigger == "heal" && dep.Outcome == "succeeded" {
-			heals++
-		}
-	}
-	if heals != 1 {
-		t.Fatalf("want one heal deployment, got %d: %+v", heals, h.history(h.stack))
-	}
-
-	// As a snapshot's consistency stop whose start failed leaves it.
-	waitUntil(t, "the stack's clean look again", 10*time.Second, func() bool { return h.d.drifts.QuickReady(h.stack) })
-	if err := h.d.store.RecordStopped(ctx, store.StoppedService{ContainerID: id, Stack: h.stack, Service: "web", Reason: "snapshot"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.d.store.ClearStopped(context.Background(), id) })
-	quick = h.d.drifts.QuickHeals()
-	if _, err := h.docker.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// The settled check runs after the quick heal had its turn: once it
-	// saw this stop, the quick heal had passed it by.
-	waitUntil(t, "the settled check of the second stop", 10*time.Second, func() bool {
-		ds, err := h.api.Drift(ctx, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, d := range ds {
-			if d.Stack == h.stack && d.Kind == "stopped" {
-				n++
-			}
-		}
-		return n >= 2
-	})
-	if got := h.d.drifts.QuickHeals(); got != quick {
-		t.Fatalf("the quick heal started a container a backup job holds stopped (%d quick heals, want %d)", got, quick)
-	}
-}
-
-// waitUntil polls cond until it holds, failing the test after within.
-func waitUntil(t testing.TB, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond) // the conditions have no event of their own
 	}
 }

@@ -66,7 +66,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)
-		drift.Watch(ctx, d.engine.Client(), d.log, drift.Handlers{Poke: d.poke, Down: d.down, Changed: d.drifts.Forget})
+		drift.Watch(ctx, d.engine.Client(), d.log, d.poke)
 	}()
 	defer func() { <-watching }()
 	if d.offsite != nil {
