@@ -83,6 +83,11 @@ func callKey(r *http.Request) string {
 // Streams (events, logs) pass through unbuffered.
 func CountDockerCalls(t testing.TB) *DockerCalls {
 	t.Helper()
+	// The shared client (Docker) is made from DOCKER_HOST on first use and
+	// kept for the process: made here, after the Setenv below, it would
+	// point at this proxy's socket after the test (or benchmark run) that
+	// owned it closed it, and every later test's image builds would fail.
+	Docker(t)
 	target := "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
 		target = strings.TrimPrefix(h, "unix://")
