@@ -2,20 +2,39 @@
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
+
+# The release build (make build, cross, package, bench). Two settings keep
+# the binary small (docs/perf.md has the figures):
+# - nethttpomithttp2 leaves HTTP/2 out of net/http: everything gitopsd talks
+#   to (the Docker socket, Git servers, S3, webhooks, chat services,
+#   Prometheus) speaks HTTP/1.1, and its own servers are scraped and called
+#   by clients that do too.
+# - No inlining (-l) outside the packages where the CPU goes (SQLite, zstd,
+#   age and the crypto, hashing, Git's pack decoding, YAML and JSON, the
+#   runtime and the basic std packages): the rest of the code runs a few
+#   times a minute on an idle host, and inlined copies of it cost about a
+#   megabyte of binary, resident as the binary's pages.
+RELEASE_TAGS := nethttpomithttp2
+RELEASE_INLINED := runtime runtime/... internal/... crypto/... hash/... compress/... archive/... \
+	io bytes strings strconv sort slices maps sync/... math/... unicode/... reflect time \
+	encoding/binary encoding/json modernc.org/... github.com/klauspost/compress/... filippo.io/... \
+	golang.org/x/crypto/... github.com/go-git/go-git/v5/plumbing/format/... github.com/pjbgf/sha1cd/... \
+	go.yaml.in/yaml/v3 github.com/santhosh-tekuri/jsonschema/v6
+RELEASE_FLAGS = -trimpath -tags '$(RELEASE_TAGS)' -gcflags=all=-l $(foreach p,$(RELEASE_INLINED),-gcflags=$(p)=) -ldflags '$(LDFLAGS)'
 export CGO_ENABLED := 0
 
 .PHONY: build cross package test test-tools test-alone test-engine-restart test-package test-package-systemd lint bench soak fuzz demo demo-down clean
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gitopsd ./cmd/gitopsd
+	$(GO) build $(RELEASE_FLAGS) -o bin/gitopsd ./cmd/gitopsd
 
 # The release targets: linux amd64, arm64 and arm/v7, and
 # arm/v6 for the Raspberry Pi Zero and 1.
 cross:
-	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-amd64 ./cmd/gitopsd
-	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-arm64 ./cmd/gitopsd
-	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-armv7 ./cmd/gitopsd
-	GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/gitopsd-linux-armv6 ./cmd/gitopsd
+	GOOS=linux GOARCH=amd64 $(GO) build $(RELEASE_FLAGS) -o dist/gitopsd-linux-amd64 ./cmd/gitopsd
+	GOOS=linux GOARCH=arm64 $(GO) build $(RELEASE_FLAGS) -o dist/gitopsd-linux-arm64 ./cmd/gitopsd
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(RELEASE_FLAGS) -o dist/gitopsd-linux-armv7 ./cmd/gitopsd
+	GOOS=linux GOARCH=arm GOARM=6 $(GO) build $(RELEASE_FLAGS) -o dist/gitopsd-linux-armv6 ./cmd/gitopsd
 
 # The whole suite, against the real Docker engine (GITOPSD_SKIP_DOCKER=1 skips
 # those tests on purpose). -p 2 matches the 2-core machines we run on.
@@ -79,10 +98,10 @@ PKG_ARCHES  := amd64:deb,rpm arm64:deb,rpm arm7:rpm arm6:deb,rpm
 package: export SOURCE_DATE_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 package:
 	rm -rf dist/pkg && mkdir -p dist/pkg/completions dist/pkg/man
-	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/amd64/gitopsd ./cmd/gitopsd
-	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/arm64/gitopsd ./cmd/gitopsd
-	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/arm7/gitopsd ./cmd/gitopsd
-	GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pkg/arm6/gitopsd ./cmd/gitopsd
+	GOOS=linux GOARCH=amd64 $(GO) build $(RELEASE_FLAGS) -o dist/pkg/amd64/gitopsd ./cmd/gitopsd
+	GOOS=linux GOARCH=arm64 $(GO) build $(RELEASE_FLAGS) -o dist/pkg/arm64/gitopsd ./cmd/gitopsd
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(RELEASE_FLAGS) -o dist/pkg/arm7/gitopsd ./cmd/gitopsd
+	GOOS=linux GOARCH=arm GOARM=6 $(GO) build $(RELEASE_FLAGS) -o dist/pkg/arm6/gitopsd ./cmd/gitopsd
 	dist/pkg/amd64/gitopsd completion bash > dist/pkg/completions/gitopsd.bash
 	dist/pkg/amd64/gitopsd completion zsh > dist/pkg/completions/_gitopsd
 	dist/pkg/amd64/gitopsd completion fish > dist/pkg/completions/gitopsd.fish
@@ -141,9 +160,9 @@ ENGINE_BENCH := ^(BenchmarkCommitToRunning|BenchmarkDriftHealed|BenchmarkRollFai
 RUNS_BENCH   := ^(BenchmarkFleet|BenchmarkFailedGateToOldServing)$$
 bench:
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)/sizes
-	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BENCH_OUT)/sizes/gitopsd-linux-amd64 ./cmd/gitopsd
-	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BENCH_OUT)/sizes/gitopsd-linux-arm64 ./cmd/gitopsd
-	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BENCH_OUT)/sizes/gitopsd-linux-armv7 ./cmd/gitopsd
+	GOOS=linux GOARCH=amd64 $(GO) build $(RELEASE_FLAGS) -o $(BENCH_OUT)/sizes/gitopsd-linux-amd64 ./cmd/gitopsd
+	GOOS=linux GOARCH=arm64 $(GO) build $(RELEASE_FLAGS) -o $(BENCH_OUT)/sizes/gitopsd-linux-arm64 ./cmd/gitopsd
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(RELEASE_FLAGS) -o $(BENCH_OUT)/sizes/gitopsd-linux-armv7 ./cmd/gitopsd
 	-$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/stack ./internal/sync ./internal/store ./internal/source ./internal/backup/format ./internal/engine > $(BENCH_OUT)/pure.txt 2>&1
 	-$(GO) test -v -run '^$$' -bench '^BenchmarkDocoCD$$' -benchtime 1x -timeout 30m ./internal/daemon > $(BENCH_OUT)/doco.txt 2>&1
 	-GITOPSD_BENCH_SAMPLES=$(abspath $(BENCH_OUT))/samples.txt GITOPSD_BENCH_STACKS=$(BENCH_STACKS) $(GO) test -run '^$$' -bench '$(ENGINE_BENCH)' -benchtime 1x -count $(BENCH_ENGINE_COUNT) -timeout 30m ./internal/daemon > $(BENCH_OUT)/engine.txt 2>&1
