@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -131,6 +130,12 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 	c.signer.sign(req, payload, time.Now())
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		// The URL the *url.Error repeats is long (an upload ID) and
+		// the caller names the object already.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return nil, fmt.Errorf("%s: %w", r.op, err)
 	}
 	if resp.StatusCode/100 != 2 {
@@ -143,14 +148,10 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 // errorOf reads S3's XML error from a failed reply.
 func (c *Client) errorOf(r request, resp *http.Response) error {
 	e := &Error{Op: r.op, StatusCode: resp.StatusCode}
-	var doc struct {
-		Code    string
-		Message string
-	}
 	if r.method != http.MethodHead {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if xml.Unmarshal(data, &doc) == nil {
-			e.Code, e.Message = doc.Code, c.redact(doc.Message)
+		if doc, err := parseXML(data); err == nil {
+			e.Code, e.Message = doc.get("Code"), c.redact(doc.get("Message"))
 		}
 	}
 	if e.Code == "" {
@@ -199,30 +200,23 @@ func discard(resp *http.Response) {
 	resp.Body.Close()
 }
 
-// decode reads a reply's XML document into v. A 200 reply may still
-// carry an error document (CompleteMultipartUpload does when it fails
-// after it started answering): that is an *Error.
-func (c *Client) decode(op string, resp *http.Response, v any) error {
+// decode reads a reply's XML document. A 200 reply may still carry an
+// error document (CompleteMultipartUpload does when it fails after it
+// started answering): that is an *Error.
+func (c *Client) decode(op string, resp *http.Response) (*node, error) {
 	defer discard(resp)
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("%s: read the reply: %w", op, err)
+		return nil, fmt.Errorf("%s: read the reply: %w", op, err)
 	}
-	var probe struct {
-		XMLName xml.Name
-		Code    string
-		Message string
+	doc, err := parseXML(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: parse the reply: %w", op, err)
 	}
-	if err := xml.Unmarshal(data, &probe); err == nil && probe.XMLName.Local == "Error" {
-		return &Error{Op: op, StatusCode: resp.StatusCode, Code: probe.Code, Message: c.redact(probe.Message)}
+	if doc.name == "Error" {
+		return nil, &Error{Op: op, StatusCode: resp.StatusCode, Code: doc.get("Code"), Message: c.redact(doc.get("Message"))}
 	}
-	if v == nil {
-		return nil
-	}
-	if err := xml.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s: parse the reply: %w", op, err)
-	}
-	return nil
+	return doc, nil
 }
 
 // HeadBucket checks that bucket exists and the keys may use it.
@@ -265,20 +259,21 @@ func (c *Client) CreateMultipartUpload(ctx context.Context, bucket, key string) 
 	if err != nil {
 		return "", err
 	}
-	var out struct{ UploadId string }
-	if err := c.decode(op, resp, &out); err != nil {
+	doc, err := c.decode(op, resp)
+	if err != nil {
 		return "", err
 	}
-	if out.UploadId == "" {
+	id := doc.get("UploadId")
+	if id == "" {
 		return "", fmt.Errorf("%s: the reply has no UploadId", op)
 	}
-	return out.UploadId, nil
+	return id, nil
 }
 
 // UploadPart sends part number n (from 1) of an upload and returns its
 // ETag, which CompleteMultipartUpload needs.
 func (c *Client) UploadPart(ctx context.Context, bucket, key, uploadID string, n int, body []byte) (string, error) {
-	resp, err := c.do(ctx, request{op: "UploadPart", method: http.MethodPut, bucket: bucket, key: key,
+	resp, err := c.do(ctx, request{op: "UploadPart " + strconv.Itoa(n), method: http.MethodPut, bucket: bucket, key: key,
 		query: map[string]string{"partNumber": strconv.Itoa(n), "uploadId": uploadID}, body: body})
 	if err != nil {
 		return "", err
@@ -286,7 +281,7 @@ func (c *Client) UploadPart(ctx context.Context, bucket, key, uploadID string, n
 	discard(resp)
 	etag := resp.Header.Get("ETag")
 	if etag == "" {
-		return "", fmt.Errorf("UploadPart: part %d: the reply has no ETag", n)
+		return "", fmt.Errorf("UploadPart %d: the reply has no ETag", n)
 	}
 	return etag, nil
 }
@@ -295,27 +290,20 @@ func (c *Client) UploadPart(ctx context.Context, bucket, key, uploadID string, n
 // order, into the object.
 func (c *Client) CompleteMultipartUpload(ctx context.Context, bucket, key, uploadID string, etags []string) error {
 	const op = "CompleteMultipartUpload"
-	type part struct {
-		PartNumber int
-		ETag       string
-	}
-	doc := struct {
-		XMLName xml.Name `xml:"CompleteMultipartUpload"`
-		Part    []part
-	}{}
+	var doc strings.Builder
+	doc.WriteString("<CompleteMultipartUpload>")
 	for i, etag := range etags {
-		doc.Part = append(doc.Part, part{PartNumber: i + 1, ETag: etag})
+		fmt.Fprintf(&doc, "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", i+1, escapeText(etag))
 	}
-	body, err := xml.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
+	doc.WriteString("</CompleteMultipartUpload>")
+	body := []byte(doc.String())
 	resp, err := c.do(ctx, request{op: op, method: http.MethodPost, bucket: bucket, key: key,
 		query: map[string]string{"uploadId": uploadID}, header: http.Header{"Content-Type": {"application/xml"}}, body: body})
 	if err != nil {
 		return err
 	}
-	return c.decode(op, resp, nil)
+	_, err = c.decode(op, resp)
+	return err
 }
 
 // AbortMultipartUpload drops an upload and the parts it stored.
@@ -338,13 +326,13 @@ func (c *Client) ListMultipartUploads(ctx context.Context, bucket, prefix string
 	if err != nil {
 		return nil, err
 	}
-	var out struct{ Upload []struct{ Key string } }
-	if err := c.decode(op, resp, &out); err != nil {
+	doc, err := c.decode(op, resp)
+	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, len(out.Upload))
-	for i, u := range out.Upload {
-		keys[i] = u.Key
+	var keys []string
+	for _, u := range doc.all("Upload") {
+		keys = append(keys, u.get("Key"))
 	}
 	return keys, nil
 }
@@ -407,27 +395,22 @@ func (c *Client) ListObjectsV2(ctx context.Context, bucket string, q ListQuery) 
 	if err != nil {
 		return ListPage{}, err
 	}
-	var out struct {
-		IsTruncated           bool
-		NextContinuationToken string
-		Contents              []struct{ Key string }
-		CommonPrefixes        []struct{ Prefix string }
-	}
-	if err := c.decode(op, resp, &out); err != nil {
+	doc, err := c.decode(op, resp)
+	if err != nil {
 		return ListPage{}, err
 	}
 	var page ListPage
-	for _, o := range out.Contents {
-		page.Keys = append(page.Keys, o.Key)
+	for _, o := range doc.all("Contents") {
+		page.Keys = append(page.Keys, o.get("Key"))
 	}
-	for _, p := range out.CommonPrefixes {
-		page.Prefixes = append(page.Prefixes, p.Prefix)
+	for _, p := range doc.all("CommonPrefixes") {
+		page.Prefixes = append(page.Prefixes, p.get("Prefix"))
 	}
-	if out.IsTruncated {
-		if out.NextContinuationToken == "" {
+	if strings.TrimSpace(doc.get("IsTruncated")) == "true" {
+		page.Next = doc.get("NextContinuationToken")
+		if page.Next == "" {
 			return ListPage{}, fmt.Errorf("%s: a truncated page without NextContinuationToken", op)
 		}
-		page.Next = out.NextContinuationToken
 	}
 	return page, nil
 }
@@ -446,19 +429,13 @@ func (c *Client) DeleteObjects(ctx context.Context, bucket string, keys []string
 	if len(keys) > MaxDeleteKeys {
 		return fmt.Errorf("%s: %d keys, at most %d a call", op, len(keys), MaxDeleteKeys)
 	}
-	type object struct{ Key string }
-	doc := struct {
-		XMLName xml.Name `xml:"Delete"`
-		Quiet   bool
-		Object  []object
-	}{Quiet: true}
+	var doc strings.Builder
+	doc.WriteString("<Delete><Quiet>true</Quiet>")
 	for _, k := range keys {
-		doc.Object = append(doc.Object, object{Key: k})
+		doc.WriteString("<Object><Key>" + escapeText(k) + "</Key></Object>")
 	}
-	body, err := xml.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
+	doc.WriteString("</Delete>")
+	body := []byte(doc.String())
 	sum := md5.Sum(body)
 	header := http.Header{
 		"Content-Type": {"application/xml"},
@@ -470,15 +447,13 @@ func (c *Client) DeleteObjects(ctx context.Context, bucket string, keys []string
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Error []struct{ Key, Code, Message string }
-	}
-	if err := c.decode(op, resp, &out); err != nil {
+	result, err := c.decode(op, resp)
+	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, e := range out.Error {
-		errs = append(errs, fmt.Errorf("%s: %w", e.Key, &Error{Op: op, StatusCode: resp.StatusCode, Code: e.Code, Message: c.redact(e.Message)}))
+	for _, e := range result.all("Error") {
+		errs = append(errs, fmt.Errorf("%s: %w", e.get("Key"), &Error{Op: op, StatusCode: resp.StatusCode, Code: e.get("Code"), Message: c.redact(e.get("Message"))}))
 	}
 	return errors.Join(errs...)
 }
