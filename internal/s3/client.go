@@ -219,9 +219,9 @@ func (c *Client) decode(op string, resp *http.Response) (*node, error) {
 	return doc, nil
 }
 
-// HeadBucket checks that bucket exists and the keys may use it.
-func (c *Client) HeadBucket(ctx context.Context, bucket string) error {
-	resp, err := c.do(ctx, request{op: "HeadBucket", method: http.MethodHead, bucket: bucket})
+// call sends r for its status alone.
+func (c *Client) call(ctx context.Context, r request) error {
+	resp, err := c.do(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -229,26 +229,21 @@ func (c *Client) HeadBucket(ctx context.Context, bucket string) error {
 	return nil
 }
 
+// HeadBucket checks that bucket exists and the keys may use it.
+func (c *Client) HeadBucket(ctx context.Context, bucket string) error {
+	return c.call(ctx, request{op: "HeadBucket", method: http.MethodHead, bucket: bucket})
+}
+
 // MakeBucket creates bucket in the endpoint's default region.
 func (c *Client) MakeBucket(ctx context.Context, bucket string) error {
-	resp, err := c.do(ctx, request{op: "CreateBucket", method: http.MethodPut, bucket: bucket})
-	if err != nil {
-		return err
-	}
-	discard(resp)
-	return nil
+	return c.call(ctx, request{op: "CreateBucket", method: http.MethodPut, bucket: bucket})
 }
 
 var octetStream = http.Header{"Content-Type": {"application/octet-stream"}}
 
 // PutObject stores body as key in one request.
 func (c *Client) PutObject(ctx context.Context, bucket, key string, body []byte) error {
-	resp, err := c.do(ctx, request{op: "PutObject", method: http.MethodPut, bucket: bucket, key: key, header: octetStream, body: body})
-	if err != nil {
-		return err
-	}
-	discard(resp)
-	return nil
+	return c.call(ctx, request{op: "PutObject", method: http.MethodPut, bucket: bucket, key: key, header: octetStream, body: body})
 }
 
 // CreateMultipartUpload starts an upload in parts and returns its ID.
@@ -308,13 +303,8 @@ func (c *Client) CompleteMultipartUpload(ctx context.Context, bucket, key, uploa
 
 // AbortMultipartUpload drops an upload and the parts it stored.
 func (c *Client) AbortMultipartUpload(ctx context.Context, bucket, key, uploadID string) error {
-	resp, err := c.do(ctx, request{op: "AbortMultipartUpload", method: http.MethodDelete, bucket: bucket, key: key,
+	return c.call(ctx, request{op: "AbortMultipartUpload", method: http.MethodDelete, bucket: bucket, key: key,
 		query: map[string]string{"uploadId": uploadID}})
-	if err != nil {
-		return err
-	}
-	discard(resp)
-	return nil
 }
 
 // ListMultipartUploads returns the keys of the uploads under prefix that
