@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/config"
 	"github.com/gitopsd/gitopsd/internal/testenv"
@@ -47,21 +45,7 @@ func TestRemoteCopiesS3(t *testing.T) {
 		bad:     "AWS_ACCESS_KEY_ID=" + wrongKey + "\nAWS_SECRET_ACCESS_KEY=" + wrongSecret + "\nAWS_REGION=us-east-1\nS3_INSECURE=true\n",
 		secrets: []string{s3.SecretKey, wrongKey, wrongSecret},
 		flip: func(t *testing.T, name string) {
-			ctx := context.Background()
-			cli := s3.Client(t)
-			obj, err := cli.GetObject(ctx, "backups", name, minio.GetObjectOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			if _, err := buf.ReadFrom(obj); err != nil {
-				t.Fatalf("read %s: %v", name, err)
-			}
-			data := buf.Bytes()
-			data[len(data)/2] ^= 0x01
-			if _, err := cli.PutObject(ctx, "backups", name, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			s3.FlipByte(t, "backups", name)
 		},
 		serverLog: s3.Log,
 	})

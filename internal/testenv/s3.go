@@ -3,18 +3,18 @@ package testenv
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/gitopsd/gitopsd/internal/s3"
 )
 
 // seaweedVersion is the SeaweedFS the S3 tests run against, pinned so
@@ -129,33 +129,25 @@ func (s *S3Server) waitAnswers(exited <-chan struct{}) error {
 
 const probeBucket = "gitopsd-test-probe"
 
-func probeWrite(cli *minio.Client) error {
+func probeWrite(cli *s3.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ok, err := cli.BucketExists(ctx, probeBucket)
+	err := cli.HeadBucket(ctx, probeBucket)
+	var e *s3.Error
+	if errors.As(err, &e) && e.Code == "NoSuchBucket" {
+		err = cli.MakeBucket(ctx, probeBucket)
+	}
 	if err != nil {
 		return err
 	}
-	if !ok {
-		if err := cli.MakeBucket(ctx, probeBucket, minio.MakeBucketOptions{}); err != nil {
-			return err
-		}
-	}
-	_, err = cli.PutObject(ctx, probeBucket, "probe", strings.NewReader("ok"), 2, minio.PutObjectOptions{})
-	return err
+	return cli.PutObject(ctx, probeBucket, "probe", []byte("ok"))
 }
 
-// Client is a minio-go client on the server, for the test's own setup and
+// Client is an S3 client on the server, for the test's own setup and
 // for tampering with stored objects.
-func (s *S3Server) Client(t testing.TB) *minio.Client {
+func (s *S3Server) Client(t testing.TB) *s3.Client {
 	t.Helper()
-	cli, err := minio.New(s.Endpoint, &minio.Options{
-		Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), BucketLookup: minio.BucketLookupPath, MaxRetries: 1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cli
+	return s3.New(s3.Config{Endpoint: s.Endpoint, AccessKey: s.AccessKey, SecretKey: s.SecretKey})
 }
 
 // MakeBucket creates a bucket, waiting for the new server to take writes.
@@ -163,8 +155,30 @@ func (s *S3Server) MakeBucket(t testing.TB, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.Client(t).MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
+	if err := s.Client(t).MakeBucket(ctx, name); err != nil {
 		t.Fatalf("make bucket %s: %v", name, err)
+	}
+}
+
+// FlipByte changes the middle byte of a stored object behind gitopsd's
+// back, as bit rot would.
+func (s *S3Server) FlipByte(t testing.TB, bucket, key string) {
+	t.Helper()
+	cli := s.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	body, _, err := cli.GetObject(ctx, bucket, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(body)
+	body.Close()
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	data[len(data)/2] ^= 0x01
+	if err := cli.PutObject(ctx, bucket, key, data); err != nil {
+		t.Fatalf("rewrite %s: %v", key, err)
 	}
 }
 

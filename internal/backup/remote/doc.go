@@ -5,8 +5,9 @@
 // # Model
 //
 // A Remote is the few file operations a copy needs (Put, Get, Stat, List,
-// DeleteAll), implemented twice: OpenS3 (minio-go, path-style addressing,
-// any S3-compatible server) and OpenSFTP (pkg/sftp over x/crypto/ssh, with
+// DeleteAll), implemented twice: OpenS3 (gitopsd's own small client,
+// package s3: path-style addressing, Signature Version 4, any
+// S3-compatible server) and OpenSFTP (pkg/sftp over x/crypto/ssh, with
 // the server's host key pinned by a known_hosts file). The rules of a copy
 // are written once, on top of that, in Upload, Verify, List, Download and
 // Delete, so both kinds of remote keep the same promises:
@@ -37,6 +38,11 @@
 //     holds the bytes, which on a slow uplink may take minutes to send. An
 //     SFTP call is interrupted by closing its connection, which the next
 //     call dials again.
+//   - An S3 body is sent from memory so that its sha256 is signed (never
+//     UNSIGNED-PAYLOAD, which plain HTTP would leave open to tampering): a
+//     file above 16 MiB goes in multipart parts of that size, one in
+//     memory at a time, and an upload that fails is aborted so that no
+//     parts are left behind.
 //
 // # Layout
 //

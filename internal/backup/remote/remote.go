@@ -102,8 +102,8 @@ func callContext(ctx context.Context, d time.Duration) (context.Context, context
 // on the whole transfer would cut a large upload on a slow line, none at
 // all would let a stalled server hang it forever. Progress is data read
 // from the caller's file or the remote's reply (kick), or bytes moving on
-// any of the remote's connections (the activity): minio-go reads a whole
-// part before it sends it, and a slow uplink may take minutes to send it.
+// any of the remote's connections (the activity): S3 reads a whole part
+// into memory before it sends it, and a slow uplink may take minutes to send it.
 type watchdog struct {
 	idle     time.Duration
 	activity *activity

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-
 	"github.com/gitopsd/gitopsd/internal/backup/format"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
@@ -44,31 +42,15 @@ func TestS3(t *testing.T) {
 		stop: s.Stop, start: s.Start, freeze: s.Freeze, thaw: s.Thaw, log: s.Log,
 		flip: func(t *testing.T, name string) {
 			t.Helper()
-			cli := s.Client(t)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			key := path.Join("gitopsd/prod", name)
-			obj, err := cli.GetObject(ctx, "backups", key, minio.GetObjectOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := io.ReadAll(obj)
-			obj.Close()
-			if err != nil {
-				t.Fatalf("read %s: %v", key, err)
-			}
-			data[len(data)/2] ^= 0x01
-			if _, err := cli.PutObject(ctx, "backups", key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
-				t.Fatalf("rewrite %s: %v", key, err)
-			}
+			s.FlipByte(t, "backups", path.Join("gitopsd/prod", name))
 		},
 	})
 }
 
 // TestS3SlowUplink: an upload on a line slower than a part per idle
-// timeout is not taken for a stalled one. minio-go reads a whole part
-// before sending it, so only the bytes moving on the connection show
-// that it progresses.
+// timeout is not taken for a stalled one. A part is read whole into
+// memory before it is sent, so only the bytes moving on the connection
+// show that it progresses.
 func TestS3SlowUplink(t *testing.T) {
 	s := testenv.StartS3(t)
 	s.MakeBucket(t, "slow")

@@ -6,16 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"path"
 	"sort"
 	"strings"
+	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/gitopsd/gitopsd/internal/s3"
 )
 
-// s3PartSize bounds the memory of an upload: minio-go buffers one part of
-// a stream whose reader cannot seek.
+// s3PartSize bounds the memory of an upload: a body is sent from memory so
+// that its sha256 is signed, and one larger than this goes in parts of
+// this size, one in memory at a time.
 const s3PartSize = 16 << 20
 
 // s3Remote stores files as objects named <prefix>/<name> in one bucket,
@@ -23,93 +25,131 @@ const s3PartSize = 16 << 20
 // understands, unlike virtual-host style that needs DNS per bucket.
 type s3Remote struct {
 	loc      Location
-	cli      *minio.Client
+	cli      *s3.Client
+	tr       *http.Transport
 	t        Timeouts
 	activity *activity
+	listPage int // keys a listing asks for at a time; 0 is the server's 1000
 }
 
 // OpenS3 returns a Remote on the bucket of loc. It checks that the bucket
 // exists, so that wrong credentials or a wrong bucket show at start.
 func OpenS3(ctx context.Context, loc Location, c Credentials, t Timeouts) (Remote, error) {
-	tr, err := minio.DefaultTransport(!c.Insecure)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", loc, err)
-	}
-	tr.ResponseHeaderTimeout = t.Call
 	a := &activity{}
-	dial := tr.DialContext
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return a.wrap(c), nil
+	dialer := &net.Dialer{Timeout: t.Call, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return a.wrap(c), nil
+		},
+		TLSHandshakeTimeout:   t.Call,
+		ResponseHeaderTimeout: t.Call,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		// A Get's Content-Length must be the object's, not a gzipped reply's.
+		DisableCompression: true,
 	}
-	cli, err := minio.New(loc.Host, &minio.Options{
-		Creds:        credentials.NewStaticV4(c.AccessKeyID, c.SecretAccessKey, ""),
-		Secure:       !c.Insecure,
-		Region:       c.Region,
-		BucketLookup: minio.BucketLookupPath,
-		Transport:    tr,
-		// Retries belong to the caller, which backs off between
-		// attempts and records them.
-		MaxRetries: 1,
+	cli := s3.New(s3.Config{
+		Endpoint: loc.Host, Secure: !c.Insecure,
+		AccessKey: c.AccessKeyID, SecretKey: c.SecretAccessKey, Region: c.Region,
+		Transport: tr,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", loc, err)
-	}
-	r := &s3Remote{loc: loc, cli: cli, t: t, activity: a}
+	r := &s3Remote{loc: loc, cli: cli, tr: tr, t: t, activity: a}
 	cctx, cancel := callContext(ctx, t.Call)
 	defer cancel()
-	ok, err := cli.BucketExists(cctx, loc.Bucket)
-	if err != nil {
+	if err := cli.HeadBucket(cctx, loc.Bucket); err != nil {
+		var e *s3.Error
+		if errors.As(err, &e) && e.Code == "NoSuchBucket" {
+			return nil, fmt.Errorf("%s: bucket %s does not exist", loc, loc.Bucket)
+		}
 		return nil, fmt.Errorf("%s: check bucket %s: %w", loc, loc.Bucket, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("%s: bucket %s does not exist", loc, loc.Bucket)
 	}
 	return r, nil
 }
 
 func (r *s3Remote) String() string { return r.loc.String() }
 
-func (r *s3Remote) Close() error { return nil }
+func (r *s3Remote) Close() error {
+	r.tr.CloseIdleConnections()
+	return nil
+}
 
 func (r *s3Remote) key(name string) string { return path.Join(r.loc.Prefix, name) }
 
 func (r *s3Remote) Put(ctx context.Context, name string, body io.Reader, size int64) error {
 	ctx, w := newWatchdog(ctx, r.t.Idle, r.activity)
 	defer w.stop()
-	_, err := r.cli.PutObject(ctx, r.loc.Bucket, r.key(name), &progressReader{r: body, w: w}, size, minio.PutObjectOptions{
-		PartSize:    s3PartSize,
-		ContentType: "application/octet-stream",
-	})
-	if err != nil {
+	if err := r.put(ctx, r.key(name), &progressReader{r: body, w: w}, size); err != nil {
 		return fmt.Errorf("%s: put %s: %w", r.loc, name, causeErr(ctx, err))
 	}
 	return nil
 }
 
-func (r *s3Remote) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	wctx, w := newWatchdog(ctx, r.t.Idle, r.activity)
-	obj, err := r.cli.GetObject(wctx, r.loc.Bucket, r.key(name), minio.GetObjectOptions{})
+func (r *s3Remote) put(ctx context.Context, key string, body io.Reader, size int64) error {
+	if size <= s3PartSize {
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return fmt.Errorf("read the file: %w", err)
+		}
+		return r.cli.PutObject(ctx, r.loc.Bucket, key, buf)
+	}
+	id, err := r.cli.CreateMultipartUpload(ctx, r.loc.Bucket, key)
+	if err != nil {
+		return err
+	}
+	etags, err := r.putParts(ctx, key, id, body, size)
 	if err == nil {
-		// GetObject is lazy: Stat makes the request, so that a missing
-		// object is an error here rather than at the first Read.
-		_, err = obj.Stat()
+		err = r.cli.CompleteMultipartUpload(ctx, r.loc.Bucket, key, id, etags)
 	}
 	if err != nil {
-		w.stop()
-		if obj != nil {
-			obj.Close()
+		// The parts sent so far are stored, and billed, until aborted;
+		// ctx may be what failed, so the abort has its own deadline.
+		actx, cancel := callContext(context.WithoutCancel(ctx), r.t.Call)
+		defer cancel()
+		if aerr := r.cli.AbortMultipartUpload(actx, r.loc.Bucket, key, id); aerr != nil {
+			return fmt.Errorf("%w (and the upload's parts were not dropped: %v)", err, aerr)
 		}
+		return err
+	}
+	return nil
+}
+
+// putParts sends body in parts of s3PartSize through one buffer and
+// returns their ETags in order.
+func (r *s3Remote) putParts(ctx context.Context, key, id string, body io.Reader, size int64) ([]string, error) {
+	buf := make([]byte, s3PartSize)
+	var etags []string
+	for left := size; left > 0; {
+		part := buf[:min(left, s3PartSize)]
+		if _, err := io.ReadFull(body, part); err != nil {
+			return nil, fmt.Errorf("read the file: %w", err)
+		}
+		etag, err := r.cli.UploadPart(ctx, r.loc.Bucket, key, id, len(etags)+1, part)
+		if err != nil {
+			return nil, err
+		}
+		etags = append(etags, etag)
+		left -= int64(len(part))
+	}
+	return etags, nil
+}
+
+func (r *s3Remote) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	wctx, w := newWatchdog(ctx, r.t.Idle, r.activity)
+	body, _, err := r.cli.GetObject(wctx, r.loc.Bucket, r.key(name))
+	if err != nil {
+		w.stop()
 		return nil, fmt.Errorf("%s: get %s: %w", r.loc, name, r.notExist(causeErr(wctx, err)))
 	}
-	return &s3Reader{obj: obj, ctx: wctx, w: w, loc: r.loc, name: name}, nil
+	return &s3Reader{body: body, ctx: wctx, w: w, loc: r.loc, name: name}, nil
 }
 
 type s3Reader struct {
-	obj  *minio.Object
+	body io.ReadCloser
 	ctx  context.Context
 	w    *watchdog
 	loc  Location
@@ -117,7 +157,7 @@ type s3Reader struct {
 }
 
 func (s *s3Reader) Read(p []byte) (int, error) {
-	n, err := s.obj.Read(p)
+	n, err := s.body.Read(p)
 	if n > 0 {
 		s.w.kick()
 	}
@@ -129,40 +169,62 @@ func (s *s3Reader) Read(p []byte) (int, error) {
 
 func (s *s3Reader) Close() error {
 	s.w.stop()
-	return s.obj.Close()
+	return s.body.Close()
 }
 
 func (r *s3Remote) Stat(ctx context.Context, name string) (int64, error) {
 	ctx, cancel := callContext(ctx, r.t.Call)
 	defer cancel()
-	info, err := r.cli.StatObject(ctx, r.loc.Bucket, r.key(name), minio.StatObjectOptions{})
+	size, err := r.cli.HeadObject(ctx, r.loc.Bucket, r.key(name))
 	if err != nil {
 		return 0, fmt.Errorf("%s: stat %s: %w", r.loc, name, r.notExist(err))
 	}
-	return info.Size, nil
+	return size, nil
 }
 
 func (r *s3Remote) notExist(err error) error {
-	switch minio.ToErrorResponse(err).Code {
-	case minio.NoSuchKey, "NotFound":
+	if s3.IsNoSuchKey(err) {
 		return fmt.Errorf("%w (%v)", ErrNotExist, err)
 	}
 	return err
 }
 
+// prefixOf is the key prefix of the names under dir.
+func (r *s3Remote) prefixOf(dir string) string {
+	return strings.TrimPrefix(r.key(dir)+"/", "/")
+}
+
+// list calls fn with each page's keys and common prefixes under prefix.
+func (r *s3Remote) list(ctx context.Context, prefix, delimiter string, fn func(keys []string)) error {
+	q := s3.ListQuery{Prefix: prefix, Delimiter: delimiter, MaxKeys: r.listPage}
+	for {
+		page, err := r.cli.ListObjectsV2(ctx, r.loc.Bucket, q)
+		if err != nil {
+			return err
+		}
+		fn(page.Keys)
+		fn(page.Prefixes)
+		if page.Next == "" {
+			return nil
+		}
+		q.ContinuationToken = page.Next
+	}
+}
+
 func (r *s3Remote) List(ctx context.Context, dir string) ([]string, error) {
 	ctx, cancel := callContext(ctx, r.t.Call)
 	defer cancel()
-	prefix := strings.TrimPrefix(r.key(dir)+"/", "/")
+	prefix := r.prefixOf(dir)
 	var names []string
-	for obj := range r.cli.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: prefix}) {
-		if obj.Err != nil {
-			return nil, fmt.Errorf("%s: list %s: %w", r.loc, dir, obj.Err)
+	err := r.list(ctx, prefix, "/", func(keys []string) {
+		for _, k := range keys {
+			if name := strings.TrimSuffix(strings.TrimPrefix(k, prefix), "/"); name != "" {
+				names = append(names, name)
+			}
 		}
-		name := strings.TrimSuffix(strings.TrimPrefix(obj.Key, prefix), "/")
-		if name != "" {
-			names = append(names, name)
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: list %s: %w", r.loc, dir, err)
 	}
 	sort.Strings(names)
 	return names, nil
@@ -171,31 +233,18 @@ func (r *s3Remote) List(ctx context.Context, dir string) ([]string, error) {
 func (r *s3Remote) DeleteAll(ctx context.Context, dir string) error {
 	ctx, cancel := callContext(ctx, r.t.Call)
 	defer cancel()
-	prefix := strings.TrimPrefix(r.key(dir)+"/", "/")
-	objects := r.cli.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true})
-	var listErr error
-	// RemoveObjects reads the keys as the listing produces them; a
-	// listing error ends the feed and is reported after.
-	feed := make(chan minio.ObjectInfo)
-	go func() {
-		defer close(feed)
-		for obj := range objects {
-			if obj.Err != nil {
-				listErr = obj.Err
-				return
-			}
-			feed <- obj
-		}
-	}()
-	var errs []error
-	for e := range r.cli.RemoveObjects(ctx, r.loc.Bucket, feed, minio.RemoveObjectsOptions{}) {
-		errs = append(errs, fmt.Errorf("%s: %w", e.ObjectName, e.Err))
-	}
-	if listErr != nil {
-		errs = append(errs, fmt.Errorf("list: %w", listErr))
-	}
-	if err := errors.Join(errs...); err != nil {
+	// The whole listing first: deleting between pages could shift what a
+	// continuation token points at on some servers.
+	var keys []string
+	if err := r.list(ctx, r.prefixOf(dir), "", func(k []string) { keys = append(keys, k...) }); err != nil {
 		return fmt.Errorf("%s: delete %s: %w", r.loc, dir, err)
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), s3.MaxDeleteKeys)
+		if err := r.cli.DeleteObjects(ctx, r.loc.Bucket, keys[:n]); err != nil {
+			return fmt.Errorf("%s: delete %s: %w", r.loc, dir, err)
+		}
+		keys = keys[n:]
 	}
 	return nil
 }
