@@ -200,7 +200,8 @@ soak:
 # package's testdata/fuzz/<Target>/.
 FUZZTIME ?=
 FUZZ_TARGETS := ./internal/stack:FuzzLoad:1500x ./internal/stack:FuzzLoadReferences:1000x ./internal/config:FuzzLoad:5000x ./internal/webhook:FuzzWebhook:15000x \
-	./internal/secrets:FuzzDecrypt:6000x ./internal/secrets:FuzzRedact:20000x ./internal/source:FuzzVerifyCommit:15000x
+	./internal/secrets:FuzzDecrypt:6000x ./internal/secrets:FuzzRedact:20000x ./internal/source:FuzzVerifyCommit:15000x \
+	./internal/s3:FuzzParseXML:20000x
 fuzz:
 	@fail=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; budget=$${rest#*:}; \
 		budget=$${FUZZTIME:-$$budget}; echo "fuzz $$pkg $$name $$budget"; \

@@ -3,6 +3,7 @@ package s3
 import (
 	"slices"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseXML(t *testing.T) {
@@ -64,4 +65,31 @@ func TestEscapeTextRoundTrip(t *testing.T) {
 			t.Errorf("round trip of %q = %q", s, got)
 		}
 	}
+}
+
+// FuzzParseXML: the reader is our own, fed by whatever answers on the
+// remote's address. Any input gives a document or an error, never a panic,
+// and valid UTF-8 text written with escapeText reads back as it was (S3
+// names are UTF-8; escapeText writes a broken byte as U+FFFD).
+func FuzzParseXML(f *testing.F) {
+	f.Add([]byte(`<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>a &amp; b</Message></Error>`))
+	f.Add([]byte(`<A><B><![CDATA[x<y]]></B><!-- c --><C/></A>`))
+	f.Add([]byte(`<A>&#xE9;&#233;</A>`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		root, err := parseXML(doc)
+		if err != nil {
+			return
+		}
+		text := root.text.String()
+		if !utf8.ValidString(text) {
+			return
+		}
+		back, err := parseXML([]byte("<R>" + escapeText(text) + "</R>"))
+		if err != nil {
+			t.Fatalf("escaped text %q does not parse: %v", text, err)
+		}
+		if got := back.text.String(); got != text {
+			t.Fatalf("text %q read back as %q", text, got)
+		}
+	})
 }
