@@ -149,20 +149,25 @@ func timeCompose(b *testing.B, compose []string, runs int) []time.Duration {
 }
 
 // timeEngine is the engine's own floor: a container of the same image and
-// environment created and started by two bare API calls, in the default
-// bridge, timed from the create call to Docker's start event.
+// environment created and started by two bare API calls, in a network of
+// its project as compose and gitopsd make one, timed from the create call
+// to Docker's start event.
 func timeEngine(b *testing.B, runs int) []time.Duration {
 	h := newHarness(b, nil)
 	project := testenv.Project(b, "engine")
 	ctx := context.Background()
+	labels := map[string]string{testenv.TestLabel: "1", "com.docker.compose.project": project}
+	if _, err := h.docker.NetworkCreate(ctx, project+"_default", client.NetworkCreateOptions{Driver: "bridge", Labels: labels}); err != nil {
+		b.Fatalf("create network: %v", err)
+	}
 	var took []time.Duration
 	for i := 1; i <= runs; i++ {
 		v := fmt.Sprintf("v%d", i)
 		took = append(took, h.timeWebhook(project, v, func() {
 			created, err := h.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
-				Name: fmt.Sprintf("%s-web-%d", project, i),
-				Config: &container.Config{Image: h.image, Env: []string{"VERSION=" + v},
-					Labels: map[string]string{testenv.TestLabel: "1", "com.docker.compose.project": project}},
+				Name:       fmt.Sprintf("%s-web-%d", project, i),
+				Config:     &container.Config{Image: h.image, Env: []string{"VERSION=" + v}, Labels: labels},
+				HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(project + "_default")},
 			})
 			if err != nil {
 				b.Fatalf("create: %v", err)
