@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
@@ -20,6 +23,9 @@ import (
 // that gitopsd watches (timed from the end of the push), and applied by
 // `docker compose up -d` on the same file (timed from the command's start).
 // The ratios to compose are gitopsd's cost over the Docker calls both make.
+// Beside them, the engine's floor: a bare ContainerCreate and
+// ContainerStart of the same image (timed from the create call), which no
+// path to a new container can go below.
 // Run it once (-benchtime=1x).
 func BenchmarkCommitToRunning(b *testing.B) {
 	runs := benchInt(b, "GITOPSD_BENCH_RUNS", 5)
@@ -28,15 +34,18 @@ func BenchmarkCommitToRunning(b *testing.B) {
 		hook := timeHook(b, runs)
 		watch := timeWatch(b, runs)
 		composed := timeCompose(b, compose, runs)
+		floor := timeEngine(b, runs)
 		testenv.BenchSamples(b, "ms-webhook-to-start", msEach(hook)...)
 		testenv.BenchSamples(b, "ms-push-to-start-watch", msEach(watch)...)
 		testenv.BenchSamples(b, "ms-compose-up-to-start", msEach(composed)...)
+		testenv.BenchSamples(b, "ms-engine-create-start", msEach(floor)...)
 		b.ReportMetric(ms(medianOf(hook)), "ms-webhook-to-start")
 		b.ReportMetric(ms(medianOf(watch)), "ms-push-to-start-watch")
 		b.ReportMetric(ms(medianOf(composed)), "ms-compose-up-to-start")
+		b.ReportMetric(ms(medianOf(floor)), "ms-engine-create-start")
 		b.ReportMetric(ms(medianOf(hook))/ms(medianOf(composed)), "webhook/compose")
 		b.ReportMetric(ms(medianOf(watch))/ms(medianOf(composed)), "watch/compose")
-		b.Logf("webhook %v; local watch %v; compose up -d %v", hook, watch, composed)
+		b.Logf("webhook %v; local watch %v; compose up -d %v; engine create+start %v", hook, watch, composed, floor)
 	}
 }
 
@@ -135,6 +144,38 @@ func timeCompose(b *testing.B, compose []string, runs int) []time.Duration {
 	for i := 1; i <= runs; i++ {
 		v := fmt.Sprintf("v%d", i)
 		took = append(took, h.timeWebhook(project, v, func() { up(v) }))
+	}
+	return took
+}
+
+// timeEngine is the engine's own floor: a container of the same image and
+// environment created and started by two bare API calls, in a network of
+// its project as compose and gitopsd make one, timed from the create call
+// to Docker's start event.
+func timeEngine(b *testing.B, runs int) []time.Duration {
+	h := newHarness(b, nil)
+	project := testenv.Project(b, "engine")
+	ctx := context.Background()
+	labels := map[string]string{testenv.TestLabel: "1", "com.docker.compose.project": project}
+	if _, err := h.docker.NetworkCreate(ctx, project+"_default", client.NetworkCreateOptions{Driver: "bridge", Labels: labels}); err != nil {
+		b.Fatalf("create network: %v", err)
+	}
+	var took []time.Duration
+	for i := 1; i <= runs; i++ {
+		v := fmt.Sprintf("v%d", i)
+		took = append(took, h.timeWebhook(project, v, func() {
+			created, err := h.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+				Name:       fmt.Sprintf("%s-web-%d", project, i),
+				Config:     &container.Config{Image: h.image, Env: []string{"VERSION=" + v}, Labels: labels},
+				HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(project + "_default")},
+			})
+			if err != nil {
+				b.Fatalf("create: %v", err)
+			}
+			if _, err := h.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+				b.Fatalf("start: %v", err)
+			}
+		}))
 	}
 	return took
 }

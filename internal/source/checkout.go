@@ -14,13 +14,10 @@ import (
 	"strings"
 
 	"github.com/gitopsd/gitopsd/internal/ids"
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // Size limits of a checkout, when Options leave them at zero. A stack's
@@ -93,7 +90,7 @@ func (e *LimitError) Is(target error) bool { return target == ErrTooLarge }
 // others.
 func (s *Source) Checkout(ctx context.Context, sha string) (string, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	root := filepath.Join(s.opts.Dir, checkoutsName)
 	if isFullSHA(sha) {
 		sha = strings.ToLower(sha)
@@ -117,8 +114,7 @@ func (s *Source) Checkout(ctx context.Context, sha string) (string, error) {
 		touch(final)
 		return final, nil
 	}
-	objects, closeObjects := packedObjects(repo)
-	defer closeObjects()
+	objects := repo.Storer
 	plan, err := s.plan(ctx, objects, c)
 	if err != nil {
 		return "", fmt.Errorf("checkout %s: %w", full, err)
@@ -165,7 +161,7 @@ func (s *Source) Checkout(ctx context.Context, sha string) (string, error) {
 // when it left none out (or rev was not checked out by this Source).
 func (s *Source) LeftOut(rev, folder string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	all := s.leftOut[strings.ToLower(rev)]
 	if all == nil {
 		return nil
@@ -190,19 +186,6 @@ func (s *Source) log() *slog.Logger {
 		return s.opts.Log
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// packedObjects reads repo's objects with the packfiles kept open: by
-// default go-git opens and closes a packfile for every object it reads,
-// which is most of an export's time. The packs stay open for one checkout
-// only, so a long-lived mirror holds no descriptors.
-func packedObjects(repo *git.Repository) (storer.EncodedObjectStorer, func()) {
-	fs, ok := repo.Storer.(*filesystem.Storage)
-	if !ok {
-		return repo.Storer, func() {}
-	}
-	st := filesystem.NewStorageWithOptions(fs.Filesystem(), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
-	return st, func() { st.Close() }
 }
 
 // treeEntry is one path a checkout writes.

@@ -449,3 +449,52 @@ func TestCheckoutCanceled(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckoutReadsIndexesOnce: the mirror reads the index of each of its
+// packfiles once, and a fetch adds the index of the packfile it writes, so
+// checking out the revision a fetch brought reads no index again. (A
+// storage made for each checkout read every index again: one packfile per
+// fetch that brought objects, so each checkout cost more than the last.)
+// The indexes of the packfiles fetched so far are moved away once the
+// mirror has read them: a checkout that read them again would fail.
+func TestCheckoutReadsIndexesOnce(t *testing.T) {
+	repo := testenv.NewGitRepo(t)
+	s := newSource(t, Options{URL: repo.Bare})
+	for i := range 3 {
+		repo.Commit(t, "v", map[string]string{"stacks/web/compose.yaml": fmt.Sprintf("services: {} # %d\n", i), "stacks/db/compose.yaml": "services: {}\n"})
+		rev := mustFetch(t, s)
+		if _, err := s.Checkout(context.Background(), rev.SHA); err != nil {
+			t.Fatalf("checkout %s: %v", rev.SHA, err)
+		}
+	}
+	packs := filepath.Join(s.opts.Dir, mirrorName, "objects", "pack")
+	idx, err := filepath.Glob(filepath.Join(packs, "*.idx"))
+	if err != nil || len(idx) < 3 {
+		t.Fatalf("want a packfile per fetch, found the indexes %v (%v)", idx, err)
+	}
+	hidden := t.TempDir()
+	for _, f := range idx {
+		if err := os.Rename(f, filepath.Join(hidden, filepath.Base(f))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Put back before the mirror is removed: it is a repository again.
+	defer func() {
+		for _, f := range idx {
+			_ = os.Rename(filepath.Join(hidden, filepath.Base(f)), f)
+		}
+	}()
+	repo.Commit(t, "v", map[string]string{"stacks/web/compose.yaml": "services: {} # new\n"})
+	rev := mustFetch(t, s)
+	dir, err := s.Checkout(context.Background(), rev.SHA)
+	if err != nil {
+		t.Fatalf("checkout of the fetched revision read the indexes again: %v", err)
+	}
+	// Unchanged files come from the packfiles whose indexes were moved.
+	for name, want := range map[string]string{"stacks/web/compose.yaml": "services: {} # new\n", "stacks/db/compose.yaml": "services: {}\n"} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+}

@@ -27,7 +27,7 @@ func (s *Source) CheckDescends(ctx context.Context, head, applied string) error 
 		return nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	key := head + ".." + applied
 	if s.descends != nil && s.descends.key == key {
 		return s.descends.err

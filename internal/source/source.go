@@ -19,8 +19,10 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // Auth is how to authenticate to the remote.
@@ -170,7 +172,7 @@ func (s *Source) Fetch(ctx context.Context) (Revision, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.Timeout, errFetchTimeout)
 	defer cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	auth, token, err := s.auth()
 	if err != nil {
 		return Revision{}, s.fetchError(err, "")
@@ -334,7 +336,7 @@ func (s *Source) fetchInto(ctx context.Context, repo *git.Repository, auth trans
 // Prune removes checkouts other than keep and the newest Options.Keep.
 func (s *Source) Prune(keep ...string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	root := filepath.Join(s.opts.Dir, checkoutsName)
 	entries, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {
@@ -400,7 +402,7 @@ func (s *Source) Lookup(ctx context.Context, rev string) (Revision, error) {
 		return Revision{}, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	repo, err := s.open()
 	if err != nil {
 		return Revision{}, fmt.Errorf("look up revision %s: %w", rev, err)
@@ -420,7 +422,7 @@ func (s *Source) Verify(ctx context.Context, rev string, signers *Signers) (Sign
 		return Signature{}, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	repo, err := s.open()
 	if err != nil {
 		return Signature{}, fmt.Errorf("verify revision %s: %w", rev, err)
@@ -484,19 +486,46 @@ func resolve(repo *git.Repository, rev string) (*object.Commit, error) {
 
 // open returns the mirror, or git.ErrRepositoryNotExists before the first
 // successful Fetch.
+//
+// Its packfiles stay open while s.mu is held (unlock closes them): go-git
+// otherwise opens and closes a packfile for every object it reads, which
+// is most of an export's time. The storage lives as long as the Source, so
+// the index of every packfile is read once and a fetch adds the index of
+// the packfile it writes: a storage made for each checkout read the index
+// of every packfile again, one per fetch that brought objects, so each
+// checkout cost more than the last.
 func (s *Source) open() (*git.Repository, error) {
 	if s.repo != nil {
 		return s.repo, nil
 	}
-	repo, err := git.PlainOpen(s.mirrorDir())
+	plain, err := git.PlainOpen(s.mirrorDir())
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		return nil, fmt.Errorf("no mirror yet (nothing fetched): %w", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open mirror: %w", err)
 	}
+	repo := plain
+	if fs, ok := plain.Storer.(*filesystem.Storage); ok {
+		st := filesystem.NewStorageWithOptions(fs.Filesystem(), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
+		if repo, err = git.Open(st, nil); err != nil {
+			return nil, fmt.Errorf("open mirror: %w", err)
+		}
+	}
 	s.repo = repo
 	return repo, nil
+}
+
+// unlock closes the packfiles the mirror opened while s.mu was held, so a
+// long-lived mirror holds no descriptors between operations, and releases
+// s.mu. The indexes stay in memory.
+func (s *Source) unlock() {
+	if s.repo != nil {
+		if st, ok := s.repo.Storer.(*filesystem.Storage); ok {
+			_ = st.Close() // read-only descriptors: nothing to lose
+		}
+	}
+	s.mu.Unlock()
 }
 
 // LocalPath is the repository's folder when the URL is a local path or

@@ -24,7 +24,7 @@ func (s *Source) SameTree(ctx context.Context, a, b, path string) (bool, error) 
 		return true, nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	repo, err := s.open()
 	if err != nil {
 		return false, fmt.Errorf("compare %s at %s and %s: %w", path, a, b, err)
@@ -85,7 +85,7 @@ func (s *Source) FolderTree(ctx context.Context, dir string) (string, error) {
 	if !s.mu.TryLock() {
 		return "", fmt.Errorf("tree of %s: the mirror is busy (a fetch runs)", dir)
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if !s.verified[sha] {
 		return "", fmt.Errorf("tree of %s: not a checkout of this process", dir)
 	}
