@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/go-git/go-git/v5/plumbing"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -496,5 +497,24 @@ func TestCheckoutReadsIndexesOnce(t *testing.T) {
 		if err != nil || string(got) != want {
 			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
 		}
+	}
+}
+
+// TestCheckoutLeavesNoObjectsCached: the mirror lives as long as the
+// daemon, and so does its cache of decoded objects; a checkout's blobs
+// must not stay in it (up to 96 MiB) once the checkout is done.
+func TestCheckoutLeavesNoObjectsCached(t *testing.T) {
+	repo := testenv.NewGitRepo(t)
+	s := newSource(t, Options{URL: repo.Bare})
+	repo.Commit(t, "v", map[string]string{"stacks/web/compose.yaml": "services: {}\n"})
+	rev := mustFetch(t, s)
+	if _, err := s.Checkout(context.Background(), rev.SHA); err != nil {
+		t.Fatalf("checkout %s: %v", rev.SHA, err)
+	}
+	if s.objects == nil {
+		t.Fatal("the mirror has no object cache to check")
+	}
+	if _, cached := s.objects.Get(plumbing.NewHash(rev.SHA)); cached {
+		t.Fatalf("commit %s still cached after the checkout", rev.SHA)
 	}
 }

@@ -89,6 +89,7 @@ type Source struct {
 	// must not see an export in progress as a stale temporary folder.
 	mu        sync.Mutex
 	repo      *git.Repository
+	objects   cache.Object // repo's cache of decoded objects, emptied at unlock
 	sweptTemp bool
 	descends  *descendVerdict // the last CheckDescends verdict
 	// verified are the checkouts this process exported or compared with
@@ -507,7 +508,8 @@ func (s *Source) open() (*git.Repository, error) {
 	}
 	repo := plain
 	if fs, ok := plain.Storer.(*filesystem.Storage); ok {
-		st := filesystem.NewStorageWithOptions(fs.Filesystem(), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
+		s.objects = cache.NewObjectLRUDefault()
+		st := filesystem.NewStorageWithOptions(fs.Filesystem(), s.objects, filesystem.Options{KeepDescriptors: true})
 		if repo, err = git.Open(st, nil); err != nil {
 			return nil, fmt.Errorf("open mirror: %w", err)
 		}
@@ -517,13 +519,18 @@ func (s *Source) open() (*git.Repository, error) {
 }
 
 // unlock closes the packfiles the mirror opened while s.mu was held, so a
-// long-lived mirror holds no descriptors between operations, and releases
-// s.mu. The indexes stay in memory.
+// long-lived mirror holds no descriptors between operations, empties the
+// cache of objects read (up to 96 MiB of a checkout's blobs, which an idle
+// daemon would otherwise keep), and releases s.mu. The indexes stay in
+// memory.
 func (s *Source) unlock() {
 	if s.repo != nil {
 		if st, ok := s.repo.Storer.(*filesystem.Storage); ok {
 			_ = st.Close() // read-only descriptors: nothing to lose
 		}
+	}
+	if s.objects != nil {
+		s.objects.Clear()
 	}
 	s.mu.Unlock()
 }
