@@ -334,10 +334,15 @@ func (s *Source) fetchInto(ctx context.Context, repo *git.Repository, auth trans
 	return err
 }
 
-// Prune removes checkouts other than keep and the newest Options.Keep.
+// Prune removes checkouts other than keep and the newest Options.Keep, and
+// packs the mirror's packfiles into one when they are too many (packs.go).
 func (s *Source) Prune(keep ...string) error {
 	s.mu.Lock()
 	defer s.unlock()
+	return errors.Join(s.pruneCheckouts(keep), s.consolidatePacks())
+}
+
+func (s *Source) pruneCheckouts(keep []string) error {
 	root := filepath.Join(s.opts.Dir, checkoutsName)
 	entries, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {
