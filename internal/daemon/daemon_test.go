@@ -33,6 +33,7 @@ type harness struct {
 	image  string
 	watch  bool      // runDaemon watches the local repository
 	logTo  io.Writer // gets the daemon's log too (set before start)
+	halt   func()    // stops what runDaemon runs, before the test ends
 }
 
 func newHarness(t testing.TB, url func(*testenv.GitRepo) string) *harness {

@@ -78,8 +78,8 @@ func TestEngineRestart(t *testing.T) {
 	h.waitDrift("web stopped, healed", 30*time.Second, func(d api.Drift) bool {
 		return d.Kind == "stopped" && d.Service == "web" && d.ClosedBy == "healed"
 	})
-	// web and worker may be put back by different checks once the event
-	// stream is back: wait for both, then look.
+	// web may be started at once by the quick heal and worker by the check
+	// after the event stream is back: wait for both, then look.
 	var cs []engine.Container
 	waitFor30s(t, "web and worker running again", func() bool {
 		var err error
