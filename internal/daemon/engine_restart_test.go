@@ -68,6 +68,11 @@ func TestEngineRestart(t *testing.T) {
 		t.Fatalf("want web and worker, got %v", before)
 	}
 
+	// The quick heal armed, as when the engine goes down under a steady
+	// stack: its shutdown's stops must start nothing.
+	h.learn()
+	quick := h.d.drifts.QuickHeals()
+
 	restartDockerd(t, h.docker)
 	back := time.Now()
 
@@ -78,8 +83,9 @@ func TestEngineRestart(t *testing.T) {
 	h.waitDrift("web stopped, healed", 30*time.Second, func(d api.Drift) bool {
 		return d.Kind == "stopped" && d.Service == "web" && d.ClosedBy == "healed"
 	})
-	// web may be started at once by the quick heal and worker by the check
-	// after the event stream is back: wait for both, then look.
+	// web and worker may be put back by different checks once the event
+	// stream is back (the quick heal starts nothing of an engine going
+	// down): wait for both, then look.
 	var cs []engine.Container
 	waitFor30s(t, "web and worker running again", func() bool {
 		var err error
@@ -100,6 +106,9 @@ func TestEngineRestart(t *testing.T) {
 		if c.ID != before[fmt.Sprintf("%s#%d", c.Service, c.Number)] || c.State != "running" {
 			t.Fatalf("%s: want the same container running again, got %s %s (before: %v)", c.Name, c.ID[:12], c.State, before)
 		}
+	}
+	if got := h.d.drifts.QuickHeals(); got != quick {
+		t.Fatalf("%d quick heals across the engine's restart, want none: its shutdown's stops are not stops by hand", got-quick)
 	}
 	if s := h.stackStatus(h.stack); s.Sync != "Synced" || s.Health != "Healthy" {
 		t.Fatalf("status after the engine restart: %+v", s)
