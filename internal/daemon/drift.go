@@ -38,6 +38,12 @@ func (d *Daemon) poke(name string) {
 	d.checksMu.Lock()
 	d.checks[name] = true
 	d.checksMu.Unlock()
+	d.wakeChecks()
+}
+
+// wakeChecks wakes the loop for the checks and quick heals queued; a wake
+// already due covers them.
+func (d *Daemon) wakeChecks() {
 	select {
 	case d.checkDue <- struct{}{}:
 	default:
@@ -50,10 +56,7 @@ func (d *Daemon) down(project, id string) {
 	d.checksMu.Lock()
 	d.downs[id] = project
 	d.checksMu.Unlock()
-	select {
-	case d.checkDue <- struct{}{}:
-	default:
-	}
+	d.wakeChecks()
 }
 
 // lostEvents drops the stops told before Docker's event stream ended: the

@@ -55,6 +55,16 @@ func TestEngineRestart(t *testing.T) {
 		t.Skipf("restarts dockerd: run alone with %s=1 (make test does, after the rest)", engineRestartEnv)
 	}
 	h := &driftHarness{harness: newHarness(t, nil)}
+	engineRestarted(t, h, func() { restartDockerd(t, h.docker) })
+}
+
+// engineRestarted deploys restartStack with h's daemon (not run yet), arms
+// the quick heal (the stack's clean look), has restart restart the engine
+// under it, and checks that the stack converges after it: the same web
+// and worker running, none more, Synced and Healthy, and no quick heal
+// across the restart.
+func engineRestarted(t *testing.T, h *driftHarness, restart func()) {
+	t.Helper()
 	h.stack = testenv.Project(t, "restart")
 	h.port = testenv.FreePort(t)
 	h.cfg.Drift.CheckInterval = time.Minute // events alone must bring it back
@@ -73,7 +83,7 @@ func TestEngineRestart(t *testing.T) {
 	h.learn()
 	quick := h.d.drifts.QuickHeals()
 
-	restartDockerd(t, h.docker)
+	restart()
 	back := time.Now()
 
 	if got, err := waitServes(h.port, "v1", 60*time.Second); err != nil {
