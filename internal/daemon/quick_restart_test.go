@@ -23,12 +23,10 @@ func newHarnessOn(t *testing.T, e *testenv.Engine) *harness {
 // test's own, which it may stop and start while other tests run, with the
 // quick heal armed (the stack's clean look taken) when the engine goes
 // down. Going down, the engine stops every container as a `docker stop`
-// would (kill, then die), and its event stream outlives its listener: a
-// container started then is stopped again by the shutdown and not brought
-// back by the engine when it returns, even under restart: always. So no
-// quick heal may run, and the stack converges after the engine is back,
-// without duplicates: web (no restart policy) healed by gitopsd, worker
-// (restart: always) started by the engine.
+// would (kill, then die): no quick heal may start anything under its
+// shutdown, and the stack converges after the engine is back, without
+// duplicates: web (no restart policy) healed by gitopsd, worker (restart:
+// always) started by the engine.
 func TestEngineRestartQuickHeal(t *testing.T) {
 	e := testenv.StartEngine(t)
 	h := &driftHarness{harness: newHarnessOn(t, e)}

@@ -100,10 +100,10 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 }
 
 // Accepting says whether the engine takes new connections now, on a
-// connection of its own: the client's pooled ones outlive the listener of
-// an engine going down (dockerd closes it first, then stops every
-// container), and a container started then is left half-stopped by the
-// shutdown. nil when it does.
+// connection of its own: the client's pooled ones may outlive the
+// listener of an engine going down (dockerd closes it first, then stops
+// every container), and nothing is to be started under its shutdown. nil
+// when it does.
 func (e *Engine) Accepting(ctx context.Context) error {
 	conn, err := e.cli.Dialer()(ctx)
 	if err != nil {
