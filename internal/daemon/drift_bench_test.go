@@ -33,16 +33,7 @@ func BenchmarkDriftHealed(b *testing.B) {
 	for range b.N {
 		h := newDriftHarness(b, "heal", false)
 		quick := h.d.drifts.QuickHeals()
-		var toStart, toServing, toClosed []time.Duration
-		for range driftSamples {
-			t, ok := h.stopAndTime(b, nil)
-			if !ok {
-				continue
-			}
-			toStart = append(toStart, t.start)
-			toServing = append(toServing, t.serving)
-			toClosed = append(toClosed, t.closed)
-		}
+		toStart, toServing, toClosed := h.timeStops(b, nil)
 		if len(toServing) == 0 {
 			b.Log("no drift was healed: nothing to report")
 			return
@@ -53,18 +44,11 @@ func BenchmarkDriftHealed(b *testing.B) {
 		b.Logf("quick heals (started at the event, no load or plan): %d of %d", h.d.drifts.QuickHeals()-quick, len(toServing))
 
 		h.halt() // the floor: nobody but the benchmark starts the container now
-		var floorStart, floorServing []time.Duration
-		for range driftSamples {
-			start := func(ctx context.Context, id string) {
-				if _, err := h.docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-					b.Fatalf("start by hand: %v", err)
-				}
+		floorStart, floorServing, _ := h.timeStops(b, func(ctx context.Context, id string) {
+			if _, err := h.docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+				b.Fatalf("start by hand: %v", err)
 			}
-			if t, ok := h.stopAndTime(b, start); ok {
-				floorStart = append(floorStart, t.start)
-				floorServing = append(floorServing, t.serving)
-			}
-		}
+		})
 		if len(floorServing) == 0 {
 			b.Log("the container never served again after a start by hand: no floor to report")
 			return
@@ -72,6 +56,19 @@ func BenchmarkDriftHealed(b *testing.B) {
 		reportSamples(b, "ms-docker-start-event", floorStart)
 		reportSamples(b, "ms-docker-start-to-serving", floorServing)
 	}
+}
+
+// timeStops runs stopAndTime driftSamples times and returns the times of
+// the stops that came back.
+func (h *driftHarness) timeStops(b *testing.B, start func(ctx context.Context, id string)) (toStart, toServing, toClosed []time.Duration) {
+	for range driftSamples {
+		if t, ok := h.stopAndTime(b, start); ok {
+			toStart = append(toStart, t.start)
+			toServing = append(toServing, t.serving)
+			toClosed = append(toClosed, t.closed)
+		}
+	}
+	return toStart, toServing, toClosed
 }
 
 // reportSamples records every sample of metric, reports their median and logs
