@@ -73,6 +73,10 @@ type Daemon struct {
 	// apply without waiting for a poll. Tests that poke the daemon
 	// themselves turn it off, or the watch would race their requests.
 	watchLocal bool
+	// settle is how long a burst of Docker events must be quiet before
+	// the drift check (0: drift.Watch's own); tests stretch it to tell the
+	// quick heal from that check.
+	settle time.Duration
 	// notify sends the service manager a state (sd_notify); watchdog is how
 	// often the loop itself pings it (0: no watchdog).
 	notify   func(state string)
@@ -106,10 +110,12 @@ type Daemon struct {
 	drifts *drift.Controller
 
 	checksMu gosync.Mutex
-	checks   map[string]bool // stacks poked for a drift check; "" is every stack
-	checkDue chan struct{}   // cap 1: wakes the loop for checks
-	// fullChecks counts the checks of every stack run so far (for tests).
-	fullChecks atomic.Int64
+	checks   map[string]bool   // stacks poked for a drift check; "" is every stack
+	downs    map[string]string // containers stopped by hand, for the quick heal: ID to project
+	checkDue chan struct{}     // cap 1: wakes the loop for checks
+	// fullChecks counts the checks of every stack run so far, quickLooks
+	// the stops the quick heal looked at (for tests).
+	fullChecks, quickLooks atomic.Int64
 	// compared holds, per stack, what the periodic check last compared
 	// (its objects' digest, view, revision and state): the same again is
 	// not compared. Only the loop touches it; a reconcile clears it.
@@ -178,6 +184,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 		redactor: redactor,
 		requests: make(chan request, 16),
 		checks:   map[string]bool{},
+		downs:    map[string]string{},
 		compared: map[string]string{},
 		checkDue: make(chan struct{}, 1),
 		syncDue:  make(chan struct{}, 1),
@@ -196,7 +203,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Daemon, er
 	d.rec.StoreFailed = func(what string, err error) { d.noteStore(what, err) }
 	d.rec.Filler = filler{d}
 	d.drifts = &drift.Controller{Store: st, Rec: d.rec, Log: log, Backoff: drift.NewBackoff(), Now: clock,
-		Poke: d.poke, NoteStore: d.noteStore, Opened: d.openedDrift, SameTree: src.SameTree}
+		Poke: d.poke, NoteStore: d.noteStore, Opened: d.openedDrift, SameTree: src.SameTree, Quick: quickEngine{d}}
 	d.backupEvery, d.watchLocal = backupTick, true
 	d.backups = &backup.Runner{Engine: eng, Store: st, Log: log, Dir: filepath.Join(cfg.StateDir, "snapshots"), Observe: d.observeBackup,
 		Owner: fmt.Sprintf("%x", sha256.Sum256([]byte(cfg.StateDir)))[:16]}

@@ -33,24 +33,32 @@ type harness struct {
 	image  string
 	watch  bool      // runDaemon watches the local repository
 	logTo  io.Writer // gets the daemon's log too (set before start)
+	halt   func()    // stops what runDaemon runs, before the test ends
 }
 
 func newHarness(t testing.TB, url func(*testenv.GitRepo) string) *harness {
 	t.Helper()
 	h := &harness{t: t, docker: testenv.Docker(t), repo: testenv.NewGitRepo(t)}
 	h.image = testenv.AppImage(t, "gitopsd-test-daemon:"+strings.ToLower(testenv.UniqueName(t, "v")))
+	h.configure(url)
+	return h
+}
+
+// configure gives the harness a default config over its repository (or
+// the URL url makes of it) and a fresh state_dir, and opens its daemon.
+func (h *harness) configure(url func(*testenv.GitRepo) string) {
+	h.t.Helper()
 	cfg := config.Default()
 	cfg.Source.URL = h.repo.Bare
 	if url != nil {
 		cfg.Source.URL = url(h.repo)
 	}
 	cfg.Host.Name = "testhost"
-	cfg.StateDir = t.TempDir()
+	cfg.StateDir = h.t.TempDir()
 	cfg.Socket = filepath.Join(cfg.StateDir, "gitopsd.sock")
 	cfg.Metrics = ""
 	h.cfg = cfg
 	h.start()
-	return h
 }
 
 // start opens a daemon over the harness's state (again, after stop).

@@ -6,11 +6,16 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/gitopsd/gitopsd/internal/api"
 	"github.com/gitopsd/gitopsd/internal/drift"
+	"github.com/gitopsd/gitopsd/internal/engine"
 	"github.com/gitopsd/gitopsd/internal/notify"
 	"github.com/gitopsd/gitopsd/internal/store"
+	"github.com/gitopsd/gitopsd/internal/sync"
 )
 
 // The drift controller (drift.Controller) decides; the loop here queues
@@ -33,9 +38,53 @@ func (d *Daemon) poke(name string) {
 	d.checksMu.Lock()
 	d.checks[name] = true
 	d.checksMu.Unlock()
+	d.wakeChecks()
+}
+
+// wakeChecks wakes the loop for the checks and quick heals queued; a wake
+// already due covers them.
+func (d *Daemon) wakeChecks() {
 	select {
 	case d.checkDue <- struct{}{}:
 	default:
+	}
+}
+
+// down asks the loop to heal at once a container stopped by hand (the
+// quick heal, drift.Controller.QuickHeal). It never blocks.
+func (d *Daemon) down(project, id string) {
+	d.checksMu.Lock()
+	d.downs[id] = project
+	d.checksMu.Unlock()
+	d.wakeChecks()
+}
+
+// lostEvents drops the stops told before Docker's event stream ended: the
+// engine may be going down, and what its shutdown stopped is the look's
+// after the next connection, never a quick heal's.
+func (d *Daemon) lostEvents() {
+	d.checksMu.Lock()
+	clear(d.downs)
+	d.checksMu.Unlock()
+}
+
+// quickHeals runs the quick heals asked for since the last run, before
+// any settled check: they load and plan nothing.
+func (d *Daemon) quickHeals(ctx context.Context) {
+	d.checksMu.Lock()
+	downs := d.downs
+	d.downs = map[string]string{}
+	d.checksMu.Unlock()
+	if len(downs) == 0 || d.holdReason() != "" {
+		return
+	}
+	for id, name := range downs {
+		// A stack the record cannot tell of is the settled check's,
+		// which follows anyway and says what is wrong.
+		if state, ok, err := d.store.Stack(ctx, name); err == nil && ok {
+			d.drifts.QuickHeal(ctx, state, d.viewOf(name), id)
+		}
+		d.quickLooks.Add(1)
 	}
 }
 
@@ -45,6 +94,7 @@ func (d *Daemon) poke(name string) {
 // check lists the engine once and compares only the stacks whose
 // containers, networks or volumes changed since their last comparison.
 func (d *Daemon) runChecks(ctx context.Context) {
+	d.quickHeals(ctx)
 	// While a write to the store has failed, the periodic check compares
 	// every stack as it did before it learned to skip unchanged ones: the
 	// records it writes are what failed, and the first that goes through
@@ -142,4 +192,82 @@ func (d *Daemon) Drift(ctx context.Context, limit int) ([]api.Drift, error) {
 		})
 	}
 	return out, nil
+}
+
+// quickEngine is what the quick heal reaches: the engine and the record.
+type quickEngine struct{ d *Daemon }
+
+func quickContainer(id, name string, labels map[string]string, state string) drift.QuickContainer {
+	return drift.QuickContainer{ID: id, Name: strings.TrimPrefix(name, "/"), Project: labels[engine.LabelProject],
+		Service: labels[engine.LabelService], ConfigHash: labels[engine.LabelConfigHash], State: state}
+}
+
+func (q quickEngine) List(ctx context.Context, project string) ([]drift.QuickContainer, error) {
+	list, err := q.d.engine.Client().ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", engine.LabelProject+"="+project)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of %s: %w", project, err)
+	}
+	out := make([]drift.QuickContainer, 0, len(list.Items))
+	for _, c := range list.Items {
+		if c.Labels[engine.LabelOneoff] == "True" || len(c.Names) == 0 {
+			continue
+		}
+		out = append(out, quickContainer(c.ID, c.Names[0], c.Labels, string(c.State)))
+	}
+	return out, nil
+}
+
+func (q quickEngine) Inspect(ctx context.Context, id string) (drift.QuickContainer, error) {
+	res, err := q.d.engine.Client().ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return drift.QuickContainer{}, err
+	}
+	in := res.Container
+	var labels map[string]string
+	if in.Config != nil {
+		labels = in.Config.Labels
+	}
+	state := ""
+	if in.State != nil {
+		state = string(in.State.Status)
+	}
+	return quickContainer(in.ID, in.Name, labels, state), nil
+}
+
+func (q quickEngine) Up(ctx context.Context) error { return q.d.engine.Accepting(ctx) }
+
+func (q quickEngine) Start(ctx context.Context, id string) error {
+	return q.d.engine.StartContainer(ctx, id)
+}
+
+func (q quickEngine) Unpause(ctx context.Context, id string) error {
+	return q.d.engine.UnpauseContainer(ctx, id)
+}
+
+// Held: a backup job's stop or pause that was not undone (its start
+// failed) is the backup's to undo, never a heal's.
+func (q quickEngine) Held(ctx context.Context, _, id string) (string, error) {
+	if h := q.d.holdReason(); h != "" {
+		return h, nil
+	}
+	stopped, err := q.d.store.StoppedServices(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, s := range stopped {
+		if s.ContainerID == id {
+			return "stopped for a " + s.Reason, nil
+		}
+	}
+	return "", nil
+}
+
+func (q quickEngine) RecordHeal(ctx context.Context, name, revision string, began time.Time) error {
+	id, err := q.d.store.StartDeployment(ctx, store.Deployment{Stack: name, Trigger: string(sync.TriggerHeal),
+		From: revision, To: revision, StartedAt: began, Outcome: string(sync.OutcomeRunning)})
+	if err != nil {
+		return err
+	}
+	return q.d.store.FinishDeployment(ctx, id, string(sync.OutcomeSucceeded), "", q.d.now())
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/gitopsd/gitopsd/internal/api"
+	"github.com/gitopsd/gitopsd/internal/store"
 	"github.com/gitopsd/gitopsd/internal/testenv"
 )
 
@@ -55,6 +56,13 @@ services:
 
 func newDriftHarness(t testing.TB, policy string, crashIfPoison bool) *driftHarness {
 	t.Helper()
+	return newDriftHarnessWith(t, policy, crashIfPoison, nil)
+}
+
+// newDriftHarnessWith is newDriftHarness with set run on the harness
+// before its daemon runs.
+func newDriftHarnessWith(t testing.TB, policy string, crashIfPoison bool, set func(*driftHarness)) *driftHarness {
+	t.Helper()
 	h := &driftHarness{harness: newHarness(t, nil)}
 	h.stack = testenv.Project(t, "drift")
 	h.port = testenv.FreePort(t)
@@ -62,6 +70,9 @@ func newDriftHarness(t testing.TB, policy string, crashIfPoison bool) *driftHarn
 	h.cfg.Metrics = h.metrics
 	h.cfg.Drift.CheckInterval = time.Second
 	h.repo.Commit(t, "v1", map[string]string{"stacks/" + h.stack + "/compose.yaml": driftStack(h.image, h.port, policy, crashIfPoison)})
+	if set != nil {
+		set(h)
+	}
 	h.api = runDaemon(t, h.harness)
 	// Queued behind the first reconcile: when it returns, v1 passed its gate.
 	if err := h.api.Sync(context.Background(), "", false, true); err != nil {
@@ -468,5 +479,96 @@ func (h *driftHarness) recreateByHand(net string) time.Time {
 		if _, err := waitServes(h.port, "v1", 10*time.Second); err != nil {
 			h.t.Fatal(err)
 		}
+	}
+}
+
+// TestDriftQuickHeal: a `docker stop` of a container of a steady stack is
+// started again at its event by the quick heal, before the events settle
+// and without loading the stack, and recorded as a stopped drift that the
+// settled check closes as healed, with a heal deployment; a container a
+// backup job's consistency stop holds (its record says so) is left to the
+// settled check. The settle and the periodic check are stretched to an
+// hour, and the test pokes the settled check itself: only the quick heal
+// can start the container before that poke.
+func TestDriftQuickHeal(t *testing.T) {
+	h := newDriftHarnessWith(t, "heal", false, func(h *driftHarness) {
+		h.d.settle = time.Hour
+		h.cfg.Drift.CheckInterval = time.Hour
+	})
+	ctx := context.Background()
+	h.learn()
+
+	quick, loads := h.d.drifts.QuickHeals(), h.d.stacks.Loads()
+	id := h.web()
+	started := h.docker.Events(ctx, client.EventsListOptions{Filters: client.Filters{}.Add("type", "container").Add("container", id).Add("event", "start")})
+	if _, err := h.docker.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started.Messages:
+	case err := <-started.Err:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stopped container was not started again before the settled check")
+	}
+	// Its start event may come before the quick heal's call returns.
+	waitUntil(t, "the quick heal", 10*time.Second, func() bool { return h.d.drifts.QuickHeals() > quick })
+	if got := h.d.stacks.Loads(); got != loads {
+		t.Fatalf("the stack was loaded %d times before its container was started again, want none", got-loads)
+	}
+	h.waitDrift("stopped, open", 10*time.Second, openOf("stopped"))
+	h.d.poke(h.stack) // the settled check
+	d := h.waitDrift("stopped, healed", 10*time.Second, closedAs("stopped", "healed"))
+	if d.Container != h.stack+"-web-1" || d.Service != "web" {
+		t.Fatalf("drift %+v", d)
+	}
+	heals := 0
+	for _, dep := range h.history(h.stack) {
+		if dep.Trigger == "heal" && dep.Outcome == "succeeded" {
+			heals++
+		}
+	}
+	if heals != 1 {
+		t.Fatalf("want one heal deployment, got %d: %+v", heals, h.history(h.stack))
+	}
+
+	// As a snapshot's consistency stop whose start failed leaves it.
+	h.learn()
+	if err := h.d.store.RecordStopped(ctx, store.StoppedService{ContainerID: id, Stack: h.stack, Service: "web", Reason: "snapshot"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.d.store.ClearStopped(context.Background(), id) })
+	quick, looks := h.d.drifts.QuickHeals(), h.d.quickLooks.Load()
+	if _, err := h.docker.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the quick heal's look at the stop", 10*time.Second, func() bool { return h.d.quickLooks.Load() > looks })
+	if got := h.d.drifts.QuickHeals(); got != quick || h.inspect(id).State.Running {
+		t.Fatalf("the quick heal started a container a backup job holds stopped (%d quick heals, want %d)", got, quick)
+	}
+}
+
+// learn has the drift check look at the stack until the quick heal knows
+// it (a clean look under the heal policy).
+func (h *driftHarness) learn() {
+	h.t.Helper()
+	waitUntil(h.t, "the stack's clean look", 10*time.Second, func() bool {
+		if h.d.drifts.QuickReady(h.stack) {
+			return true
+		}
+		h.d.poke(h.stack)
+		return false
+	})
+}
+
+// waitUntil polls cond until it holds, failing the test after within.
+func waitUntil(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond) // the conditions have no event of their own
 	}
 }

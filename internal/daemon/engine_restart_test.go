@@ -55,6 +55,16 @@ func TestEngineRestart(t *testing.T) {
 		t.Skipf("restarts dockerd: run alone with %s=1 (make test does, after the rest)", engineRestartEnv)
 	}
 	h := &driftHarness{harness: newHarness(t, nil)}
+	engineRestarted(t, h, func() { restartDockerd(t, h.docker) })
+}
+
+// engineRestarted deploys restartStack with h's daemon (not run yet), arms
+// the quick heal (the stack's clean look), has restart restart the engine
+// under it, and checks that the stack converges after it: the same web
+// and worker running, none more, Synced and Healthy, and no quick heal
+// across the restart.
+func engineRestarted(t *testing.T, h *driftHarness, restart func()) {
+	t.Helper()
 	h.stack = testenv.Project(t, "restart")
 	h.port = testenv.FreePort(t)
 	h.cfg.Drift.CheckInterval = time.Minute // events alone must bring it back
@@ -68,7 +78,12 @@ func TestEngineRestart(t *testing.T) {
 		t.Fatalf("want web and worker, got %v", before)
 	}
 
-	restartDockerd(t, h.docker)
+	// The quick heal armed, as when the engine goes down under a steady
+	// stack: its shutdown's stops must start nothing.
+	h.learn()
+	quick := h.d.drifts.QuickHeals()
+
+	restart()
 	back := time.Now()
 
 	if got, err := waitServes(h.port, "v1", 60*time.Second); err != nil {
@@ -79,7 +94,8 @@ func TestEngineRestart(t *testing.T) {
 		return d.Kind == "stopped" && d.Service == "web" && d.ClosedBy == "healed"
 	})
 	// web and worker may be put back by different checks once the event
-	// stream is back: wait for both, then look.
+	// stream is back (the quick heal starts nothing of an engine going
+	// down): wait for both, then look.
 	var cs []engine.Container
 	waitFor30s(t, "web and worker running again", func() bool {
 		var err error
@@ -100,6 +116,9 @@ func TestEngineRestart(t *testing.T) {
 		if c.ID != before[fmt.Sprintf("%s#%d", c.Service, c.Number)] || c.State != "running" {
 			t.Fatalf("%s: want the same container running again, got %s %s (before: %v)", c.Name, c.ID[:12], c.State, before)
 		}
+	}
+	if got := h.d.drifts.QuickHeals(); got != quick {
+		t.Fatalf("%d quick heals across the engine's restart, want none: its shutdown's stops are not stops by hand", got-quick)
 	}
 	if s := h.stackStatus(h.stack); s.Sync != "Synced" || s.Health != "Healthy" {
 		t.Fatalf("status after the engine restart: %+v", s)

@@ -66,7 +66,7 @@ func (d *Daemon) Run(ctx context.Context, ready func()) error {
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)
-		drift.Watch(ctx, d.engine.Client(), d.log, d.poke)
+		drift.Watch(ctx, d.engine.Client(), d.log, drift.Handlers{Poke: d.poke, Down: d.down, Changed: d.drifts.Forget, Lost: d.lostEvents, Settle: d.settle})
 	}()
 	defer func() { <-watching }()
 	if d.offsite != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -21,13 +22,17 @@ func runDaemon(t testing.TB, h *harness) *api.Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- h.d.Run(ctx, func() { close(ready) }) }()
+	var once gosync.Once
+	h.halt = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("daemon: %v", err)
+			}
+		})
+	}
 	// Registered after newHarness's Close, so it runs before it.
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	})
+	t.Cleanup(h.halt)
 	select {
 	case <-ready:
 	case err := <-done:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -64,8 +65,18 @@ type Controller struct {
 	// (source.SameTree): a commit elsewhere puts no stack behind.
 	SameTree func(ctx context.Context, a, b, dir string) (bool, error)
 
+	// Quick starts a stopped container of a steady stack at its event
+	// (quick.go); nil: every stop waits for the settled check.
+	Quick Quick
+
 	retryMu gosync.Mutex
 	retryAt map[string]time.Time // when a backed-off stack's next poke is due
+
+	quickMu     gosync.Mutex
+	known       map[string]known // by stack: what its last clean look saw
+	listed      map[string]bool  // by stack: listed for a look, and not changed since
+	quickHealed map[string]bool  // keys of drifts the quick heal put back, closed as healed
+	quickHeals  atomic.Int64
 }
 
 func (c *Controller) now() time.Time {
@@ -112,11 +123,13 @@ func (c *Controller) Check(ctx context.Context, st *stack.Stack, state store.Sta
 	if pull {
 		mode = sync.ImageCheck
 	}
+	listed := c.listBefore(ctx, st, state.Revision)
 	plan, health, err := c.Rec.Compare(ctx, st, state.Revision, mode)
 	if err != nil {
 		return err
 	}
 	findings, seen := Classify(plan), c.now()
+	healed := false
 	recordSeen := func() {
 		if err := c.record(ctx, st.Name, findings, ClosedResolved, seen); err != nil {
 			c.noteStore("record drift of stack "+st.Name, err) // a check that changed nothing wrote nothing: only a failure says something
@@ -128,7 +141,7 @@ func (c *Controller) Check(ctx context.Context, st *stack.Stack, state store.Sta
 		if anyTrue(services) {
 			// The heal goes first and the drift it heals is recorded
 			// after: a stopped service waits for no write.
-			healErr = c.Rec.Heal(ctx, st, state.Revision, services)
+			healErr, healed = c.Rec.Heal(ctx, st, state.Revision, services), true
 			recordSeen()
 			c.healed(st.Name, services, healErr)
 			if plan, health, err = c.Rec.Compare(ctx, st, state.Revision, sync.ImageDryRun); err != nil {
@@ -143,6 +156,11 @@ func (c *Controller) Check(ctx context.Context, st *stack.Stack, state store.Sta
 		}
 	} else {
 		recordSeen()
+	}
+	if st.Options.Drift == stack.DriftHeal {
+		c.afterCheck(st.Name, listed, healed, findings, health, healErr)
+	} else {
+		c.Forget(st.Name)
 	}
 	// A service in a crash loop makes the stack Degraded even in the
 	// moments its container happens to run.
@@ -262,10 +280,11 @@ func (c *Controller) record(ctx context.Context, name string, findings []Finding
 		if o.Kind == string(Behind) || seen[rowKey(o)] {
 			continue
 		}
-		if err := c.Store.CloseDrift(ctx, o.ID, closedBy, c.now()); err != nil {
+		by := c.closedBy(rowKey(o), closedBy)
+		if err := c.Store.CloseDrift(ctx, o.ID, by, c.now()); err != nil {
 			return err
 		}
-		c.Log.Info("drift closed", "stack", o.Stack, "service", o.Service, "container", o.Container, "kind", o.Kind, "closed_by", closedBy)
+		c.Log.Info("drift closed", "stack", o.Stack, "service", o.Service, "container", o.Container, "kind", o.Kind, "closed_by", by)
 	}
 	return nil
 }
@@ -292,6 +311,7 @@ func rowKey(o store.Drift) string {
 // rollback): the drifts it replaced are closed as superseded. view is the
 // revision whose files the live view shows for the stack.
 func (c *Controller) Settle(ctx context.Context, st *stack.Stack, view string) error {
+	c.Forget(st.Name) // its containers are the deployment's now
 	open, err := c.Store.OpenDrifts(ctx, st.Name)
 	if err != nil || len(open) == 0 {
 		return err
@@ -314,6 +334,7 @@ func (c *Controller) Settle(ctx context.Context, st *stack.Stack, view string) e
 // CloseAll closes every open drift of a stack that was removed, and
 // forgets its services' backoff.
 func (c *Controller) CloseAll(ctx context.Context, name string) error {
+	c.Forget(name)
 	open, err := c.Store.OpenDrifts(ctx, name)
 	if err != nil {
 		return err

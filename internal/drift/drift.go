@@ -17,7 +17,9 @@
 //
 // Watch follows the events; Controller decides what to do about what a look
 // finds (record it, heal or only report it per the stack's policy, close
-// what went away), and the daemon's loop runs it; Backoff spaces the heals
+// what went away), and the daemon's loop runs it; a container of a steady
+// stack stopped by hand is started at its event without a look
+// (Controller.QuickHeal, quick.go), and the look that follows records it; Backoff spaces the heals
 // of a service that keeps drifting, so a crash loop is not fed by a tight
 // restart loop. The controller reaches the engine and the record only
 // through the small interfaces it declares (Reconciler, Store).

@@ -24,20 +24,57 @@ const (
 // status changes and exec events (every healthcheck probe is one) are left
 // out: they are no drift, and they are most of the stream.
 var containerActions = []events.Action{
-	events.ActionCreate, events.ActionStart, events.ActionDie, events.ActionStop,
+	events.ActionCreate, events.ActionStart, events.ActionKill, events.ActionDie, events.ActionStop,
 	events.ActionDestroy, events.ActionRename, events.ActionPause, events.ActionUnPause, events.ActionUpdate,
+}
+
+// changeActions change which containers a project has, or what one is:
+// the quick heal forgets the project until its next clean look.
+var changeActions = map[events.Action]bool{
+	events.ActionCreate: true, events.ActionDestroy: true, events.ActionRename: true, events.ActionUpdate: true,
+}
+
+// killedFor is how long a kill event marks a container's die as a stop by
+// hand rather than a crash: a stop's grace period is 10s by default.
+const killedFor = time.Minute
+
+// Handlers are what Watch tells of the events.
+type Handlers struct {
+	// Poke gets the compose project of each container event that may be
+	// drift (after the burst settled), and "" (every stack) for image tag
+	// events and after each connection.
+	Poke func(project string)
+	// Down gets a container stopped, killed or paused through the API (a
+	// `docker stop`, `kill` or `pause`) at once: its die after a kill (a
+	// stop sends kill first; its stop event, after the die, adds
+	// nothing), its pause. A crash (a die with no kill before it) is not
+	// told, nor is a die after a start that followed a kill. Nil: not told.
+	Down func(project, id string)
+	// Changed gets the project of a container created, removed, renamed
+	// or updated, at once. Nil: not told.
+	Changed func(project string)
+	// Lost is told when the event stream ends (the engine may be going
+	// down or gone): the stops told to Down before are void, the look
+	// after the next connection is the one that heals. Nil: not told.
+	Lost func()
+	// Settle replaces how long a burst must be quiet before Poke (0: 150
+	// ms); tests that must tell the quick heal from the settled check
+	// stretch it.
+	Settle time.Duration
 }
 
 // imageActions can move a tag to another image.
 var imageActions = []events.Action{events.ActionTag, events.ActionUnTag, events.ActionPull, events.ActionLoad, events.ActionImport}
 
-// Watch follows the engine's events until ctx ends and calls poke with the
-// compose project of each container event that may be drift, and with ""
-// (every stack) for image tag events and after each connection, since
-// events are missed while the engine is away (restarted, upgraded). It
-// reconnects on its own, waiting up to 5s between attempts.
-func Watch(ctx context.Context, cli *client.Client, log *slog.Logger, poke func(project string)) {
-	c := &coalescer{fire: poke, pending: map[string]*burst{}}
+// Watch follows the engine's events until ctx ends and tells h of them:
+// Poke after each connection too, since events are missed while the
+// engine is away (restarted, upgraded). It reconnects on its own, waiting
+// up to 5s between attempts.
+func Watch(ctx context.Context, cli *client.Client, log *slog.Logger, h Handlers) {
+	c := &coalescer{fire: h.Poke, pending: map[string]*burst{}, settle: settle, maxDelay: maxDelay}
+	if h.Settle > 0 {
+		c.settle, c.maxDelay = h.Settle, max(h.Settle, maxDelay)
+	}
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		if _, err := cli.Ping(ctx, client.PingOptions{}); err != nil {
@@ -49,9 +86,12 @@ func Watch(ctx context.Context, cli *client.Client, log *slog.Logger, poke func(
 			continue
 		}
 		wait = 100 * time.Millisecond
-		err := follow(ctx, cli, c, poke)
+		err := follow(ctx, cli, c, h)
 		if ctx.Err() != nil {
 			return
+		}
+		if h.Lost != nil {
+			h.Lost()
 		}
 		log.Warn("docker event stream ended; reconnecting", "err", err)
 		sleep(ctx, wait)
@@ -59,7 +99,7 @@ func Watch(ctx context.Context, cli *client.Client, log *slog.Logger, poke func(
 }
 
 // follow reads both event streams until one ends, and returns why.
-func follow(ctx context.Context, cli *client.Client, c *coalescer, poke func(string)) error {
+func follow(ctx context.Context, cli *client.Client, c *coalescer, h Handlers) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cf := client.Filters{}.Add("type", string(events.ContainerEventType)).Add("label", engine.LabelProject)
@@ -73,7 +113,8 @@ func follow(ctx context.Context, cli *client.Client, c *coalescer, poke func(str
 	containers := cli.Events(ctx, client.EventsListOptions{Filters: cf})
 	images := cli.Events(ctx, client.EventsListOptions{Filters: imf})
 	// Subscribed: whatever happened while we were not is found by a full look.
-	poke("")
+	h.Poke("")
+	killed := map[string]time.Time{} // container ID: when a kill event came
 	for {
 		select {
 		case <-ctx.Done():
@@ -84,10 +125,41 @@ func follow(ctx context.Context, cli *client.Client, c *coalescer, poke func(str
 			return err
 		case m := <-containers.Messages:
 			if p := m.Actor.Attributes[engine.LabelProject]; p != "" {
+				tell(h, killed, p, m)
 				c.add(p)
 			}
 		case <-images.Messages:
 			c.add("")
+		}
+	}
+}
+
+// tell tells h.Down and h.Changed of a container event of project p.
+func tell(h Handlers, killed map[string]time.Time, p string, m events.Message) {
+	id := m.Actor.ID
+	switch {
+	case changeActions[m.Action]:
+		delete(killed, id)
+		if h.Changed != nil {
+			h.Changed(p)
+		}
+	case m.Action == events.ActionKill:
+		now := time.Now()
+		for k, at := range killed {
+			if now.Sub(at) > killedFor {
+				delete(killed, k)
+			}
+		}
+		killed[id] = now
+	case m.Action == events.ActionDie:
+		at, ok := killed[id]
+		delete(killed, id)
+		if ok && time.Since(at) <= killedFor && h.Down != nil {
+			h.Down(p, id)
+		}
+	case m.Action == events.ActionPause:
+		if h.Down != nil {
+			h.Down(p, id)
 		}
 	}
 }
@@ -103,9 +175,10 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // coalescer turns bursts of events per project into one call of fire.
 type coalescer struct {
-	fire    func(project string)
-	mu      sync.Mutex
-	pending map[string]*burst
+	fire             func(project string)
+	settle, maxDelay time.Duration
+	mu               sync.Mutex
+	pending          map[string]*burst
 }
 
 type burst struct{ first, last time.Time }
@@ -119,7 +192,7 @@ func (c *coalescer) add(project string) {
 		return
 	}
 	c.pending[project] = &burst{first: now, last: now}
-	time.AfterFunc(settle, func() { c.due(project) })
+	time.AfterFunc(c.settle, func() { c.due(project) })
 }
 
 // due fires a project's burst once it settled, or re-arms for the rest.
@@ -128,8 +201,8 @@ func (c *coalescer) due(project string) {
 	c.mu.Lock()
 	b := c.pending[project]
 	quiet := now.Sub(b.last)
-	if quiet < settle && now.Sub(b.first) < maxDelay {
-		left := min(settle-quiet, maxDelay-now.Sub(b.first))
+	if quiet < c.settle && now.Sub(b.first) < c.maxDelay {
+		left := min(c.settle-quiet, c.maxDelay-now.Sub(b.first))
 		c.mu.Unlock()
 		time.AfterFunc(left, func() { c.due(project) })
 		return

@@ -99,6 +99,19 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
+// Accepting says whether the engine takes new connections now, on a
+// connection of its own: the client's pooled ones may outlive the
+// listener of an engine going down (dockerd closes it first, then stops
+// every container), and nothing is to be started under its shutdown. nil
+// when it does.
+func (e *Engine) Accepting(ctx context.Context) error {
+	conn, err := e.cli.Dialer()(ctx)
+	if err != nil {
+		return fmt.Errorf("docker engine at %s takes no new connection (going down?): %w", e.cli.DaemonHost(), err)
+	}
+	return conn.Close()
+}
+
 // Client exposes the underlying client for tests and rare callers.
 func (e *Engine) Client() *client.Client { return e.cli }
 

@@ -129,6 +129,47 @@ func (e *Engine) AppImage(t testing.TB, tag string) string {
 	return tag
 }
 
+// Restart stops the engine as `systemctl restart docker` does (SIGTERM:
+// it stops its containers, then exits) and starts it again over the same
+// data, then waits until it answers. Its containers stay, and so does
+// e.Client, which reconnects by itself.
+//
+// It comes back without --default-address-pool: a dockerd that starts with
+// address pools over a data root that holds its default bridge network
+// deletes the host's docker0 (by that name, whatever its --bridge), which
+// breaks the main engine. The networks it has keep their subnets; a test
+// must create none on it after a restart (they would come from Docker's
+// default pools, the main engine's).
+func (e *Engine) Restart(t testing.TB) {
+	t.Helper()
+	e.proc.mu.Lock()
+	cmd, exited := e.proc.cmd, e.proc.exited
+	e.proc.mu.Unlock()
+	if cmd == nil {
+		t.Fatalf("engine %s is not running", e.Bridge)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("stop engine %s: %v", e.Bridge, err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("engine %s did not stop within 90s\n%s", e.Bridge, e.Log())
+	}
+	e.proc.mu.Lock()
+	e.proc.cmd, e.proc.exited = nil, nil
+	e.proc.mu.Unlock()
+	e.proc.argv = slices.DeleteFunc(e.proc.argv, func(a string) bool { return strings.HasPrefix(a, "--default-address-pool=") })
+	was := e.Client
+	if err := e.proc.start(e.waitAnswers); err != nil {
+		t.Fatal(err)
+	}
+	if was != nil && e.Client != was {
+		e.Client.Close()
+		e.Client = was
+	}
+}
+
 // Log is the end of the engine's log.
 func (e *Engine) Log() string {
 	if e.proc == nil {
