@@ -7,8 +7,9 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
-	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // maxPacks is how many packfiles the mirror may gather before Prune packs
@@ -33,21 +34,26 @@ func (s *Source) consolidatePacks() error {
 	if err != nil {
 		return err
 	}
-	packed, ok := repo.Storer.(storer.PackedObjectStorer)
-	writer, ok2 := repo.Storer.(storer.PackfileWriter)
-	if !ok || !ok2 {
+	mirror, ok := repo.Storer.(*filesystem.Storage)
+	if !ok {
 		return nil
 	}
-	packs, err := packed.ObjectPacks()
+	packs, err := mirror.ObjectPacks()
 	if err != nil || len(packs) <= maxPacks {
 		return err
 	}
-	// From here the storage's indexes may name deleted packs: whatever
-	// happens, the next operation opens the mirror afresh.
-	defer func() { s.repo, s.objects = nil, nil }()
+	// The mirror's own storage keeps its packfiles open and indexes in
+	// memory; it is closed and dropped here (the next operation opens the
+	// mirror afresh, with the new pack), and the packing reads through a
+	// storage that closes each file after use, so no deleted pack stays
+	// open, and on disk, for the daemon's life.
+	_ = mirror.Close()
+	s.repo, s.objects = nil, nil
+	st := filesystem.NewStorage(mirror.Filesystem(), cache.NewObjectLRU(8*cache.MiByte))
+	defer st.Close()
 	seen := map[plumbing.Hash]bool{}
 	var all []plumbing.Hash
-	iter, err := repo.Storer.IterEncodedObjects(plumbing.AnyObject)
+	iter, err := st.IterEncodedObjects(plumbing.AnyObject)
 	if err != nil {
 		return fmt.Errorf("pack the mirror: list objects: %w", err)
 	}
@@ -61,15 +67,15 @@ func (s *Source) consolidatePacks() error {
 	if err != nil {
 		return fmt.Errorf("pack the mirror: list objects: %w", err)
 	}
-	cfg, err := repo.Config()
+	cfg, err := st.Config()
 	if err != nil {
 		return fmt.Errorf("pack the mirror: %w", err)
 	}
-	w, err := writer.PackfileWriter()
+	w, err := st.PackfileWriter()
 	if err != nil {
 		return fmt.Errorf("pack the mirror: %w", err)
 	}
-	merged, err := packfile.NewEncoder(w, repo.Storer, false).Encode(all, cfg.Pack.Window)
+	merged, err := packfile.NewEncoder(w, st, false).Encode(all, cfg.Pack.Window)
 	if cerr := w.Close(); err == nil {
 		err = cerr // closing writes the index and moves the pack in place
 	}
@@ -80,7 +86,7 @@ func (s *Source) consolidatePacks() error {
 		if p == merged {
 			continue
 		}
-		if err := packed.DeleteOldObjectPackAndIndex(p, time.Time{}); err != nil {
+		if err := st.DeleteOldObjectPackAndIndex(p, time.Time{}); err != nil {
 			return fmt.Errorf("pack the mirror: delete packfile %s: %w", p, err)
 		}
 	}

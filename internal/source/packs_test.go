@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gitopsd/gitopsd/internal/testenv"
@@ -48,6 +49,17 @@ func TestPruneConsolidatesPacks(t *testing.T) {
 	}
 	if got := packs(); len(got) != 1 {
 		t.Fatalf("after the prune %d packfiles, want 1: %v", len(got), got)
+	}
+	// The deleted packs are closed too, or they stay on disk while the
+	// daemon runs.
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasSuffix(target, ".pack (deleted)") {
+			t.Fatalf("a deleted packfile is still open: %s", target)
+		}
 	}
 	// The mirror goes on fetching into the merged pack's company.
 	next := repo.Commit(t, "after", map[string]string{"stacks/web/compose.yaml": "services: {} # after\n"})
