@@ -168,7 +168,7 @@ func TestOffsiteRemoteStopsDuringUpload(t *testing.T) {
 	var cut *cutAfter
 	g.wrap = func(r remote.Remote) remote.Remote {
 		if cut == nil {
-			cut = &cutAfter{Remote: r, name: format.ArchiveName, after: 2 << 20, stop: g.srv.Stop}
+			cut = &cutAfter{Remote: r, name: format.ArchiveName, trip: testenv.NewTripwire(2<<20, g.srv.Stop)}
 			return cut
 		}
 		return r
@@ -176,7 +176,7 @@ func TestOffsiteRemoteStopsDuringUpload(t *testing.T) {
 	keep := policy.Keep{Last: 1}
 	first := g.snapshot(8<<20, time.Now().Add(-time.Hour), keep)
 	g.o.Pass(ctx)
-	if cut == nil || !cut.fired() {
+	if cut == nil || !cut.trip.Fired() {
 		t.Fatal("the server was not stopped during the upload")
 	}
 	c := g.copyState(first.ID)
@@ -268,46 +268,16 @@ func TestOffsiteRetentionAndEncryption(t *testing.T) {
 	}
 }
 
-// cutAfter stops the server once name's upload read after bytes.
+// cutAfter stops the server once name's upload read a number of bytes.
 type cutAfter struct {
 	remote.Remote
-	name  string
-	after int64
-	stop  func()
-
-	mu   sync.Mutex
-	done bool
+	name string
+	trip *testenv.Tripwire
 }
 
 func (c *cutAfter) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	if path.Base(name) != c.name {
 		return c.Remote.Put(ctx, name, r, size)
 	}
-	return c.Remote.Put(ctx, name, &cutReader{r: r, c: c}, size)
-}
-
-func (c *cutAfter) fired() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.done
-}
-
-type cutReader struct {
-	r    io.Reader
-	c    *cutAfter
-	read int64
-}
-
-func (r *cutReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.read += int64(n)
-	if r.read >= r.c.after {
-		r.c.mu.Lock()
-		if !r.c.done {
-			r.c.done = true
-			r.c.stop()
-		}
-		r.c.mu.Unlock()
-	}
-	return n, err
+	return c.Remote.Put(ctx, name, c.trip.Reader(r), size)
 }

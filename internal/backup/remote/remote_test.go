@@ -13,7 +13,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -355,12 +354,12 @@ func runSuite(t *testing.T, srv server) {
 		key := Key{Volume: v, ID: "20250301T120000Z-6"}
 		// The server goes away once 20 MiB of the archive were read for
 		// sending: past the first 16 MiB part on S3, mid-stream on SFTP.
-		stopping := &stopAfter{Remote: r, name: format.ArchiveName, after: 20 << 20, stop: srv.stop}
+		stopping := &stopAfter{Remote: r, name: format.ArchiveName, trip: testenv.NewTripwire(20<<20, srv.stop)}
 		_, err := Upload(ctx, stopping, key, local)
 		if err == nil {
 			t.Fatal("upload succeeded while the server was stopped")
 		}
-		if !stopping.stopped() {
+		if !stopping.trip.Fired() {
 			t.Fatalf("the server was never stopped; upload error: %v", err)
 		}
 		t.Logf("upload while the server went away: %v", err)
@@ -388,48 +387,18 @@ func runSuite(t *testing.T, srv server) {
 }
 
 // stopAfter is a Remote whose server is stopped once the named file's
-// upload has read after bytes: the real server goes away mid-transfer.
+// upload has read a number of bytes: the real server goes away mid-transfer.
 type stopAfter struct {
 	Remote
-	name  string
-	after int64
-	stop  func()
-
-	mu   sync.Mutex
-	done bool
+	name string
+	trip *testenv.Tripwire
 }
 
 func (s *stopAfter) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	if path.Base(name) != s.name {
 		return s.Remote.Put(ctx, name, r, size)
 	}
-	return s.Remote.Put(ctx, name, &stopReader{r: r, s: s}, size)
-}
-
-func (s *stopAfter) stopped() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.done
-}
-
-type stopReader struct {
-	r    io.Reader
-	s    *stopAfter
-	read int64
-}
-
-func (r *stopReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.read += int64(n)
-	if r.read >= r.s.after {
-		r.s.mu.Lock()
-		if !r.s.done {
-			r.s.done = true
-			r.s.stop()
-		}
-		r.s.mu.Unlock()
-	}
-	return n, err
+	return s.Remote.Put(ctx, name, s.trip.Reader(r), size)
 }
 
 // makeSnapshot writes a real snapshot (format.Write) of a volume holding a
