@@ -346,13 +346,7 @@ func waitStatus(t *testing.T, c *api.Client, what string, within time.Duration, 
 
 func waitFor30s(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 30s", what)
-		}
-		time.Sleep(50 * time.Millisecond) // polling: the condition has no event of its own
-	}
+	waitUntil(t, what, 30*time.Second, cond)
 }
 
 // stallProxy forwards TCP to a backend until stall; from then on it
